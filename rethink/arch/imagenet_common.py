@@ -1,0 +1,68 @@
+"""Helpers shared by the ImageNet families: option parsing, width scaling and He-family initialisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+CONV_BIAS_INITS = ("zero", "pytorch_default")
+LINEAR_INITS = ("normal_0.01", "pytorch_default")
+
+
+def parse_options(model: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``options`` over ``defaults``; a clear ValueError names any option ``model`` does not accept."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"model '{model}' got unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"accepted options: {', '.join(sorted(defaults))}"
+        )
+    merged = {**defaults, **options}
+    multiplier = merged["width_multiplier"]
+    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or multiplier <= 0:
+        raise ValueError(f"model '{model}': width_multiplier must be a positive number, got {multiplier!r}")
+    return merged
+
+
+def scaled(width: int, multiplier: float) -> int:
+    """A default width scaled by ``multiplier``: rounded, at least 1."""
+    return max(1, round(width * multiplier))
+
+
+def init_config(conv_bias: str, bn_weight: float, linear: str) -> dict[str, Any]:
+    """The ``init`` field of a spec: conv weights are always N(0, sqrt(2 / (k*k*out))) (He, fan-out)."""
+    return {"conv": "he_fan_out", "conv_bias": conv_bias, "bn_weight": bn_weight, "linear": linear}
+
+
+def check_init(init: dict[str, Any]) -> None:
+    """Raise ValueError for an ``init`` field that :func:`init_weights` cannot apply."""
+    expected = init_config("zero", 1.0, "pytorch_default")
+    if set(init) != set(expected):
+        raise ValueError(f"init must have exactly the keys {sorted(expected)}, got {sorted(init)}")
+    if init["conv"] != "he_fan_out":
+        raise ValueError(f"init.conv must be 'he_fan_out', got {init['conv']!r}")
+    if init["conv_bias"] not in CONV_BIAS_INITS:
+        raise ValueError(f"init.conv_bias must be one of {CONV_BIAS_INITS}, got {init['conv_bias']!r}")
+    if init["linear"] not in LINEAR_INITS:
+        raise ValueError(f"init.linear must be one of {LINEAR_INITS}, got {init['linear']!r}")
+
+
+def init_weights(model: nn.Module, init: dict[str, Any]) -> None:
+    """Initialise ``model`` in place as described by ``init`` (paper-spec §2.5).
+
+    Conv: He normal with fan-out (std sqrt(2 / (k*k*out))); conv bias zero or PyTorch default;
+    BatchNorm (1d and 2d): weight ``bn_weight``, bias 0; Linear: N(0, 0.01) with zero bias, or PyTorch default.
+    """
+    check_init(init)
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None and init["conv_bias"] == "zero":
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.constant_(module.weight, float(init["bn_weight"]))
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear) and init["linear"] == "normal_0.01":
+            nn.init.normal_(module.weight, 0.0, 0.01)
+            nn.init.zeros_(module.bias)

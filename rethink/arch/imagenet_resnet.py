@@ -1,0 +1,168 @@
+"""ImageNet ResNets (torchvision layout and parameter names) with an explicit width for every pruned conv."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from rethink.arch.imagenet_common import init_config, init_weights, scaled
+from rethink.arch.spec import ArchSpec
+
+# Block kind -> (kernel size of each branch conv, index of the strided conv, default expansion).
+BLOCK_KINDS: dict[str, tuple[tuple[int, ...], int, int]] = {
+    "basic": ((3, 3), 0, 1),
+    "bottleneck": ((1, 3, 1), 1, 4),
+}
+STAGE_PLANES = (64, 128, 256, 512)
+STAGE_STRIDES = (1, 2, 2, 2)
+STEM_WIDTH = 64
+
+
+class ResidualBlock(nn.Module):
+    """A basic or bottleneck block; ``inner`` lists the output widths of every branch conv but the last.
+
+    An empty ``inner`` means the residual branch is removed (SSS-style) and the block is ``relu(shortcut(x))``;
+    this needs a projection shortcut.
+    """
+
+    def __init__(
+        self, kind: str, in_width: int, inner: list[int], out_width: int, stride: int, downsample: nn.Module | None
+    ) -> None:
+        super().__init__()
+        kernels, strided, _ = BLOCK_KINDS[kind]
+        widths = [in_width, *inner, out_width]
+        self.depth = len(kernels) if inner else 0
+        for i in range(self.depth):
+            conv = nn.Conv2d(
+                widths[i], widths[i + 1], kernels[i], stride=stride if i == strided else 1,
+                padding=kernels[i] // 2, bias=False,
+            )
+            setattr(self, f"conv{i + 1}", conv)
+            setattr(self, f"bn{i + 1}", nn.BatchNorm2d(widths[i + 1]))
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = x
+        for i in range(1, self.depth + 1):
+            out = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out))
+            if i < self.depth:
+                out = self.relu(out)
+        return self.relu(out + shortcut if self.depth else shortcut)
+
+
+class ImageNetResNet(nn.Module):
+    """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool), ``layer1..layerN`` of residual blocks, global pool, ``fc``."""
+
+    def __init__(self, config: dict[str, Any], num_classes: int) -> None:
+        super().__init__()
+        stem = config["stem_width"]
+        self.conv1 = nn.Conv2d(3, stem, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        in_width = stem
+        stages = zip(config["stage_out_widths"], config["strides"], config["inner_widths"])
+        for index, (out_width, stride, blocks) in enumerate(stages, start=1):
+            layer = []
+            for b, inner in enumerate(blocks):
+                block_stride = stride if b == 0 else 1
+                downsample = _projection(in_width, out_width, block_stride, config["downsample_bias"])
+                layer.append(ResidualBlock(config["block"], in_width, inner, out_width, block_stride, downsample))
+                in_width = out_width
+            setattr(self, f"layer{index}", nn.Sequential(*layer))
+        self.num_stages = len(config["inner_widths"])
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(in_width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for index in range(1, self.num_stages + 1):
+            x = getattr(self, f"layer{index}")(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def _projection(in_width: int, out_width: int, stride: int, bias: bool) -> nn.Module | None:
+    """1x1 strided conv + BN shortcut where the residual stream changes shape, else None (identity)."""
+    if stride == 1 and in_width == out_width:
+        return None
+    conv = nn.Conv2d(in_width, out_width, kernel_size=1, stride=stride, bias=bias)
+    return nn.Sequential(conv, nn.BatchNorm2d(out_width))
+
+
+def resnet_config(
+    kind: str, blocks_per_stage: list[int], width_multiplier: float, downsample_bias: bool
+) -> dict[str, Any]:
+    """The unpruned config of a torchvision-style ResNet (every default width scaled by ``width_multiplier``)."""
+    kernels, _, expansion = BLOCK_KINDS[kind]
+    planes = [scaled(p, width_multiplier) for p in STAGE_PLANES]
+    return {
+        "block": kind,
+        "stem_width": scaled(STEM_WIDTH, width_multiplier),
+        "stage_out_widths": [scaled(p * expansion, width_multiplier) for p in STAGE_PLANES],
+        "strides": list(STAGE_STRIDES),
+        "blocks_per_stage": list(blocks_per_stage),
+        "inner_widths": [[[p] * (len(kernels) - 1) for _ in range(n)] for p, n in zip(planes, blocks_per_stage)],
+        "downsample_bias": downsample_bias,
+        "init": init_config(conv_bias="pytorch_default", bn_weight=1.0, linear="pytorch_default"),
+    }
+
+
+RESNET_KEYS = (
+    "block", "stem_width", "stage_out_widths", "strides", "blocks_per_stage", "inner_widths", "downsample_bias", "init"
+)
+
+
+def _positive_ints(values: list[Any]) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+
+
+def check_resnet_config(config: dict[str, Any]) -> None:
+    """Raise ValueError if ``config`` is not a consistent ``resnet_imagenet`` config."""
+    missing = [key for key in RESNET_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"resnet_imagenet: config lacks {missing}")
+    if config["block"] not in BLOCK_KINDS:
+        raise ValueError(f"resnet_imagenet: block must be one of {sorted(BLOCK_KINDS)}, got {config['block']!r}")
+    stages = config["inner_widths"]
+    if any(len(config[key]) != len(stages) for key in ("stage_out_widths", "strides", "blocks_per_stage")):
+        raise ValueError("resnet_imagenet: stage_out_widths, strides, blocks_per_stage, inner_widths differ in length")
+    if not _positive_ints([config["stem_width"], *config["stage_out_widths"], *config["strides"]]):
+        raise ValueError("resnet_imagenet: stem_width, stage_out_widths and strides must be positive ints")
+    inner_len = len(BLOCK_KINDS[config["block"]][0]) - 1
+    in_width = config["stem_width"]
+    for s, blocks in enumerate(stages):
+        if len(blocks) != config["blocks_per_stage"][s]:
+            raise ValueError(f"resnet_imagenet: stage {s} has {len(blocks)} blocks, not blocks_per_stage[{s}]")
+        out_width = config["stage_out_widths"][s]
+        for b, inner in enumerate(blocks):
+            where = f"resnet_imagenet: stage {s} block {b}"
+            if len(inner) not in (0, inner_len) or not _positive_ints(inner):
+                raise ValueError(f"{where}: inner widths must be {inner_len} positive ints or [], got {inner}")
+            has_projection = (config["strides"][s] if b == 0 else 1) != 1 or in_width != out_width
+            if not inner and not has_projection:
+                raise ValueError(f"{where}: only a block with a projection shortcut may drop its branch")
+            in_width = out_width
+
+
+def build_resnet(spec: ArchSpec) -> nn.Module:
+    """Build family ``resnet_imagenet``.
+
+    Config layout (all widths explicit; a pruning step edits ``inner_widths`` and rebuilds):
+      - ``block``: "basic" (3x3, 3x3) or "bottleneck" (1x1, 3x3 strided, 1x1; torchvision/V1.5 stride placement)
+      - ``stem_width``: output width of the 7x7 stem conv (64)
+      - ``stage_out_widths``: residual-stream width of each stage (64..512 basic, 256..2048 bottleneck); fixed
+      - ``strides``: stride of each stage's first block ([1, 2, 2, 2])
+      - ``blocks_per_stage``: e.g. [3, 4, 6, 3]
+      - ``inner_widths``: per stage, per block, the branch-conv output widths except the last
+        (basic: [conv1_out]; bottleneck: [conv1_out, conv2_out]); [] drops the branch of a first block (SSS)
+      - ``downsample_bias``: bias on the 1x1 projection convs (ThiNet/regression ResNet-50)
+      - ``init``: see :func:`rethink.arch.imagenet_common.init_weights`
+    """
+    check_resnet_config(spec.config)
+    model = ImageNetResNet(spec.config, spec.num_classes)
+    init_weights(model, spec.config["init"])
+    return model

@@ -1,0 +1,109 @@
+"""ImageNet VGGs (torchvision layout and parameter names) with explicit conv and classifier widths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from rethink.arch.imagenet_common import init_config, init_weights, scaled
+from rethink.arch.spec import ArchSpec
+
+POOL = "M"
+VGG_FEATURES: dict[str, list[int | str]] = {
+    "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+CLASSIFIER_WIDTHS = (4096, 4096)
+POOLED_SIZE = 7
+VGG_KEYS = ("features", "batch_norm", "classifier", "classifier_bn", "dropout", "init")
+
+
+class ImageNetVGG(nn.Module):
+    """``features`` (conv3x3 with bias [+ BN] + ReLU, 2x2 max-pools), ``avgpool`` to 7x7, ``classifier`` MLP."""
+
+    def __init__(self, config: dict[str, Any], num_classes: int) -> None:
+        super().__init__()
+        self.features = _features(config["features"], config["batch_norm"])
+        self.avgpool = nn.AdaptiveAvgPool2d((POOLED_SIZE, POOLED_SIZE))
+        in_width = [v for v in config["features"] if v != POOL][-1] * POOLED_SIZE * POOLED_SIZE
+        self.classifier = _classifier(
+            in_width, config["classifier"], config["classifier_bn"], config["dropout"], num_classes
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def _features(cfg: list[int | str], batch_norm: bool) -> nn.Sequential:
+    """Conv stack; every conv is 3x3, pad 1, with bias, followed by BN (optional) and ReLU."""
+    layers: list[nn.Module] = []
+    in_width = 3
+    for value in cfg:
+        if value == POOL:
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        layers.append(nn.Conv2d(in_width, value, kernel_size=3, padding=1))
+        layers.extend([nn.BatchNorm2d(value)] if batch_norm else [])
+        layers.append(nn.ReLU(inplace=True))
+        in_width = value
+    return nn.Sequential(*layers)
+
+
+def _classifier(in_width: int, hidden: list[int], batch_norm: bool, dropout: float, num_classes: int) -> nn.Sequential:
+    """Hidden Linear layers, each followed by BN1d (optional), ReLU and Dropout (if ``dropout`` > 0); final Linear."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers.append(nn.Linear(in_width, width))
+        layers.extend([nn.BatchNorm1d(width)] if batch_norm else [])
+        layers.append(nn.ReLU(inplace=True))
+        layers.extend([nn.Dropout(p=dropout)] if dropout > 0 else [])
+        in_width = width
+    layers.append(nn.Linear(in_width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def vgg_config(
+    features: str, width_multiplier: float, batch_norm: bool, classifier_bn: bool, dropout: float, bn_weight: float
+) -> dict[str, Any]:
+    """The unpruned config of VGG ``features`` ("A" = 11 layers, "D" = 16), widths scaled by ``width_multiplier``."""
+    return {
+        "features": [v if v == POOL else scaled(int(v), width_multiplier) for v in VGG_FEATURES[features]],
+        "batch_norm": batch_norm,
+        "classifier": [scaled(w, width_multiplier) for w in CLASSIFIER_WIDTHS],
+        "classifier_bn": classifier_bn,
+        "dropout": dropout,
+        "init": init_config(conv_bias="zero", bn_weight=bn_weight, linear="normal_0.01"),
+    }
+
+
+def check_vgg_config(config: dict[str, Any]) -> None:
+    """Raise ValueError if ``config`` is not a consistent ``vgg_imagenet`` config."""
+    missing = [key for key in VGG_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"vgg_imagenet: config lacks {missing}")
+    convs = [v for v in config["features"] if v != POOL]
+    if not convs or any(not isinstance(v, int) or v < 1 for v in convs):
+        raise ValueError(f"vgg_imagenet: features must hold positive ints and 'M', got {config['features']}")
+    if any(not isinstance(w, int) or w < 1 for w in config["classifier"]):
+        raise ValueError(f"vgg_imagenet: classifier widths must be positive ints, got {config['classifier']}")
+    if not 0.0 <= config["dropout"] < 1.0:
+        raise ValueError(f"vgg_imagenet: dropout must be in [0, 1), got {config['dropout']}")
+
+
+def build_vgg(spec: ArchSpec) -> nn.Module:
+    """Build family ``vgg_imagenet``.
+
+    Config layout (a pruning step edits the numbers in ``features`` and ``classifier`` and rebuilds):
+      - ``features``: conv output widths in order, "M" = 2x2/2 max-pool (e.g. VGG-11 "A": [64, "M", 128, "M", ...])
+      - ``batch_norm``: BatchNorm2d after every conv (convs always have a bias)
+      - ``classifier``: hidden Linear widths ([4096, 4096]); input = last conv width * 7 * 7
+      - ``classifier_bn``: BatchNorm1d after every hidden Linear (slimming VGG-11)
+      - ``dropout``: Dropout probability after every hidden ReLU (0.5 torchvision, 0 = none)
+      - ``init``: see :func:`rethink.arch.imagenet_common.init_weights`
+    """
+    check_vgg_config(spec.config)
+    model = ImageNetVGG(spec.config, spec.num_classes)
+    init_weights(model, spec.config["init"])
+    return model

@@ -1,0 +1,90 @@
+"""The LightningModule of every cell: an architecture built from its ArchSpec, trained with the paper's SGD recipe."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from rethink.arch import ArchSpec, build
+
+
+class ClassificationModule(pl.LightningModule):
+    """Cross-entropy classification with SGD (momentum, weight decay on all parameters) and a multi-step LR.
+
+    Each epoch ends with a pass over the test set (as the reference code does); ``test/top1`` is logged per epoch and
+    ``test/top1_best`` tracks the best epoch. ``top5`` adds top-5 accuracy (ImageNet).
+    """
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        lr: float,
+        milestones: Sequence[int],
+        lr_gamma: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        nesterov: bool = False,
+        top5: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.spec = ArchSpec.from_dict(spec)
+        self.model = build(self.spec)
+        num_classes = self.spec.num_classes
+        self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.test_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.test_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if top5 else None
+        self.best: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        self.train_top1(logits, labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.log("test/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True)
+        self.test_top1.update(logits, labels)
+        if self.test_top5 is not None:
+            self.test_top5.update(logits, labels)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = {"top1": self.test_top1.compute().item()}
+        self.test_top1.reset()
+        if self.test_top5 is not None:
+            metrics["top5"] = self.test_top5.compute().item()
+            self.test_top5.reset()
+        if self.trainer.sanity_checking:
+            return
+        for name, value in metrics.items():
+            self.best[name] = max(self.best.get(name, 0.0), value)
+            self.log(f"test/{name}", value)
+            self.log(f"test/{name}_best", self.best[name])
+        self.last = metrics
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.SGD(
+            self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=hp.nesterov
+        )
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.milestones), gamma=hp.lr_gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rethink_best"] = dict(self.best)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.best = dict(checkpoint.get("rethink_best", {}))

@@ -1,0 +1,169 @@
+"""ImageNet architectures: shapes, exact sizes and FLOPs (paper-spec §4.7, §5.1, §5.5, §9), torchvision parity."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from rethink.arch import ArchSpec, build, default_spec
+from rethink.cost import count_params, spec_cost
+
+IMAGENET_MODELS = ["resnet34", "resnet50", "vgg11_bn", "vgg16_imagenet", "vgg16_bn"]
+
+# (model, options, params, GFLOPs per 224x224 image) from paper-spec §9 / §5.5.
+REFERENCE_COSTS = [
+    ("resnet34", {}, 21_797_672, 7.340),
+    ("resnet50", {}, 25_557_032, 8.212),
+    ("resnet50", {"downsample_bias": True}, 25_560_872, 8.214),
+    ("vgg11_bn", {}, 132_885_224, 15.25),
+    ("vgg16_imagenet", {}, 138_357_544, 30.97),
+    ("vgg16_bn", {}, 138_365_992, None),
+]
+
+# Our name -> torchvision constructor with the same parameter names.
+TORCHVISION_TWINS = {
+    "resnet34": torchvision.models.resnet34,
+    "resnet50": torchvision.models.resnet50,
+    "vgg16_imagenet": torchvision.models.vgg16,
+    "vgg16_bn": torchvision.models.vgg16_bn,
+}
+
+# ResNet-34-A/B of L1-norm pruning (paper-spec §5.1): flat inner widths, params, GFLOPs.
+RESNET34_PRUNED = {
+    "A": ([64, 44, 44, 128, 89, 89, 128, 256, 179, 179, 179, 179, 256, 512, 512, 512], 20_151_764, 6.2125),
+    "B": ([64, 32, 32, 128, 51, 51, 128, 256, 153, 153, 153, 153, 256, 512, 512, 512], 19_469_372, 5.5762),
+}
+
+# Sparse Structure Selection ResNet-50s (paper-spec §5.5): per stage (blocks kept, first block kept), params, GFLOPs.
+SSS_RESNETS = {
+    "resnet41": ([(0, False), (4, True), (6, True), (3, True)], 25_358_120, 6.969),
+    "resnet32": ([(1, False), (4, True), (4, True), (1, True)], 14_268_968, 5.660),
+    "resnet26": ([(0, False), (2, False), (5, False), (1, True)], 14_919_464, 4.574),
+}
+
+
+def _image(size: int = 224) -> torch.Tensor:
+    return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def _eval_output(model: nn.Module, size: int = 224) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(_image(size))
+
+
+def _nest(flat: list[int], blocks_per_stage: list[int]) -> list[list[list[int]]]:
+    """Flat per-block inner widths (basic blocks) -> the spec's per-stage nesting."""
+    starts = [sum(blocks_per_stage[:i]) for i in range(len(blocks_per_stage))]
+    return [[[w] for w in flat[s : s + n]] for s, n in zip(starts, blocks_per_stage)]
+
+
+@pytest.mark.parametrize(("name", "options", "params", "gflops"), REFERENCE_COSTS)
+def test_reference_params_and_flops(name: str, options: dict, params: int, gflops: float | None) -> None:
+    cost = spec_cost(default_spec(name, 1000, **options), 224)
+    assert cost.params == params
+    if gflops is not None:
+        assert cost.flops / 1e9 == pytest.approx(gflops, rel=1e-3)
+
+
+def test_full_size_vgg11_bn_forward() -> None:
+    """The other full-size models run at 224x224 in the torchvision parity test."""
+    torch.manual_seed(0)
+    model = build(default_spec("vgg11_bn", 1000))
+    assert _eval_output(model).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_TWINS))
+def test_torchvision_state_dict_loads_strictly_and_matches(name: str) -> None:
+    torch.manual_seed(0)
+    reference = TORCHVISION_TWINS[name](weights=None)
+    with torch.device("meta"):  # skip our own initialisation: every tensor comes from the reference
+        ours = build(default_spec(name, 1000))
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    ours.load_state_dict(reference.state_dict(), strict=True, assign=True)
+    expected = _eval_output(reference)
+    assert expected.shape == (1, 1000)
+    torch.testing.assert_close(_eval_output(ours), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_thinet_resnet50_differs_from_torchvision_only_by_downsample_biases() -> None:
+    with torch.device("meta"):
+        ours = build(default_spec("resnet50", 1000, downsample_bias=True))
+        reference = torchvision.models.resnet50(weights=None)
+    extra = set(ours.state_dict()) - set(reference.state_dict())
+    assert extra == {f"layer{i}.0.downsample.0.bias" for i in range(1, 5)}
+    assert set(reference.state_dict()) <= set(ours.state_dict())
+
+
+@pytest.mark.parametrize("variant", sorted(RESNET34_PRUNED))
+def test_resnet34_l1_pruned_variants(variant: str) -> None:
+    flat, params, gflops = RESNET34_PRUNED[variant]
+    base = default_spec("resnet34", 1000)
+    spec = base.replace_config(inner_widths=_nest(flat, base.config["blocks_per_stage"]))
+    cost = spec_cost(spec, 224)
+    assert cost.params == params
+    assert cost.flops / 1e9 == pytest.approx(gflops, rel=1e-3)
+
+
+@pytest.mark.parametrize("variant", sorted(SSS_RESNETS))
+def test_sss_resnet50_variants(variant: str) -> None:
+    stages, params, gflops = SSS_RESNETS[variant]
+    base = default_spec("resnet50", 1000)
+    inner = []
+    for (kept, first_kept), blocks in zip(stages, base.config["inner_widths"]):
+        inner.append(blocks[:kept] if first_kept else [[]] + blocks[1 : kept + 1])
+    spec = base.replace_config(inner_widths=inner, blocks_per_stage=[len(blocks) for blocks in inner])
+    cost = spec_cost(spec, 224)
+    assert cost.params == params
+    assert cost.flops / 1e9 == pytest.approx(gflops, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", IMAGENET_MODELS)
+def test_small_width_builds_runs_and_round_trips_json(name: str) -> None:
+    spec = default_spec(name, 1000, width_multiplier=0.25)
+    restored = ArchSpec.from_json(spec.to_json())
+    assert restored == spec
+    torch.manual_seed(0)
+    model, rebuilt = build(spec), build(restored)
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    assert _eval_output(model).shape == (1, 1000)
+    assert count_params(model) < spec_cost(default_spec(name, 1000), 224).params / 8
+
+
+def test_vgg11_bn_slimming_initialisation() -> None:
+    model = build(default_spec("vgg11_bn", 1000, width_multiplier=0.25))
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert len(norms) == 10 and all(torch.all(m.weight == 0.5) and torch.all(m.bias == 0) for m in norms)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert all(torch.all(m.bias == 0) for m in linears)
+    assert linears[0].weight.std().item() == pytest.approx(0.01, rel=0.05)
+    assert not any(isinstance(m, nn.Dropout) for m in model.modules())
+
+
+def test_resnet_conv_initialisation_is_he_fan_out() -> None:
+    torch.manual_seed(0)
+    model = build(default_spec("resnet34", 1000, width_multiplier=0.5))
+    conv = model.layer3[1].conv1
+    fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.05)
+    assert torch.all(model.bn1.weight == 1)
+
+
+def test_unknown_option_is_rejected_with_accepted_list() -> None:
+    accepted = "accepted options: downsample_bias, width_multiplier"
+    with pytest.raises(ValueError, match=rf"unknown option\(s\) 'depth'.*{accepted}"):
+        default_spec("resnet50", 1000, depth=101)
+    with pytest.raises(ValueError, match="accepted options: width_multiplier"):
+        default_spec("vgg11_bn", 1000, downsample_bias=True)
+
+
+def test_inconsistent_config_is_rejected() -> None:
+    spec = default_spec("resnet34", 1000)
+    with pytest.raises(ValueError, match="blocks_per_stage"):
+        build(spec.replace_config(blocks_per_stage=[3, 4, 6, 2]))
+    first_stage, *other_stages = spec.config["inner_widths"]
+    with pytest.raises(ValueError, match="projection"):  # stage 1 block 0 has an identity shortcut
+        build(spec.replace_config(inner_widths=[[[], *first_stage[1:]], *other_stages]))
