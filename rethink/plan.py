@@ -17,6 +17,7 @@ from rethink.cost import spec_cost
 from rethink.data import DATASETS
 from rethink.errors import UserError
 
+DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
 PRUNERS = ("none",)
 SCHEDULES = ("baseline",)
 
@@ -73,17 +74,19 @@ def _model_spec(cfg: DictConfig, num_classes: int, image_size: int) -> ArchSpec:
         info = model_info(name)
     except UnknownModelError as exc:
         raise UserError(f"model.name: {exc}. Pick one with model=<name>.") from None
-    if INPUT_SIZE[info.domain] != image_size:
+    size = INPUT_SIZE[info.domain]
+    if size != image_size:
         raise UserError(
-            f"model '{name}' is a {info.domain} architecture for {INPUT_SIZE[info.domain]}x{INPUT_SIZE[info.domain]} "
-            f"inputs, but dataset '{v.get(cfg, 'dataset.name')}' has {image_size}x{image_size} images. Pick a "
-            f"{'CIFAR' if image_size == 32 else 'ImageNet'} model (e.g. model={'resnet56' if image_size == 32 else 'resnet50'})."
+            f"model '{name}' is {DOMAIN_NAMES[info.domain]} architecture for {size}x{size} inputs, but dataset "
+            f"'{v.get(cfg, 'dataset.name')}' has {image_size}x{image_size} images. Pick a model for that input size, "
+            f"e.g. model={'resnet56' if image_size == 32 else 'resnet50'}."
         )
     options = {k: val for k, val in v.get(cfg, "model").items() if k != "name"}
     try:
         return default_spec(name, num_classes, **options)
     except (TypeError, ValueError) as exc:
-        raise UserError(f"model '{name}': {exc}") from None
+        message = str(exc) if str(exc).startswith(f"model '{name}'") else f"model '{name}': {exc}"
+        raise UserError(f"{message}. Fix the model.* override (conf/model/{name}.yaml lists the options).") from None
 
 
 def _train_stage(cfg: DictConfig, name: str, model: str) -> StagePlan:

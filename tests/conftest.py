@@ -1,0 +1,43 @@
+"""Shared fixtures: config composition without a subprocess, offline W&B, the real CIFAR-10 path from the env."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+os.environ["WANDB_MODE"] = "offline"  # tests never talk to W&B servers
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The composed config of ``python -m rethink.main <overrides>``, in-process."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """One intra-op thread: faster for tiny CPU tensors on a loaded 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def cifar10_npz() -> Path:
+    """The real CIFAR-10 .npz named by RETHINK_CIFAR10_NPZ (the Makefile points it at ../shared/data/cifar10)."""
+    path = os.environ.get("RETHINK_CIFAR10_NPZ")
+    if not path:
+        pytest.skip("RETHINK_CIFAR10_NPZ is not set (make test sets it)")
+    assert Path(path).is_file(), f"RETHINK_CIFAR10_NPZ={path} does not exist"
+    return Path(path)

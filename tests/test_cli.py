@@ -1,0 +1,56 @@
+"""End-to-end command line: a training run, a dry run, and user errors without stack traces."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+def rethink(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", "rethink.main", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_train_synthetic_cell(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = rethink(
+        "dataset=synthetic", "model=resnet56", "model.width_multiplier=0.25", "trainer=cpu", "schedule.epochs=1",
+        "trainer.limit_train_batches=2", f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["cell"]["model"] == "resnet56" and result["epochs"] == 1
+    assert f"result:   {run_dir / 'result.json'}" in proc.stdout
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train" / "metrics.csv").is_file()
+
+
+def test_dry_run_prints_only_json(tmp_path: Path) -> None:
+    proc = rethink("model=resnet110", "dataset=cifar10", "dry_run=true", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plan = json.loads(proc.stdout)
+    assert plan["models"]["large"]["params"] == 1_727_962 and plan["stages"][0]["milestones"] == [80, 120]
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["model=resnet57"], 1, "Could not find 'model/resnet57'"),
+        (["schedule.epochs=ten"], 2, "rethink: error: schedule.epochs='ten' (str): expected an integer >= 1"),
+        (["dataset=cifar10", "dataset.npz_path=/no/such/cifar.npz"], 2, "data file not found: dataset.npz_path='/no/such"),
+        (["dataset=imagenet", "model=resnet50", "dataset.root=/no/imagenet"], 2, "has no train/ or val/ folder"),
+    ],
+)
+def test_user_errors_are_one_message_without_traceback(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    proc = rethink(*args, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == code
+    assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "result.json").exists()

@@ -1,0 +1,150 @@
+"""Data: on-device augmentation equals torchvision's per-image transforms, sharding, loaders and bad-data messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import functional as TF
+
+from rethink.data import build_datamodule, check_imagenet_root, load_arrays
+from rethink.data.augment import crop_flip, normalize, random_crop_flip
+from rethink.data.in_memory import ShardedBatchSampler
+from rethink.data.sources import load_npz
+from rethink.errors import UserError
+
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+
+
+def test_crop_flip_equals_torchvision_per_image() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=g)
+    dy, dx = torch.tensor([0, 8, 3, 4, 8, 1]), torch.tensor([0, 8, 5, 0, 2, 7])
+    flip = torch.tensor([False, True, True, False, False, True])
+    batched = crop_flip(images, 4, dy, dx, flip)
+    for i in range(6):
+        expected = TF.crop(TF.pad(images[i], [4]), int(dy[i]), int(dx[i]), 32, 32)
+        expected = TF.hflip(expected) if flip[i] else expected
+        assert torch.equal(batched[i], expected), f"image {i}"
+
+
+def test_random_crop_flip_is_seeded_and_covers_all_offsets() -> None:
+    images = torch.zeros(4000, 1, 8, 8, dtype=torch.uint8)
+    images[:, :, 0, 0] = 255  # a marker pixel: where it lands tells the offset
+    first = random_crop_flip(images, 4, torch.Generator().manual_seed(1))
+    again = random_crop_flip(images, 4, torch.Generator().manual_seed(1))
+    assert torch.equal(first, again)
+    landed = {tuple(p) for p in (first[:, 0] == 255).nonzero()[:, 1:].tolist()}
+    # marker at (r, c) with r, c in 0..4 (shifted) and its mirror columns 3..7: every offset in 0..8 occurs
+    assert {r for r, _ in landed} == set(range(5)) and {c for _, c in landed} == set(range(8))
+
+
+def test_normalize_equals_to_tensor_and_normalize() -> None:
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    expected = TF.normalize(TF.to_tensor(pil), MEAN, STD)
+    got = normalize(image[None], torch.tensor(MEAN), torch.tensor(STD))[0]
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_sharded_sampler_partitions_a_seeded_permutation(world: int) -> None:
+    samplers = [ShardedBatchSampler(103, 10, True, seed=5, rank=r, world_size=world) for r in range(world)]
+    batches = [list(s) for s in samplers]
+    assert len({len(b) for b in batches}) == 1 and all(len(b) == len(s) for b, s in zip(batches, samplers))
+    seen = [i for b in batches for batch in b for i in batch]
+    assert set(seen) == set(range(103)) and len(seen) == -(-103 // world) * world
+    assert [list(s) for s in samplers] == batches  # same epoch -> same order
+    samplers[0].set_epoch(1)
+    assert list(samplers[0]) != batches[0]
+
+
+def test_sequential_sampler_shards_without_padding() -> None:
+    shards = [[i for b in ShardedBatchSampler(10, 3, False, 0, r, 3) for i in b] for r in range(3)]
+    assert sorted(i for s in shards for i in s) == list(range(10))
+
+
+def test_digits_split_is_fixed_stratified_and_real() -> None:
+    cfg = dict(name="digits", image_size=32, test_fraction=0.25, split_seed=0)
+    a, b = load_arrays(cfg), load_arrays(cfg)
+    assert a.x_train.shape == (1347, 3, 32, 32) and a.x_test.shape == (450, 3, 32, 32)
+    assert a.x_train.dtype == torch.uint8 and torch.equal(a.x_train, b.x_train)
+    per_class = torch.cat([a.y_train, a.y_test]).bincount()
+    assert ((a.y_test.bincount() - 0.25 * per_class).abs() <= 1).all()  # stratified: a quarter of every class
+    assert torch.equal(a.x_train[:, 0], a.x_train[:, 2])  # grey replicated to 3 channels
+
+
+def test_subsets_take_a_fixed_seed_independent_slice() -> None:
+    cfg = dict(name="synthetic", num_train=100, num_test=50, num_classes=10, image_size=8, data_seed=0)
+    full = load_arrays(cfg)
+    sub = load_arrays({**cfg, "train_subset": 30, "test_subset": 20})
+    assert sub.x_train.shape[0] == 30 and sub.x_test.shape[0] == 20
+    matches = (full.x_train[None] == sub.x_train[:, None]).flatten(2).all(-1).any(1)
+    assert bool(matches.all())
+
+
+def test_datamodule_yields_normalised_batches_and_full_test_set() -> None:
+    cfg = dict(
+        name="synthetic", num_train=70, num_test=50, num_classes=10, image_size=32, data_seed=0, batch_size=32,
+        test_batch_size=20, mean=[0.5] * 3, std=[0.25] * 3, augment=True,
+    )
+    dm = build_datamodule(cfg, seed=0)
+    train = list(dm.train_dataloader())
+    assert [len(y) for _, y in train] == [32, 32, 6]
+    x, y = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    assert x.dtype == torch.float32 and x.shape == (20, 3, 32, 32) and -2.01 <= float(x.min()) <= float(x.max()) <= 2.01
+    assert sum(len(y) for _, y in dm.val_dataloader()) == 50
+
+
+def test_real_cifar10_npz_loads(cifar10_npz: Path) -> None:
+    arrays = load_npz(cifar10_npz, 10, 32)
+    assert arrays.x_train.shape == (50000, 3, 32, 32) and arrays.x_test.shape == (10000, 3, 32, 32)
+    assert arrays.y_train.bincount().tolist() == [5000] * 10
+
+
+def _npz(tmp_path: Path, **arrays: np.ndarray) -> Path:
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+GOOD = dict(
+    x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.arange(4), x_test=np.zeros((2, 32, 32, 3), np.uint8),
+    y_test=np.arange(2),
+)
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({k: v for k, v in GOOD.items() if k != "y_test"}, "missing array(s) y_test"),
+        ({**GOOD, "x_train": np.zeros((4, 28, 28, 3), np.uint8)}, "'x_train' has shape (4, 28, 28, 3)"),
+        ({**GOOD, "x_test": np.zeros((2, 32, 32, 3), np.float32)}, "'x_test' has dtype float32"),
+        ({**GOOD, "y_train": np.arange(3)}, "expected 4 integer labels"),
+        ({**GOOD, "y_test": np.array([0, 12])}, "holds labels 0..12; this data set has 10 classes"),
+    ],
+)
+def test_bad_npz_is_reported(tmp_path: Path, arrays: dict, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        load_npz(_npz(tmp_path, **arrays), 10, 32)
+    assert message in str(err.value)
+
+
+def test_missing_and_corrupt_npz_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="data file not found: dataset.npz_path='.*nope.npz'"):
+        load_npz(tmp_path / "nope.npz", 10, 32)
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(UserError, match="not a readable .npz"):
+        load_npz(corrupt, 10, 32)
+
+
+def test_imagenet_root_needs_train_and_val(tmp_path: Path) -> None:
+    (tmp_path / "train").mkdir()
+    with pytest.raises(UserError, match=r"has no val/ folder.*train/<class>"):
+        check_imagenet_root(tmp_path)
+    (tmp_path / "val").mkdir()
+    assert check_imagenet_root(tmp_path) == tmp_path
