@@ -84,7 +84,8 @@ class ClassificationModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["rethink_best"] = dict(self.best)
+        checkpoint["rethink_accuracy"] = {"best": dict(self.best), "last": dict(self.last)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.best = dict(checkpoint.get("rethink_best", {}))
+        accuracy = checkpoint.get("rethink_accuracy", {})
+        self.best, self.last = dict(accuracy.get("best", {})), dict(accuracy.get("last", {}))

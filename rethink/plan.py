@@ -1,7 +1,12 @@
 """Resolve a composed config into the plan of a cell: validated names and numbers, model specs, costs and stages.
 
 Everything here runs before any data is loaded or any training starts, so bad input fails fast and ``dry_run``
-can print the plan without touching data.
+can print the plan without touching data. A cell walks up to three stages:
+
+    pretrain (large model) -> prune (criterion + surgery) -> retrain (schedule)
+
+``schedule=baseline`` is the pretrain stage alone. Retraining from random init with a predefined target (L1-norm
+variants or ratios) needs no trained large model: the pruned spec is built directly.
 """
 
 from __future__ import annotations
@@ -13,59 +18,92 @@ from omegaconf import DictConfig
 
 from rethink import validate as v
 from rethink.arch import INPUT_SIZE, ArchSpec, UnknownModelError, default_spec, model_info
+from rethink.budget import Budget, floor, scratch_b_budget
 from rethink.cost import spec_cost
 from rethink.data import DATASETS
 from rethink.errors import UserError
+from rethink.pruning.surgery import group_widths
+from rethink.pruning.targets import l1_target_spec
+from rethink.training import Recipe
 
 DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
-PRUNERS = ("none",)
-SCHEDULES = ("baseline",)
+PRUNERS = ("none", "l1", "random")
+SCHEDULES = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_restart", "lottery", "lr_rewind")
+INITS = ("pretrained", "random", "original")
 
 
 @dataclass(frozen=True)
 class StagePlan:
-    """One ``Trainer.fit``: which model it trains and with which recipe."""
+    """One ``Trainer.fit``: which model it trains, where its weights start, and its recipe."""
 
-    name: str
-    model: str
-    epochs: int
-    lr: float
-    milestones: list[int]
-    lr_gamma: float
-    momentum: float
-    weight_decay: float
-    nesterov: bool
+    name: str  # "pretrain" | "retrain"
+    model: str  # "large" | "pruned"
+    init: str  # "random" | "pretrained" | "original"
+    recipe: Recipe
 
 
 @dataclass
 class CellPlan:
-    """A resolved cell: its identity, the specs and costs of its models, and its stages in order."""
+    """A resolved cell: identity, model specs, pruner settings, stages in order and the retraining budget."""
 
     cell: dict[str, Any]
+    model_name: str
     specs: dict[str, ArchSpec]
+    input_size: int
+    pruner: dict[str, Any]
     stages: list[StagePlan] = field(default_factory=list)
-    input_size: int = 32
+    base_epochs: int = 0  # the large model's epochs (Scratch-B: schedule.base_epochs)
+    budget: Budget | None = None
+
+    @property
+    def needs_pretrain(self) -> bool:
+        return self.stages[0].name == "pretrain"
+
+    @property
+    def needs_pruning(self) -> bool:
+        return self.pruner["name"] != "none"
 
     def cost(self, model: str) -> dict[str, Any]:
         """Params and FLOPs (MACs and the paper's 2x-MAC convention) of one of the cell's models."""
         c = spec_cost(self.specs[model], self.input_size)
         return {"params": c.params, "flops": {"macs": c.macs, "paper": c.flops}}
 
+    def pruning_summary(self) -> dict[str, Any] | None:
+        """Requested settings beside achieved ratios and the per-layer widths before/after."""
+        if not self.needs_pruning:
+            return None
+        large, pruned = self.cost("large"), self.cost("pruned")
+        before, after = group_widths(self.specs["large"]), group_widths(self.specs["pruned"])
+        requested = {k: val for k, val in self.pruner.items() if k != "name"}
+        return {
+            "pruner": self.pruner["name"],
+            "requested": requested,
+            "achieved": {
+                "channels_pruned_fraction": round(1 - sum(after.values()) / sum(before.values()), 6),
+                "params_pruned_fraction": round(1 - pruned["params"] / large["params"], 6),
+                "flops_pruned_fraction": round(1 - pruned["flops"]["paper"] / large["flops"]["paper"], 6),
+                "flops_ratio": round(large["flops"]["paper"] / pruned["flops"]["paper"], 6),
+            },
+            "widths": {"before": before, "after": after},
+        }
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form printed by ``dry_run`` and embedded in ``result.json``."""
+        """The JSON form printed by ``dry_run``."""
         return {
             "cell": self.cell,
             "input_size": self.input_size,
             "models": {name: self.cost(name) for name in self.specs},
-            "stages": [asdict(stage) for stage in self.stages],
+            "pruning": self.pruning_summary(),
+            "budget": None if self.budget is None else {**asdict(self.budget), "base_epochs": self.base_epochs},
+            "stages": [{"name": s.name, "model": s.model, "init": s.init, **asdict(s.recipe)} for s in self.stages],
         }
 
 
 def milestones_for(epochs: int, explicit: list[int] | None, fractions: list[float]) -> list[int]:
     """Explicit LR-drop epochs, or ``int(epochs * f)`` for each fraction of the data set's recipe."""
     if explicit is not None:
-        return sorted(explicit)
-    return [int(epochs * f + 1e-9) for f in fractions]  # int() as the reference code; 1e-9 absorbs 90 * (1/3)
+        return sorted(set(explicit))
+    return sorted({floor(epochs * f) for f in fractions} - {0})  # int() as the reference code
 
 
 def _model_spec(cfg: DictConfig, num_classes: int, image_size: int) -> ArchSpec:
@@ -89,22 +127,90 @@ def _model_spec(cfg: DictConfig, num_classes: int, image_size: int) -> ArchSpec:
         raise UserError(f"{message}. Fix the model.* override (conf/model/{name}.yaml lists the options).") from None
 
 
-def _train_stage(cfg: DictConfig, name: str, model: str) -> StagePlan:
+def _optim(cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "lr_gamma": v.number(cfg, "optim.lr_gamma", high=1.0),
+        "momentum": v.number(cfg, "optim.momentum", low_inclusive=True, high=1.0),
+        "weight_decay": v.number(cfg, "optim.weight_decay", low_inclusive=True),
+        "nesterov": bool(v.get(cfg, "optim.nesterov")),
+    }
+
+
+def _recipe(cfg: DictConfig, prefix: str, epochs: int, milestones: list[int] | None, fractions: list[float]) -> Recipe:
+    lr = v.number(cfg, f"{prefix}.lr")
+    chosen = milestones_for(epochs, milestones, fractions)
+    if any(m > epochs for m in chosen):
+        raise UserError(f"{prefix}.milestones={chosen}: every LR drop must fall within the {epochs} epochs.")
+    return Recipe(epochs=epochs, lr=lr, milestones=chosen, **_optim(cfg))
+
+
+def pretrain_recipe(cfg: DictConfig) -> Recipe:
+    """The large model's recipe: ``pretrain.*`` with the data set's milestone fractions."""
+    epochs = v.positive_int(cfg, "pretrain.epochs")
+    fractions = v.get(cfg, "dataset.recipe.milestone_fractions")
+    return _recipe(cfg, "pretrain", epochs, v.int_list(cfg, "pretrain.milestones"), fractions)
+
+
+def lr_rewind_recipe(cfg: DictConfig, pretrain: Recipe) -> Recipe:
+    """The last ``schedule.epochs`` epochs of the pretrain LR schedule (Renda et al. 2020), as a recipe of its own."""
     epochs = v.positive_int(cfg, "schedule.epochs")
-    milestones = milestones_for(
-        epochs, v.int_list(cfg, "schedule.milestones"), v.get(cfg, "dataset.recipe.milestone_fractions")
-    )
-    return StagePlan(
-        name=name,
-        model=model,
+    if epochs > pretrain.epochs:
+        raise UserError(
+            f"schedule.epochs={epochs}: lr_rewind replays the last epochs of the {pretrain.epochs}-epoch pretrain "
+            f"schedule, so it must be <= {pretrain.epochs}."
+        )
+    start = pretrain.epochs - epochs
+    drops_before = sum(m <= start for m in pretrain.milestones)
+    return Recipe(
         epochs=epochs,
-        lr=v.number(cfg, "schedule.lr"),
-        milestones=milestones,
-        lr_gamma=v.number(cfg, "schedule.lr_gamma", high=1.0),
-        momentum=v.number(cfg, "schedule.momentum", low_inclusive=True, high=1.0),
-        weight_decay=v.number(cfg, "schedule.weight_decay", low_inclusive=True),
-        nesterov=bool(v.get(cfg, "schedule.nesterov")),
+        lr=float(f"{pretrain.lr * pretrain.lr_gamma**drops_before:.12g}"),
+        milestones=[m - start for m in pretrain.milestones if m > start],
+        **{k: getattr(pretrain, k) for k in ("lr_gamma", "momentum", "weight_decay", "nesterov")},
     )
+
+
+def _pruned_spec(cfg: DictConfig, large: ArchSpec, model_name: str) -> tuple[ArchSpec, dict[str, Any]]:
+    """The target spec of an L1-norm / random pruner and the requested settings."""
+    settings = {
+        "name": v.get(cfg, "pruner.name"),
+        "variant": v.get(cfg, "pruner.variant"),
+        "stage_ratios": v.get(cfg, "pruner.stage_ratios"),
+        "layer_ratios": v.get(cfg, "pruner.layer_ratios"),
+        "skip": v.get(cfg, "pruner.skip") or None,
+    }
+    if settings["variant"] is not None:
+        settings["variant"] = str(settings["variant"])
+    try:
+        target = l1_target_spec(
+            large, model_name, settings["variant"], settings["stage_ratios"], settings["layer_ratios"], settings["skip"]
+        )
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"pruner={settings['name']}: {exc}. Fix the pruner.* overrides.") from None
+    return target, settings
+
+
+def _retrain_stage(cfg: DictConfig, plan: CellPlan, pretrain: Recipe) -> StagePlan:
+    name = plan.cell["schedule"]
+    init = v.choice(cfg, "schedule.init", INITS)
+    fractions = v.get(cfg, "schedule.milestone_fractions") if name != "lr_rewind" else []
+    if name == "lr_rewind":
+        return StagePlan("retrain", "pruned", init, lr_rewind_recipe(cfg, pretrain))
+    if name == "scratch_b":
+        large, pruned = spec_cost(plan.specs["large"], plan.input_size), spec_cost(plan.specs["pruned"], plan.input_size)
+        cap = v.get(cfg, "schedule.cap")
+        if cap is not None:
+            cap = v.number(cfg, "schedule.cap")
+        plan.base_epochs = v.positive_int(cfg, "schedule.base_epochs")
+        rule = v.choice(cfg, "schedule.milestone_rule", ("fraction", "step"))
+        plan.budget = scratch_b_budget(plan.base_epochs, large.flops / pruned.flops, fractions, cap, rule)
+        epochs = v.positive_int(cfg, "schedule.epochs", allow_none=True) or plan.budget.epochs
+        milestones = v.int_list(cfg, "schedule.milestones")
+        if milestones is None and epochs == plan.budget.epochs:
+            milestones = plan.budget.milestones
+        return StagePlan("retrain", "pruned", init, _recipe(cfg, "schedule", epochs, milestones, fractions))
+    epochs = v.positive_int(cfg, "schedule.epochs")
+    recipe = _recipe(cfg, "schedule", epochs, v.int_list(cfg, "schedule.milestones"), fractions)
+    return StagePlan("retrain", "pruned", init, recipe)
 
 
 def build_plan(cfg: DictConfig) -> CellPlan:
@@ -119,8 +225,24 @@ def build_plan(cfg: DictConfig) -> CellPlan:
     seed = v.positive_int(cfg, "seed", allow_zero=True)
     pruner = v.choice(cfg, "pruner.name", PRUNERS)
     schedule = v.choice(cfg, "schedule.name", SCHEDULES)
-    spec = _model_spec(cfg, num_classes, image_size)
-    cell = {"dataset": dataset, "model": v.get(cfg, "model.name"), "pruner": pruner, "schedule": schedule, "seed": seed}
-    plan = CellPlan(cell=cell, specs={"large": spec}, input_size=image_size)
-    plan.stages.append(_train_stage(cfg, "train", "large"))
+    model_name = v.get(cfg, "model.name")
+    large = _model_spec(cfg, num_classes, image_size)
+    if (pruner == "none") != (schedule == "baseline"):
+        fix = "pick a pruner, e.g. pruner=l1" if pruner == "none" else "pick a retraining schedule, e.g. schedule=finetune"
+        raise UserError(
+            f"schedule={schedule} with pruner={pruner}: schedule=baseline trains the unpruned model and every other "
+            f"schedule retrains a pruned one; {fix}."
+        )
+    cell = {"dataset": dataset, "model": model_name, "pruner": pruner, "schedule": schedule, "seed": seed}
+    plan = CellPlan(cell, model_name, {"large": large}, image_size, {"name": pruner})
+    pretrain = pretrain_recipe(cfg)
+    plan.base_epochs = pretrain.epochs
+    if pruner == "none":
+        plan.stages.append(StagePlan("pretrain", "large", "random", pretrain))
+        return plan
+    plan.specs["pruned"], plan.pruner = _pruned_spec(cfg, large, model_name)
+    retrain = _retrain_stage(cfg, plan, pretrain)
+    if retrain.init != "random":
+        plan.stages.append(StagePlan("pretrain", "large", "random", pretrain))
+    plan.stages.append(retrain)
     return plan

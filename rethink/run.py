@@ -1,139 +1,203 @@
-"""Run one cell: load data, train each stage of the plan with Lightning, write ``result.json`` in the run directory."""
+"""Run one cell through its stages with a shared, resumable artifact store, then write ``result.json``.
+
+pretrain -> prune -> retrain; each stage's output lives in ``paths.artifact_dir/<stage>/<key>`` where the key hashes
+everything that determines it. A complete artifact is reused, an interrupted stage resumes from its last epoch
+checkpoint, and a file lock makes concurrent cells share one computation.
+"""
 
 from __future__ import annotations
 
-import os
+import json
+import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import CSVLogger, Logger
 
+from rethink.arch import ArchSpec, build
 from rethink.data import build_datamodule
-from rethink.errors import UserError
 from rethink.io import write_json_atomic, write_text_atomic
-from rethink.lit_module import ClassificationModule
 from rethink.plan import CellPlan, StagePlan, build_plan
 from rethink.provenance import git_sha, versions
+from rethink.pruning.prune import prune
+from rethink.pruning.surgery import shrink
+from rethink.store import ArtifactStore, content_key, is_distributed_follower
+from rethink.training import fit
+
+# dataset keys that change where data is read from or how fast, not what a model learns
+_DATA_KEYS_NOT_HASHED = ("npz_path", "root", "download", "num_workers", "test_batch_size", "recipe")
+_TRAINER_KEYS_HASHED = ("precision", "devices", "num_nodes", "strategy", "limit_train_batches")
 
 
-def wandb_mode(requested: str | None) -> str:
-    """The W&B mode to use: as requested, else WANDB_MODE, else online only when an API key is configured."""
-    if requested:
-        return requested
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    netrc = Path.home() / ".netrc"
-    return "online" if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore") else "offline"
+def _identity(cfg: DictConfig) -> dict[str, Any]:
+    """What every stage key shares: the data a model learns from, seed, and result-changing trainer settings."""
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return {
+        "dataset": {k: val for k, val in dataset.items() if k not in _DATA_KEYS_NOT_HASHED},
+        "trainer": {k: trainer.get(k) for k in _TRAINER_KEYS_HASHED},
+        "seed": int(cfg.seed),
+    }
 
 
-def make_loggers(cfg: DictConfig, plan: CellPlan, stage: StagePlan, run_dir: Path) -> list[Logger]:
-    """CSV always (``metrics.csv`` per stage); W&B when ``logger.wandb`` is set, grouped by cell, job_type = stage."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(run_dir), name="", version=stage.name)]
-    wandb_cfg = cfg.logger.get("wandb")
-    if wandb_cfg:
-        from pytorch_lightning.loggers import WandbLogger
+def _save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({k: t.detach().cpu() for k, t in state.items()}, tmp)
+    tmp.replace(path)
 
-        c = plan.cell
-        group = f"{c['dataset']}/{c['model']}/{c['pruner']}/{c['schedule']}"
-        loggers.append(
-            WandbLogger(
-                project=wandb_cfg.project,
-                entity=wandb_cfg.entity,
-                group=group,
-                job_type=stage.name,
-                name=f"{group}/seed{c['seed']}/{stage.name}",
-                tags=list(wandb_cfg.tags),
-                save_dir=str(run_dir),
-                mode=wandb_mode(wandb_cfg.mode),
-                config=OmegaConf.to_container(cfg, resolve=True),
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class CellRunner:
+    """Walks the stages of one planned cell, recording for each whether it was computed, resumed or reused."""
+
+    def __init__(self, cfg: DictConfig, plan: CellPlan, datamodule: pl.LightningDataModule) -> None:
+        self.cfg, self.plan, self.datamodule = cfg, plan, datamodule
+        self.store = ArtifactStore(cfg.paths.artifact_dir)
+        self.identity = _identity(cfg)
+        self.records: list[dict[str, Any]] = []
+        self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+
+    def _record(self, stage: str, key: str | None, path: Path | None, status: str) -> None:
+        self.records.append({"stage": stage, "key": key, "path": None if path is None else str(path), "status": status})
+
+    def _train(self, stage: StagePlan, key: str, initial: dict[str, torch.Tensor] | None) -> dict[str, Any]:
+        """Run (or reuse) one training stage; returns its metrics.json content."""
+        with self.store.lock(stage.name, key) as path:
+            if self.store.verify(path):
+                self._record(stage.name, key, path, "reused")
+                return json.loads((path / "metrics.json").read_text())
+            path.mkdir(parents=True, exist_ok=True)
+            spec = self.plan.specs[stage.model]
+            save_init = stage.name == "pretrain" and not (path / "init.pt").exists()
+
+            def before_fit(module) -> None:
+                if save_init and not is_distributed_follower():  # the lottery ticket's original initialisation
+                    _save_state(path / "init.pt", module.model.state_dict())
+
+            result = fit(self.cfg, self.plan.cell, stage.name, spec, stage.recipe, self.datamodule, path, initial, before_fit)
+            metrics = {"accuracy": result.accuracy, "recipe": asdict(stage.recipe)}
+            if result.is_global_zero:
+                _save_state(path / "weights.pt", result.module.model.state_dict())
+                write_text_atomic(path / "spec.json", spec.to_json() + "\n")
+                write_json_atomic(path / "metrics.json", metrics)
+                write_text_atomic(path / "config.yaml", self.config_yaml)
+                files = ["weights.pt", "spec.json", "metrics.json", "config.yaml", "metrics.csv"]
+                files += ["init.pt"] if (path / "init.pt").exists() else []
+                self.store.commit(path, [f for f in files if (path / f).exists()], {"stage": stage.name})
+                shutil.rmtree(path / "checkpoints", ignore_errors=True)
+            self._record(stage.name, key, path, "resumed" if result.resumed else "computed")
+            return metrics
+
+    def _prune(self, pretrain_key: str) -> tuple[str, Path]:
+        """Select channels on the trained large model and store the pruned spec, weights and sliced original init."""
+        pruner = self.plan.pruner
+        key = content_key({"stage": "prune", "pretrain": pretrain_key, "pruner": pruner})
+        pretrain_path = self.store.path("pretrain", pretrain_key)
+        with self.store.lock("prune", key) as path:
+            if self.store.verify(path):
+                self._record("prune", key, path, "reused")
+                return key, path
+            large_spec = self.plan.specs["large"]
+            model = build(large_spec)
+            model.load_state_dict(_load_state(pretrain_path / "weights.pt"), strict=True)
+            keep, spec, pruned = prune(model, large_spec, self.plan.specs["pruned"], pruner["name"], self.plan.cell["seed"])
+            if not is_distributed_follower():
+                path.mkdir(parents=True, exist_ok=True)
+                _save_state(path / "weights.pt", pruned.state_dict())
+                init = build(large_spec)
+                init.load_state_dict(_load_state(pretrain_path / "init.pt"), strict=True)
+                _save_state(path / "init.pt", shrink(init, large_spec, keep)[1].state_dict())
+                write_text_atomic(path / "spec.json", spec.to_json() + "\n")
+                write_json_atomic(path / "keep.json", keep)
+                write_text_atomic(path / "config.yaml", self.config_yaml)
+                files = ["weights.pt", "init.pt", "spec.json", "keep.json", "config.yaml"]
+                self.store.commit(path, files, {"stage": "prune"})
+            self._record("prune", key, path, "computed")
+            return key, path
+
+    def run(self) -> dict[str, Any]:
+        """All stages in order; returns the final stage's metrics."""
+        plan, metrics = self.plan, {}
+        large_key = prune_key = None
+        prune_path: Path | None = None
+        for stage in plan.stages:
+            if stage.name == "pretrain":
+                large_key = content_key(
+                    {"stage": "pretrain", "spec": plan.specs["large"].to_dict(), "recipe": asdict(stage.recipe), **self.identity}
+                )
+                metrics = self._train(stage, large_key, None)
+                continue
+            initial = None
+            if stage.init == "random":
+                if plan.needs_pruning:
+                    self._record("prune", None, None, "predefined target: no trained model needed")
+                upstream: dict[str, Any] = {"target": plan.specs["pruned"].to_dict()}
+            else:
+                prune_key, prune_path = self._prune(large_key)
+                upstream = {"prune": prune_key}
+                initial = _load_state(prune_path / ("weights.pt" if stage.init == "pretrained" else "init.pt"))
+            key = content_key(
+                {"stage": "retrain", **upstream, "init": stage.init, "recipe": asdict(stage.recipe), **self.identity}
             )
-        )
-    return loggers
+            metrics = self._train(stage, key, initial)
+        return metrics
 
 
-def make_trainer(cfg: DictConfig, stage: StagePlan, loggers: list[Logger], run_dir: Path) -> pl.Trainer:
-    """A Trainer for one stage; the data modules shard data themselves, so Lightning must not add samplers."""
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    try:
-        return pl.Trainer(
-            **kwargs,
-            max_epochs=stage.epochs,
-            logger=loggers,
-            default_root_dir=str(run_dir),
-            use_distributed_sampler=False,
-            num_sanity_val_steps=0,
-            enable_checkpointing=False,
-        )
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"trainer config: {exc}. Check the trainer.* overrides.") from None
-
-
-def train_stage(
-    cfg: DictConfig, plan: CellPlan, stage: StagePlan, datamodule: pl.LightningDataModule, run_dir: Path
-) -> tuple[ClassificationModule, dict[str, Any], pl.Trainer]:
-    """Fit one stage on a freshly built, seeded model; return it with its accuracies (percent)."""
-    pl.seed_everything(plan.cell["seed"], workers=True, verbose=False)
-    module = ClassificationModule(
-        plan.specs[stage.model].to_dict(),
-        lr=stage.lr,
-        milestones=stage.milestones,
-        lr_gamma=stage.lr_gamma,
-        momentum=stage.momentum,
-        weight_decay=stage.weight_decay,
-        nesterov=stage.nesterov,
-        top5=plan.cell["dataset"] == "imagenet",
-    )
-    loggers = make_loggers(cfg, plan, stage, run_dir)
-    trainer = make_trainer(cfg, stage, loggers, run_dir)
-    try:
-        trainer.fit(module, datamodule=datamodule)
-    finally:
-        for logger in loggers:
-            logger.finalize("success")
-        if cfg.logger.get("wandb"):
-            import wandb
-
-            wandb.finish()
-    accuracy: dict[str, Any] = {"unit": "percent"}
-    for name in module.best:
-        accuracy[f"{name}_final"] = round(100 * module.last[name], 4)
-        accuracy[f"{name}_best"] = round(100 * module.best[name], 4)
-    return module, accuracy, trainer
+def _budget(plan: CellPlan) -> dict[str, Any] | None:
+    final = plan.stages[-1]
+    if final.name != "retrain":
+        return None
+    large, pruned = plan.cost("large"), plan.cost("pruned")
+    budget = {
+        "epochs": final.recipe.epochs,
+        "milestones": final.recipe.milestones,
+        "flops_ratio": round(large["flops"]["paper"] / pruned["flops"]["paper"], 6),
+        "base_epochs": plan.base_epochs,
+        "cap": None if plan.budget is None else plan.budget.cap,
+        "capped": plan.budget is not None and plan.budget.capped,
+    }
+    return budget
 
 
 def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train the cell described by ``cfg`` and write ``result.json`` (and the final weights) under ``run_dir``."""
+    """Run the cell described by ``cfg``; write ``result.json`` (and the final spec and weights) under ``run_dir``."""
     plan = build_plan(cfg)
     datamodule = build_datamodule(cfg.dataset, plan.cell["seed"])
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    final_stage = plan.stages[-1]
-    accuracy: dict[str, Any] = {}
-    trainer: pl.Trainer | None = None
-    for stage in plan.stages:
-        module, accuracy, trainer = train_stage(cfg, plan, stage, datamodule, run_dir)
-    wall_time_s = time.perf_counter() - start
-    cost = plan.cost(final_stage.model)
+    runner = CellRunner(cfg, plan, datamodule)
+    metrics = runner.run()
+    final = plan.stages[-1]
+    cost = plan.cost(final.model)
     result = {
         "cell": plan.cell,
         "params": cost["params"],
         "flops": cost["flops"],
-        "accuracy": accuracy,
-        "epochs": final_stage.epochs,
-        "stages": [{"name": s.name, "epochs": s.epochs, "milestones": s.milestones, "lr": s.lr} for s in plan.stages],
-        "wall_time_s": round(wall_time_s, 3),
+        "accuracy": metrics["accuracy"],
+        "epochs": final.recipe.epochs,
+        "pruning": plan.pruning_summary(),
+        "budget": _budget(plan),
+        "stages": runner.records,
+        "wall_time_s": round(time.perf_counter() - start, 3),
         "git_sha": git_sha(),
         "versions": versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    if trainer is None or trainer.is_global_zero:
-        write_text_atomic(run_dir / "spec.json", plan.specs[final_stage.model].to_json() + "\n")
-        torch.save(module.model.state_dict(), run_dir / "weights.pt")
+    if not is_distributed_follower():
+        for record in runner.records:  # per-epoch metrics of every trained stage, beside the result
+            csv = Path(record["path"] or "/nonexistent") / "metrics.csv"
+            if csv.is_file():
+                (run_dir / record["stage"]).mkdir(exist_ok=True)
+                shutil.copyfile(csv, run_dir / record["stage"] / "metrics.csv")
+        final_dir = Path(runner.records[-1]["path"])
+        write_text_atomic(run_dir / "spec.json", plan.specs[final.model].to_json() + "\n")
+        shutil.copyfile(final_dir / "weights.pt", run_dir / "weights.pt")
         write_json_atomic(run_dir / "result.json", result)
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,11 @@ from omegaconf import DictConfig
 
 os.environ["WANDB_MODE"] = "offline"  # tests never talk to W&B servers
 os.environ.setdefault("WANDB_SILENT", "true")
+# One intra-op thread (subprocesses too): on a shared 2-core machine two threads contending with any other process
+# make small CPU kernels 10-30x slower; RETHINK_TEST_THREADS=2 on an idle machine.
+os.environ.setdefault("RETHINK_TEST_THREADS", "1")
+os.environ["OMP_NUM_THREADS"] = os.environ["RETHINK_TEST_THREADS"]
+torch.set_num_threads(int(os.environ["RETHINK_TEST_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
@@ -22,15 +26,6 @@ def compose_config(*overrides: str) -> DictConfig:
     """The composed config of ``python -m rethink.main <overrides>``, in-process."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
-
-
-@pytest.fixture(scope="module")
-def single_thread() -> Iterator[None]:
-    """One intra-op thread: faster for tiny CPU tensors on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from rethink.cost import count_params, spec_cost
 NAMES = sorted(CIFAR_MODELS)
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # (model, num_classes, options, params, MFLOPs) from paper-spec §9 / §4; channel-selection entries excluded

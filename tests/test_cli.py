@@ -23,14 +23,14 @@ def rethink(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_train_synthetic_cell(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = rethink(
-        "dataset=synthetic", "model=resnet56", "model.width_multiplier=0.25", "trainer=cpu", "schedule.epochs=1",
-        "trainer.limit_train_batches=2", f"hydra.run.dir={run_dir}",
+        "dataset=synthetic", "model=resnet56", "model.width_multiplier=0.25", "trainer=cpu", "pretrain.epochs=1",
+        "trainer.limit_train_batches=2", f"hydra.run.dir={run_dir}", f"paths.artifact_dir={tmp_path / 'artifacts'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((run_dir / "result.json").read_text())
     assert result["cell"]["model"] == "resnet56" and result["epochs"] == 1
     assert f"result:   {run_dir / 'result.json'}" in proc.stdout
-    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train" / "metrics.csv").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "pretrain" / "metrics.csv").is_file()
 
 
 def test_dry_run_prints_only_json(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ def test_dry_run_prints_only_json(tmp_path: Path) -> None:
     "args, code, message",
     [
         (["model=resnet57"], 1, "Could not find 'model/resnet57'"),
-        (["schedule.epochs=ten"], 2, "rethink: error: schedule.epochs='ten' (str): expected an integer >= 1"),
+        (["pretrain.epochs=ten"], 2, "rethink: error: pretrain.epochs='ten' (str): expected an integer >= 1"),
         (["dataset=cifar10", "dataset.npz_path=/no/such/cifar.npz"], 2, "data file not found: dataset.npz_path='/no/such"),
         (["dataset=imagenet", "model=resnet50", "dataset.root=/no/imagenet"], 2, "has no train/ or val/ folder"),
     ],

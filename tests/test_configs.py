@@ -61,22 +61,23 @@ def test_milestones_rule() -> None:
     assert milestones_for(160, None, [0.5, 0.75]) == [80, 120]
     assert milestones_for(90, None, [1 / 3, 2 / 3]) == [30, 60]
     assert milestones_for(243, None, [0.5, 0.75]) == [121, 182]  # int(), as the reference's Scratch-B
-    assert milestones_for(10, [8, 3], [0.5]) == [3, 8]
+    assert milestones_for(10, [8, 3, 8], [0.5]) == [3, 8]
+    assert milestones_for(2, None, [0.5, 0.75]) == [1]  # int(1.5) == int(1): one drop, not two
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
         (["model.name=resnet57"], "unknown model 'resnet57'; accepted: densenet40"),
-        (["schedule.epochs=abc"], "schedule.epochs='abc' (str): expected an integer >= 1"),
-        (["schedule.epochs=0"], "schedule.epochs=0 (int): expected an integer >= 1"),
-        (["schedule.lr=-0.1"], "schedule.lr=-0.1 (float): expected a number > 0.0"),
-        (["schedule.milestones=[80,x]"], "schedule.milestones=[80, 'x'] (list): expected a list of non-negative"),
+        (["pretrain.epochs=abc"], "pretrain.epochs='abc' (str): expected an integer >= 1"),
+        (["pretrain.epochs=0"], "pretrain.epochs=0 (int): expected an integer >= 1"),
+        (["pretrain.lr=-0.1"], "pretrain.lr=-0.1 (float): expected a number > 0.0"),
+        (["pretrain.milestones=[80,x]"], "pretrain.milestones=[80, 'x'] (list): expected a list of non-negative"),
         (["dataset.batch_size=1.5"], "dataset.batch_size=1.5 (float): expected an integer >= 1"),
         (["dataset.train_subset=-5"], "dataset.train_subset=-5 (int): expected an integer >= 1 or null"),
         (["seed=one"], "seed='one' (str): expected an integer >= 0"),
         (["dataset.name=mnist"], "dataset.name='mnist' (str) is not known; accepted: cifar10, cifar100, digits"),
-        (["pruner.name=l0"], "pruner.name='l0' (str) is not known; accepted: none"),
+        (["pruner.name=l0"], "pruner.name='l0' (str) is not known; accepted: none, l1, random"),
         (["model=resnet50", "dataset=cifar10"], "model 'resnet50' is an ImageNet architecture for 224x224 inputs"),
         (["model=resnet56", "dataset=imagenet"], "model 'resnet56' is a CIFAR architecture for 32x32 inputs"),
         (["model=resnet56", "+model.depth=20"], "model 'resnet56' got unknown option(s) depth"),

@@ -12,7 +12,6 @@ from rethink.arch import build, default_spec
 from rethink.cost import Cost, count_cost, count_params, spec_cost
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class TinyNet(nn.Module):

@@ -29,17 +29,18 @@ def _test_accuracy(run_dir: Path, dataset_cfg: dict) -> float:
 
 
 def test_cell_writes_complete_result_and_reloadable_weights(tmp_path: Path) -> None:
-    cfg = compose_config(*FAST, "seed=3")
+    cfg = compose_config(*FAST, "seed=3", f"paths.artifact_dir={tmp_path / 'artifacts'}")
     result = run_cell(cfg, tmp_path)
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
     assert set(on_disk) >= {"cell", "params", "flops", "accuracy", "epochs", "wall_time_s", "git_sha", "versions", "config"}
     assert on_disk["cell"] == {"dataset": "synthetic", "model": "vgg11", "pruner": "none", "schedule": "baseline", "seed": 3}
+    assert [(s["stage"], s["status"]) for s in on_disk["stages"]] == [("pretrain", "computed")]
     assert on_disk["epochs"] == 2 and on_disk["config"]["model"]["width_multiplier"] == 0.125
     assert set(on_disk["flops"]) == {"macs", "paper"} and on_disk["versions"]["torch"] == metadata.version("torch")
     acc = on_disk["accuracy"]
     assert 0 <= acc["top1_final"] <= acc["top1_best"] <= 100 and "top5_final" not in acc
-    rows = (tmp_path / "train" / "metrics.csv").read_text().splitlines()
+    rows = (tmp_path / "pretrain" / "metrics.csv").read_text().splitlines()
     assert "test/top1" in rows[0] and len([r for r in rows[1:] if r.split(",")[0]]) >= 2
     dataset_cfg = dict(cfg.dataset)
     assert abs(_test_accuracy(tmp_path, dataset_cfg) - acc["top1_final"]) < 1e-3
@@ -48,7 +49,8 @@ def test_cell_writes_complete_result_and_reloadable_weights(tmp_path: Path) -> N
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path) -> None:
     weights = []
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        run_cell(compose_config(*FAST, f"seed={seed}", "schedule.epochs=1"), tmp_path / name)
+        cfg = compose_config(*FAST, f"seed={seed}", "pretrain.epochs=1", f"paths.artifact_dir={tmp_path / name}")
+        run_cell(cfg, tmp_path / name)
         weights.append(torch.load(tmp_path / name / "weights.pt", weights_only=True))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
@@ -58,14 +60,16 @@ def test_narrow_vgg_learns_real_cifar10(tmp_path: Path, cifar10_npz: Path) -> No
     """A quarter-width VGG-11, 2 epochs on 5,000 real CIFAR-10 images, tested on all 10,000: >= 30% top-1."""
     cfg = compose_config(
         "dataset=cifar10", f"dataset.npz_path={cifar10_npz}", "dataset.train_subset=5000", "model=vgg11",
-        "model.width_multiplier=0.25", "schedule.epochs=2", "schedule.lr=0.05", "trainer=cpu",
+        "model.width_multiplier=0.25", "pretrain.epochs=2", "pretrain.lr=0.05", "trainer=cpu",
+        f"paths.artifact_dir={tmp_path / 'artifacts'}",
     )
     result = run_cell(cfg, tmp_path)
     assert result["accuracy"]["top1_final"] >= 30.0, result["accuracy"]
 
 
 def test_wandb_offline_run_is_grouped_by_cell(tmp_path: Path) -> None:
-    run_cell(compose_config(*FAST, "logger=wandb", "schedule.epochs=1"), tmp_path)
-    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    cfg = compose_config(*FAST, "logger=wandb", "pretrain.epochs=1", f"paths.artifact_dir={tmp_path}")
+    result = run_cell(cfg, tmp_path / "run")
+    runs = list((Path(result["stages"][0]["path"]) / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert any(runs[0].glob("run-*.wandb"))

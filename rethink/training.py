@@ -1,0 +1,175 @@
+"""One ``Trainer.fit`` of one stage: a freshly built module, epoch checkpoints for resuming, final accuracies."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+from rethink.arch import ArchSpec
+from rethink.errors import UserError
+from rethink.lit_module import ClassificationModule
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last.ckpt"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The optimisation of one stage."""
+
+    epochs: int
+    lr: float
+    milestones: list[int]
+    lr_gamma: float
+    momentum: float
+    weight_decay: float
+    nesterov: bool
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temp file and renamed, so a kill mid-write never leaves a truncated checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
+def wandb_mode(requested: str | None) -> str:
+    """The W&B mode to use: as requested, else WANDB_MODE, else online only when an API key is configured."""
+    if requested:
+        return requested
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    netrc = Path.home() / ".netrc"
+    return "online" if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore") else "offline"
+
+
+def make_loggers(cfg: DictConfig, cell: dict[str, Any], stage: str, log_dir: Path) -> list[Logger]:
+    """CSV always (``log_dir/metrics.csv``); W&B when ``logger.wandb`` is set: group = cell, job_type = stage."""
+    loggers: list[Logger] = [CSVLogger(save_dir=str(log_dir), name="", version="")]
+    wandb_cfg = cfg.logger.get("wandb")
+    if wandb_cfg:
+        from pytorch_lightning.loggers import WandbLogger
+
+        group = f"{cell['dataset']}/{cell['model']}/{cell['pruner']}/{cell['schedule']}"
+        loggers.append(
+            WandbLogger(
+                project=wandb_cfg.project,
+                entity=wandb_cfg.entity,
+                group=group,
+                job_type=stage,
+                name=f"{group}/seed{cell['seed']}/{stage}",
+                tags=list(wandb_cfg.tags),
+                save_dir=str(log_dir),
+                mode=wandb_mode(wandb_cfg.mode),
+                config=OmegaConf.to_container(cfg, resolve=True),
+            )
+        )
+    return loggers
+
+
+def make_trainer(cfg: DictConfig, epochs: int, loggers: list[Logger], checkpoint_dir: Path) -> pl.Trainer:
+    """A Trainer for one stage; the data modules shard data themselves, so Lightning must not add samplers."""
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    checkpoint = ModelCheckpoint(
+        dirpath=str(checkpoint_dir), filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False
+    )
+    try:
+        return pl.Trainer(
+            **kwargs,
+            max_epochs=epochs,
+            logger=loggers,
+            default_root_dir=str(checkpoint_dir),
+            use_distributed_sampler=False,
+            num_sanity_val_steps=0,
+            callbacks=[checkpoint],
+            plugins=[AtomicCheckpointIO()],
+        )
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"trainer config: {exc}. Check the trainer.* overrides.") from None
+
+
+def resumable_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The stage's last epoch checkpoint if it loads; an unreadable one is removed (the stage restarts)."""
+    path = checkpoint_dir / LAST_CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable checkpoint: start the stage over rather than fail
+        log.warning("checkpoint %s is unreadable (%s); restarting the stage", path, exc)
+        path.unlink()
+        return None
+    return path
+
+
+@dataclass
+class FitResult:
+    """What one stage produced."""
+
+    module: ClassificationModule
+    accuracy: dict[str, Any]
+    resumed: bool
+    is_global_zero: bool
+
+
+def fit(
+    cfg: DictConfig,
+    cell: dict[str, Any],
+    stage: str,
+    spec: ArchSpec,
+    recipe: Recipe,
+    datamodule: pl.LightningDataModule,
+    work_dir: Path,
+    initial_state: dict[str, torch.Tensor] | None = None,
+    before_fit: Callable[[ClassificationModule], None] | None = None,
+) -> FitResult:
+    """Build a seeded module (optionally loading ``initial_state``), train it, resume from ``work_dir`` if possible."""
+    pl.seed_everything(cell["seed"], workers=True, verbose=False)
+    module = ClassificationModule(
+        spec.to_dict(),
+        lr=recipe.lr,
+        milestones=recipe.milestones,
+        lr_gamma=recipe.lr_gamma,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        nesterov=recipe.nesterov,
+        top5=cell["dataset"] == "imagenet",
+    )
+    if initial_state is not None:
+        module.model.load_state_dict(initial_state, strict=True)
+    if before_fit is not None:
+        before_fit(module)
+    checkpoint_dir = work_dir / "checkpoints"
+    resume_from = resumable_checkpoint(checkpoint_dir)
+    loggers = make_loggers(cfg, cell, stage, work_dir)
+    trainer = make_trainer(cfg, recipe.epochs, loggers, checkpoint_dir)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    finally:
+        for logger in loggers:
+            logger.finalize("success")
+        if cfg.logger.get("wandb"):
+            import wandb
+
+            wandb.finish()
+    accuracy: dict[str, Any] = {"unit": "percent"}
+    for name in module.best:
+        accuracy[f"{name}_final"] = round(100 * module.last[name], 4)
+        accuracy[f"{name}_best"] = round(100 * module.best[name], 4)
+    return FitResult(module, accuracy, resume_from is not None, trainer.is_global_zero)
