@@ -1,0 +1,115 @@
+"""Stages and the artifact store: reuse across cells, checksums, resume after SIGKILL, one pretrain for two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from conftest import REPO, compose_config
+from rethink.run import run_cell
+
+CELL = ("dataset=synthetic", "model=vgg16", "model.width_multiplier=0.125", "trainer=cpu", "pruner=l1", "pruner.variant=A")
+
+
+def _statuses(result: dict) -> list[tuple[str, str]]:
+    return [(s["stage"], s["status"]) for s in result["stages"]]
+
+
+def test_cells_share_pretrain_and_prune_and_record_it(tmp_path: Path) -> None:
+    store = f"paths.artifact_dir={tmp_path / 'artifacts'}"
+    finetune = run_cell(compose_config(*CELL, "schedule=finetune", store), tmp_path / "a")
+    assert _statuses(finetune) == [("pretrain", "computed"), ("prune", "computed"), ("retrain", "computed")]
+    lottery = run_cell(compose_config(*CELL, "schedule=lottery", store), tmp_path / "b")
+    assert _statuses(lottery) == [("pretrain", "reused"), ("prune", "reused"), ("retrain", "computed")]
+    assert [s["key"] for s in lottery["stages"][:2]] == [s["key"] for s in finetune["stages"][:2]]
+    again = run_cell(compose_config(*CELL, "schedule=finetune", store), tmp_path / "c")
+    assert _statuses(again)[-1] == ("retrain", "reused") and again["accuracy"] == finetune["accuracy"]
+    scratch = run_cell(compose_config(*CELL, "schedule=scratch_b", store), tmp_path / "d")
+    assert [s for s, _ in _statuses(scratch)] == ["prune", "retrain"] and scratch["stages"][0]["key"] is None
+
+    # each stage directory holds the config that made it; the prune artifact the kept channels
+    prune_dir = Path(finetune["stages"][1]["path"])
+    assert "variant: A" in (prune_dir / "config.yaml").read_text()
+    keep = json.loads((prune_dir / "keep.json").read_text())
+    assert {name: len(idx) for name, idx in keep.items()} == {
+        n: w for n, w in finetune["pruning"]["widths"]["after"].items() if w != finetune["pruning"]["widths"]["before"][n]
+    }
+
+
+def test_lottery_starts_from_the_saved_initialisation_sliced(tmp_path: Path) -> None:
+    result = run_cell(compose_config(*CELL, "schedule=lottery", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
+    pretrain, prune = (Path(s["path"]) for s in result["stages"][:2])
+    init = torch.load(pretrain / "init.pt", weights_only=True)
+    sliced = torch.load(prune / "init.pt", weights_only=True)
+    keep = json.loads((prune / "keep.json").read_text())["features.0"]
+    assert torch.equal(sliced["features.0.weight"], init["features.0.weight"][keep])
+    trained = torch.load(pretrain / "weights.pt", weights_only=True)
+    assert not torch.equal(trained["features.0.weight"], init["features.0.weight"])
+
+
+def test_corrupted_artifact_is_detected_and_recomputed(tmp_path: Path) -> None:
+    cfg = compose_config("dataset=synthetic", "model=vgg11", "model.width_multiplier=0.125", "trainer=cpu", f"paths.artifact_dir={tmp_path}")
+    first = run_cell(cfg, tmp_path / "a")
+    weights = Path(first["stages"][0]["path"]) / "weights.pt"
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-100])  # truncated
+    second = run_cell(cfg, tmp_path / "b")
+    assert _statuses(second) == [("pretrain", "computed")]
+    assert weights.read_bytes() == good  # recomputed bit-exactly (deterministic CPU)
+    assert len(list(weights.parent.parent.glob("*.corrupt-*"))) == 1  # the bad one kept aside, not reused
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rethink.main", *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "offline"}
+
+
+def test_sigkilled_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    args = ["dataset=synthetic", "model=vgg11", "model.width_multiplier=0.125", "trainer=cpu", "pretrain.epochs=6"]
+    killed_store = tmp_path / "killed"
+    command = _cli(*args, f"paths.artifact_dir={killed_store}", f"hydra.run.dir={tmp_path / 'run1'}")
+    proc = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(killed_store.glob("pretrain/*/checkpoints/last.ckpt")) and time.time() < deadline:
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list(killed_store.glob("pretrain/*/manifest.json"))  # killed mid-stage
+    resumed = subprocess.run(command[:-1] + [f"hydra.run.dir={tmp_path / 'run2'}"], cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    result = json.loads((tmp_path / "run2" / "result.json").read_text())
+    assert _statuses(result) == [("pretrain", "resumed")]
+    clean = subprocess.run(
+        _cli(*args, f"paths.artifact_dir={tmp_path / 'clean'}", f"hydra.run.dir={tmp_path / 'run3'}"),
+        cwd=REPO, env=_env(), capture_output=True, text=True,
+    )
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    a = torch.load(tmp_path / "run2" / "weights.pt", weights_only=True)
+    b = torch.load(tmp_path / "run3" / "weights.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_processes_needing_one_pretrain_train_it_once(tmp_path: Path) -> None:
+    store = f"paths.artifact_dir={tmp_path / 'artifacts'}"
+    procs = [
+        subprocess.Popen(
+            _cli(*CELL, f"schedule={schedule}", store, f"hydra.run.dir={tmp_path / schedule}"),
+            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for schedule in ("finetune", "lottery")
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=600) == 0, proc.stderr.read()[-2000:]
+    pretrain = sorted(json.loads((tmp_path / s / "result.json").read_text())["stages"][0]["status"] for s in ("finetune", "lottery"))
+    assert pretrain == ["computed", "reused"]
