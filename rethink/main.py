@@ -37,10 +37,12 @@ def main(cfg: DictConfig) -> None:
             print(json.dumps(build_plan(cfg).to_dict(), indent=2))
             return
         from rethink.run import run_cell
+        from rethink.store import is_distributed_follower
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         result = run_cell(cfg, run_dir)
-        print(report(result, run_dir))
+        if not is_distributed_follower():
+            print(report(result, run_dir))
     except UserError as exc:
         print(f"rethink: error: {exc}", file=sys.stderr)
         sys.exit(2)

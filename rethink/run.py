@@ -7,6 +7,7 @@ checkpoint, and a file lock makes concurrent cells share one computation.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -25,7 +26,7 @@ from rethink.plan import CellPlan, StagePlan, build_plan
 from rethink.provenance import git_sha, versions
 from rethink.pruning.prune import prune
 from rethink.pruning.surgery import shrink
-from rethink.store import ArtifactStore, content_key, is_distributed_follower
+from rethink.store import ArtifactStore, all_ranks, barrier, content_key, is_distributed_follower, leader_value
 from rethink.training import fit
 
 # dataset keys that change where data is read from or how fast, not what a model learns
@@ -54,6 +55,12 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def keep_digest(keep: dict[str, list[int]]) -> str:
+    """sha256 of a pruning decision (the kept channel indices of every layer group)."""
+    text = json.dumps({name: list(map(int, idx)) for name, idx in keep.items()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class CellRunner:
     """Walks the stages of one planned cell, recording for each whether it was computed, resumed or reused."""
 
@@ -62,17 +69,22 @@ class CellRunner:
         self.store = ArtifactStore(cfg.paths.artifact_dir)
         self.identity = _identity(cfg)
         self.records: list[dict[str, Any]] = []
+        self.trained: dict[str, dict[str, torch.Tensor]] = {}  # key -> weights this process trained (DDP: per rank)
         self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
 
-    def _record(self, stage: str, key: str | None, path: Path | None, status: str) -> None:
-        self.records.append({"stage": stage, "key": key, "path": None if path is None else str(path), "status": status})
+    def _record(
+        self, stage: str, key: str | None, path: Path | None, status: str, accuracy: dict[str, Any] | None = None
+    ) -> None:
+        record = {"stage": stage, "key": key, "path": None if path is None else str(path), "status": status}
+        self.records.append(record if accuracy is None else {**record, "accuracy": accuracy})
 
     def _train(self, stage: StagePlan, key: str, initial: dict[str, torch.Tensor] | None) -> dict[str, Any]:
         """Run (or reuse) one training stage; returns its metrics.json content."""
         with self.store.lock(stage.name, key) as path:
-            if self.store.verify(path):
-                self._record(stage.name, key, path, "reused")
-                return json.loads((path / "metrics.json").read_text())
+            if leader_value(lambda: self.store.verify(path)):
+                metrics = json.loads((path / "metrics.json").read_text())
+                self._record(stage.name, key, path, "reused", metrics["accuracy"])
+                return metrics
             path.mkdir(parents=True, exist_ok=True)
             spec = self.plan.specs[stage.model]
             save_init = stage.name == "pretrain" and not (path / "init.pt").exists()
@@ -83,6 +95,7 @@ class CellRunner:
 
             result = fit(self.cfg, self.plan.cell, stage.name, spec, stage.recipe, self.datamodule, path, initial, before_fit)
             metrics = {"accuracy": result.accuracy, "recipe": asdict(stage.recipe)}
+            self.trained[key] = {k: t.detach().cpu() for k, t in result.module.model.state_dict().items()}
             if result.is_global_zero:
                 _save_state(path / "weights.pt", result.module.model.state_dict())
                 write_text_atomic(path / "spec.json", spec.to_json() + "\n")
@@ -92,7 +105,8 @@ class CellRunner:
                 files += ["init.pt"] if (path / "init.pt").exists() else []
                 self.store.commit(path, [f for f in files if (path / f).exists()], {"stage": stage.name})
                 shutil.rmtree(path / "checkpoints", ignore_errors=True)
-            self._record(stage.name, key, path, "resumed" if result.resumed else "computed")
+            barrier()  # DDP: the other ranks read this artifact next, so only once rank 0 has committed it
+            self._record(stage.name, key, path, "resumed" if result.resumed else "computed", result.accuracy)
             return metrics
 
     def _prune(self, pretrain_key: str) -> tuple[str, Path]:
@@ -101,13 +115,18 @@ class CellRunner:
         key = content_key({"stage": "prune", "pretrain": pretrain_key, "pruner": pruner})
         pretrain_path = self.store.path("pretrain", pretrain_key)
         with self.store.lock("prune", key) as path:
-            if self.store.verify(path):
+            if leader_value(lambda: self.store.verify(path)):
                 self._record("prune", key, path, "reused")
                 return key, path
             large_spec = self.plan.specs["large"]
             model = build(large_spec)
-            model.load_state_dict(_load_state(pretrain_path / "weights.pt"), strict=True)
+            # each rank prunes its own trained copy (DDP keeps them identical), or the stored one when reused
+            trained = self.trained.get(pretrain_key) or _load_state(pretrain_path / "weights.pt")
+            model.load_state_dict(trained, strict=True)
             keep, spec, pruned = prune(model, large_spec, self.plan.specs["pruned"], pruner["name"], self.plan.cell["seed"])
+            digests = all_ranks(keep_digest(keep))  # every rank decides from the same weights: check they agree
+            if len(set(digests)) != 1:
+                raise RuntimeError(f"DDP ranks took different pruning decisions (keep sha256 per rank: {digests})")
             if not is_distributed_follower():
                 path.mkdir(parents=True, exist_ok=True)
                 _save_state(path / "weights.pt", pruned.state_dict())
@@ -118,8 +137,10 @@ class CellRunner:
                 write_json_atomic(path / "keep.json", keep)
                 write_text_atomic(path / "config.yaml", self.config_yaml)
                 files = ["weights.pt", "init.pt", "spec.json", "keep.json", "config.yaml"]
-                self.store.commit(path, files, {"stage": "prune"})
+                self.store.commit(path, files, {"stage": "prune", "keep_sha256_per_rank": digests})
+            barrier()  # DDP: the other ranks load the pruned weights next
             self._record("prune", key, path, "computed")
+            self.records[-1]["keep_sha256_per_rank"] = digests
             return key, path
 
     def run(self) -> dict[str, Any]:

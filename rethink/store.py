@@ -16,11 +16,13 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from rethink.io import write_json_atomic
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MANIFEST = "manifest.json"
 STORE_VERSION = 1  # bump when the meaning of stored files changes
@@ -45,6 +47,47 @@ def is_distributed_follower() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0
 
 
+# Under Lightning's DDP launcher, ranks > 0 are started by rank 0's first ``Trainer.fit`` and re-run the cell from the
+# top: stages rank 0 finished before that fit are complete artifacts they reuse without a process group; from that
+# fit on, the process group is up and they follow rank 0 through these helpers (no-ops in a single process).
+
+
+def _group_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def leader_value(compute: Callable[[], T]) -> T:
+    """``compute()`` on rank 0, broadcast to every rank when a process group is up; else ``compute()`` locally."""
+    if _group_size() == 1:
+        return compute()
+    import torch.distributed as dist
+
+    box = [compute() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    """Wait for every rank (e.g. until rank 0 has committed an artifact the others read next)."""
+    if _group_size() > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_ranks(value: Any) -> list[Any]:
+    """``value`` as each rank has it, in rank order (``[value]`` without a process group)."""
+    if _group_size() == 1:
+        return [value]
+    import torch.distributed as dist
+
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 class ArtifactStore:
     """Stage outputs under ``root/<stage>/<key>``."""
 
@@ -64,7 +107,7 @@ class ArtifactStore:
             intact = all(sha256_file(path / name) == digest for name, digest in files.items())
         except (OSError, ValueError, KeyError, TypeError):
             intact = False
-        if not intact:
+        if not intact and not is_distributed_follower():  # rank 0 moves it; a follower only reports it
             aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
             log.warning("artifact %s failed its checksum; moved to %s and recomputing", path, aside)
             path.rename(aside)

@@ -18,6 +18,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from rethink.arch import ArchSpec
 from rethink.errors import UserError
 from rethink.lit_module import ClassificationModule
+from rethink.store import leader_value
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def fit(
     if before_fit is not None:
         before_fit(module)
     checkpoint_dir = work_dir / "checkpoints"
-    resume_from = resumable_checkpoint(checkpoint_dir)
+    resume_from = leader_value(lambda: resumable_checkpoint(checkpoint_dir))  # DDP: every rank resumes alike
     loggers = make_loggers(cfg, cell, stage, work_dir)
     trainer = make_trainer(cfg, recipe.epochs, loggers, checkpoint_dir)
     try:
