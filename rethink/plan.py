@@ -12,6 +12,7 @@ variants or ratios) needs no trained large model: the pruned spec is built direc
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -53,6 +54,7 @@ class CellPlan:
     pruner: dict[str, Any]
     stages: list[StagePlan] = field(default_factory=list)
     base_epochs: int = 0  # the large model's epochs (Scratch-B: schedule.base_epochs)
+    pretrained_weights: str | None = None  # pretrain.weights: a trained large model to import instead of training
     budget: Budget | None = None
 
     @property
@@ -213,6 +215,19 @@ def _retrain_stage(cfg: DictConfig, plan: CellPlan, pretrain: Recipe) -> StagePl
     return StagePlan("retrain", "pruned", init, recipe)
 
 
+def _pretrained_weights(cfg: DictConfig) -> str | None:
+    """``pretrain.weights`` if set: it must name an existing file."""
+    weights = v.get(cfg, "pretrain.weights")
+    if weights is None:
+        return None
+    if not isinstance(weights, str) or not Path(weights).is_file():
+        raise UserError(
+            f"pretrain.weights={weights!r}: no such file. Give the path of a saved state_dict of the large model, or "
+            "null to train it."
+        )
+    return str(Path(weights).resolve())
+
+
 def build_plan(cfg: DictConfig) -> CellPlan:
     """Validate the config and resolve the cell's plan; raises :class:`UserError` on bad input."""
     dataset = v.choice(cfg, "dataset.name", DATASETS)
@@ -237,11 +252,17 @@ def build_plan(cfg: DictConfig) -> CellPlan:
     plan = CellPlan(cell, model_name, {"large": large}, image_size, {"name": pruner})
     pretrain = pretrain_recipe(cfg)
     plan.base_epochs = pretrain.epochs
+    plan.pretrained_weights = _pretrained_weights(cfg)
     if pruner == "none":
         plan.stages.append(StagePlan("pretrain", "large", "random", pretrain))
         return plan
     plan.specs["pruned"], plan.pruner = _pruned_spec(cfg, large, model_name)
     retrain = _retrain_stage(cfg, plan, pretrain)
+    if retrain.init == "original" and plan.pretrained_weights:
+        raise UserError(
+            f"schedule={schedule} starts from the large model's original initialisation, which imported "
+            f"pretrain.weights='{plan.pretrained_weights}' do not have; train the large model here (pretrain.weights=null)."
+        )
     if retrain.init != "random":
         plan.stages.append(StagePlan("pretrain", "large", "random", pretrain))
     plan.stages.append(retrain)

@@ -20,14 +20,23 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rethink.arch import ArchSpec, build
+from rethink.checkpoints import load_weights
 from rethink.data import build_datamodule
 from rethink.io import write_json_atomic, write_text_atomic
 from rethink.plan import CellPlan, StagePlan, build_plan
 from rethink.provenance import git_sha, versions
 from rethink.pruning.prune import prune
 from rethink.pruning.surgery import shrink
-from rethink.store import ArtifactStore, all_ranks, barrier, content_key, is_distributed_follower, leader_value
-from rethink.training import fit
+from rethink.store import (
+    ArtifactStore,
+    all_ranks,
+    barrier,
+    content_key,
+    is_distributed_follower,
+    leader_value,
+    sha256_file,
+)
+from rethink.training import evaluate, fit
 
 # dataset keys that change where data is read from or how fast, not what a model learns
 _DATA_KEYS_NOT_HASHED = ("npz_path", "root", "download", "num_workers", "test_batch_size", "recipe")
@@ -87,6 +96,8 @@ class CellRunner:
                 return metrics
             path.mkdir(parents=True, exist_ok=True)
             spec = self.plan.specs[stage.model]
+            if stage.name == "pretrain" and self.plan.pretrained_weights:
+                return self._import(stage, key, path)
             save_init = stage.name == "pretrain" and not (path / "init.pt").exists()
 
             def before_fit(module) -> None:
@@ -109,6 +120,23 @@ class CellRunner:
             self._record(stage.name, key, path, "resumed" if result.resumed else "computed", result.accuracy)
             return metrics
 
+    def _import(self, stage: StagePlan, key: str, path: Path) -> dict[str, Any]:
+        """The pretrain stage from user-given weights (``pretrain.weights``): check, evaluate, store."""
+        spec = self.plan.specs["large"]
+        state = load_weights(self.plan.pretrained_weights, spec, self.plan.model_name)
+        accuracy = evaluate(self.cfg, self.plan.cell, spec, state, self.datamodule, path)
+        metrics = {"accuracy": accuracy, "imported_from": self.plan.pretrained_weights}
+        self.trained[key] = state
+        if not is_distributed_follower():
+            _save_state(path / "weights.pt", state)
+            write_text_atomic(path / "spec.json", spec.to_json() + "\n")
+            write_json_atomic(path / "metrics.json", metrics)
+            write_text_atomic(path / "config.yaml", self.config_yaml)
+            self.store.commit(path, ["weights.pt", "spec.json", "metrics.json", "config.yaml"], {"stage": stage.name})
+        barrier()
+        self._record(stage.name, key, path, "imported", accuracy)
+        return metrics
+
     def _prune(self, pretrain_key: str) -> tuple[str, Path]:
         """Select channels on the trained large model and store the pruned spec, weights and sliced original init."""
         pruner = self.plan.pruner
@@ -130,13 +158,15 @@ class CellRunner:
             if not is_distributed_follower():
                 path.mkdir(parents=True, exist_ok=True)
                 _save_state(path / "weights.pt", pruned.state_dict())
-                init = build(large_spec)
-                init.load_state_dict(_load_state(pretrain_path / "init.pt"), strict=True)
-                _save_state(path / "init.pt", shrink(init, large_spec, keep)[1].state_dict())
+                files = ["weights.pt", "spec.json", "keep.json", "config.yaml"]
+                if (pretrain_path / "init.pt").exists():  # imported weights have no original initialisation
+                    init = build(large_spec)
+                    init.load_state_dict(_load_state(pretrain_path / "init.pt"), strict=True)
+                    _save_state(path / "init.pt", shrink(init, large_spec, keep)[1].state_dict())
+                    files.append("init.pt")
                 write_text_atomic(path / "spec.json", spec.to_json() + "\n")
                 write_json_atomic(path / "keep.json", keep)
                 write_text_atomic(path / "config.yaml", self.config_yaml)
-                files = ["weights.pt", "init.pt", "spec.json", "keep.json", "config.yaml"]
                 self.store.commit(path, files, {"stage": "prune", "keep_sha256_per_rank": digests})
             barrier()  # DDP: the other ranks load the pruned weights next
             self._record("prune", key, path, "computed")
@@ -150,9 +180,12 @@ class CellRunner:
         prune_path: Path | None = None
         for stage in plan.stages:
             if stage.name == "pretrain":
-                large_key = content_key(
-                    {"stage": "pretrain", "spec": plan.specs["large"].to_dict(), "recipe": asdict(stage.recipe), **self.identity}
+                origin = (
+                    {"weights_sha256": sha256_file(Path(plan.pretrained_weights))}
+                    if plan.pretrained_weights
+                    else {"recipe": asdict(stage.recipe)}
                 )
+                large_key = content_key({"stage": "pretrain", "spec": plan.specs["large"].to_dict(), **origin, **self.identity})
                 metrics = self._train(stage, large_key, None)
                 continue
             initial = None

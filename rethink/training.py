@@ -174,3 +174,15 @@ def fit(
         accuracy[f"{name}_final"] = round(100 * module.last[name], 4)
         accuracy[f"{name}_best"] = round(100 * module.best[name], 4)
     return FitResult(module, accuracy, resume_from is not None, trainer.is_global_zero)
+
+
+def evaluate(
+    cfg: DictConfig, cell: dict[str, Any], spec: ArchSpec, state: dict[str, torch.Tensor],
+    datamodule: pl.LightningDataModule, work_dir: Path,
+) -> dict[str, Any]:
+    """Test accuracy (percent) of given weights, without training."""
+    module = ClassificationModule(spec.to_dict(), lr=0.0, milestones=[], top5=cell["dataset"] == "imagenet")
+    module.model.load_state_dict(state, strict=True)
+    trainer = make_trainer(cfg, 1, make_loggers(cfg, cell, "evaluate", work_dir), work_dir / "checkpoints")
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    return {"unit": "percent", **{f"{k}_final": round(100 * v, 4) for k, v in module.last.items()}}

@@ -10,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import REPO, compose_config
+from rethink.errors import UserError
 from rethink.run import run_cell
 
 CELL = ("dataset=synthetic", "model=vgg16", "model.width_multiplier=0.125", "trainer=cpu", "pruner=l1", "pruner.variant=A")
@@ -113,3 +115,30 @@ def test_two_processes_needing_one_pretrain_train_it_once(tmp_path: Path) -> Non
         assert proc.wait(timeout=600) == 0, proc.stderr.read()[-2000:]
     pretrain = sorted(json.loads((tmp_path / s / "result.json").read_text())["stages"][0]["status"] for s in ("finetune", "lottery"))
     assert pretrain == ["computed", "reused"]
+
+
+def test_imported_weights_are_checked_evaluated_and_pruned(tmp_path: Path) -> None:
+    store = f"paths.artifact_dir={tmp_path / 'artifacts'}"
+    trained = run_cell(compose_config(*CELL, "schedule=finetune", store), tmp_path / "a")
+    weights = Path(trained["stages"][0]["path"]) / "weights.pt"
+    imported = run_cell(compose_config(*CELL, "schedule=finetune", store, f"pretrain.weights={weights}"), tmp_path / "b")
+    assert _statuses(imported)[0] == ("pretrain", "imported")
+    assert imported["stages"][0]["accuracy"]["top1_final"] == trained["stages"][0]["accuracy"]["top1_final"]
+    assert imported["stages"][1]["key"] != trained["stages"][1]["key"]  # another upstream, another prune artifact
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b"not a checkpoint"), "cannot be read as tensors"),
+        (lambda p: torch.save({"features.0.weight": torch.zeros(1)}, p), "does not fit model 'vgg16' (missing: "),
+        (lambda p: torch.save([1, 2], p), "holds no state_dict of tensors"),
+    ],
+)
+def test_bad_imported_weights_are_reported(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "weights.pt"
+    make(path)
+    cfg = compose_config(*CELL, "schedule=finetune", f"paths.artifact_dir={tmp_path}", f"pretrain.weights={path}")
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        run_cell(cfg, tmp_path / "run")
+    assert not list(tmp_path.glob("pretrain/*/manifest.json"))

@@ -89,3 +89,13 @@ def test_bad_pruning_input(overrides: list[str], message: str) -> None:
     with pytest.raises(UserError) as err:
         build_plan(compose_config(*base, *overrides))
     assert message in str(err.value)
+
+
+def test_imported_weights_must_exist_and_cannot_make_a_lottery_ticket(tmp_path) -> None:
+    base = ["model=resnet56", "dataset=cifar10", "pruner=l1", "pruner.variant=A"]
+    with pytest.raises(UserError, match="pretrain.weights='/no/such.pt': no such file"):
+        build_plan(compose_config(*base, "schedule=finetune", "pretrain.weights=/no/such.pt"))
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"x")
+    with pytest.raises(UserError, match="original initialisation, which imported"):
+        build_plan(compose_config(*base, "schedule=lottery", f"pretrain.weights={weights}"))
