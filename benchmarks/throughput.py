@@ -71,14 +71,25 @@ def lightning_images_per_s(arrays: ImageArrays, warmup: int, steps: int) -> floa
     torch.manual_seed(0)
     datamodule = InMemoryImageDataModule(arrays, MEAN, STD, BATCH_SIZE, 256, augment=True, seed=0)
     module = ClassificationModule(
-        default_spec("resnet56", 10).to_dict(), lr=LR, milestones=[80, 120], momentum=MOMENTUM,
+        default_spec("resnet56", 10).to_dict(),
+        lr=LR,
+        milestones=[80, 120],
+        momentum=MOMENTUM,
         weight_decay=WEIGHT_DECAY,
     )
     timer = _StepTimer(warmup, warmup + steps - 1)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=warmup + steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-        use_distributed_sampler=False, callbacks=[timer],
+        accelerator="cpu",
+        devices=1,
+        max_steps=warmup + steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        callbacks=[timer],
     )
     trainer.fit(module, datamodule=datamodule)
     return steps * BATCH_SIZE / (timer.end - timer.start)
@@ -100,12 +111,14 @@ class _PILImages(Dataset):
 def reference_images_per_s(images: np.ndarray, labels: np.ndarray, warmup: int, steps: int, workers: int) -> float:
     """(b) The reference code's torchvision pipeline and plain training loop."""
     torch.manual_seed(0)
-    transform = transforms.Compose([
-        transforms.RandomCrop(32, padding=4),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(MEAN, STD),
-    ])
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ]
+    )
     loader = DataLoader(_PILImages(images, labels, transform), batch_size=BATCH_SIZE, shuffle=True, num_workers=workers)
     model = build(default_spec("resnet56", 10)).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
@@ -162,21 +175,35 @@ def main() -> None:
     a, b = statistics.median(runs["lightning"]), statistics.median(runs["reference"])
     wall = time.perf_counter() - wall_start
 
-    print(f"ResNet-56, CIFAR-10, batch {BATCH_SIZE}, {args.steps} timed steps (+{args.warmup} warm-up), "
-          f"{torch.get_num_threads()} torch threads, median of {args.repeats}")
+    print(
+        f"ResNet-56, CIFAR-10, batch {BATCH_SIZE}, {args.steps} timed steps (+{args.warmup} warm-up), "
+        f"{torch.get_num_threads()} torch threads, median of {args.repeats}"
+    )
     print(f"{'path':<38} {'images/s':>9}   runs")
-    for name, label, value in (("lightning", "(a) rethink (Lightning, in-memory)", a),
-                               ("reference", f"(b) reference (torchvision, {args.workers} worker)", b)):
+    for name, label, value in (
+        ("lightning", "(a) rethink (Lightning, in-memory)", a),
+        ("reference", f"(b) reference (torchvision, {args.workers} worker)", b),
+    ):
         print(f"{label:<38} {value:9.1f}   {', '.join(f'{v:.1f}' for v in runs[name])}")
     print(f"{'ratio (a)/(b)':<38} {a / b:9.3f}")
     print(f"{'total wall time':<38} {wall:8.1f}s")
     if args.json:
         result: dict[str, Any] = {
-            "model": "resnet56", "dataset": "cifar10", "batch_size": BATCH_SIZE, "steps": args.steps,
-            "warmup": args.warmup, "repeats": args.repeats, "threads": torch.get_num_threads(),
-            "workers": args.workers, "lightning_images_per_s": round(a, 2), "reference_images_per_s": round(b, 2),
-            "ratio": round(a / b, 4), "runs": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
-            "wall_time_s": round(wall, 2), "torch": torch.__version__, "pytorch_lightning": pl.__version__,
+            "model": "resnet56",
+            "dataset": "cifar10",
+            "batch_size": BATCH_SIZE,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "threads": torch.get_num_threads(),
+            "workers": args.workers,
+            "lightning_images_per_s": round(a, 2),
+            "reference_images_per_s": round(b, 2),
+            "ratio": round(a / b, 4),
+            "runs": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
+            "wall_time_s": round(wall, 2),
+            "torch": torch.__version__,
+            "pytorch_lightning": pl.__version__,
         }
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

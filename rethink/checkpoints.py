@@ -18,7 +18,9 @@ def load_weights(path: str | Path, spec: ArchSpec, model_name: str) -> dict[str,
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, not a torch file, or holds pickled objects
-        raise UserError(f"pretrain.weights='{path}' cannot be read as tensors ({type(exc).__name__}: {exc}). {fix}") from None
+        raise UserError(
+            f"pretrain.weights='{path}' cannot be read as tensors ({type(exc).__name__}: {exc}). {fix}"
+        ) from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         raise UserError(f"pretrain.weights='{path}' holds no state_dict of tensors. {fix}")

@@ -18,10 +18,12 @@ def report(result: dict, run_dir: Path) -> str:
     acc = result["accuracy"]
     cell = result["cell"]
     lines = [
-        f"cell      {cell['dataset']} / {cell['model']} / pruner={cell['pruner']} / schedule={cell['schedule']} / seed={cell['seed']}",
+        f"cell      {cell['dataset']} / {cell['model']} / pruner={cell['pruner']} / schedule={cell['schedule']}"
+        f" / seed={cell['seed']}",
         f"params    {result['params']:,}    FLOPs {result['flops']['paper'] / 1e6:.2f}M (paper convention)",
         f"epochs    {result['epochs']}    wall time {result['wall_time_s']:.1f} s",
-        f"test top-1 accuracy: final {acc.get('top1_final', float('nan')):.2f}%   best {acc.get('top1_best', float('nan')):.2f}%",
+        f"test top-1 accuracy: final {acc.get('top1_final', float('nan')):.2f}%"
+        f"   best {acc.get('top1_best', float('nan')):.2f}%",
         f"result:   {run_dir / 'result.json'}",
     ]
     return "\n".join(lines)

@@ -198,7 +198,10 @@ def _retrain_stage(cfg: DictConfig, plan: CellPlan, pretrain: Recipe) -> StagePl
     if name == "lr_rewind":
         return StagePlan("retrain", "pruned", init, lr_rewind_recipe(cfg, pretrain))
     if name == "scratch_b":
-        large, pruned = spec_cost(plan.specs["large"], plan.input_size), spec_cost(plan.specs["pruned"], plan.input_size)
+        large, pruned = (
+            spec_cost(plan.specs["large"], plan.input_size),
+            spec_cost(plan.specs["pruned"], plan.input_size),
+        )
         cap = v.get(cfg, "schedule.cap")
         if cap is not None:
             cap = v.number(cfg, "schedule.cap")
@@ -243,7 +246,11 @@ def build_plan(cfg: DictConfig) -> CellPlan:
     model_name = v.get(cfg, "model.name")
     large = _model_spec(cfg, num_classes, image_size)
     if (pruner == "none") != (schedule == "baseline"):
-        fix = "pick a pruner, e.g. pruner=l1" if pruner == "none" else "pick a retraining schedule, e.g. schedule=finetune"
+        fix = (
+            "pick a pruner, e.g. pruner=l1"
+            if pruner == "none"
+            else "pick a retraining schedule, e.g. schedule=finetune"
+        )
         raise UserError(
             f"schedule={schedule} with pruner={pruner}: schedule=baseline trains the unpruned model and every other "
             f"schedule retrains a pruned one; {fix}."
@@ -261,7 +268,8 @@ def build_plan(cfg: DictConfig) -> CellPlan:
     if retrain.init == "original" and plan.pretrained_weights:
         raise UserError(
             f"schedule={schedule} starts from the large model's original initialisation, which imported "
-            f"pretrain.weights='{plan.pretrained_weights}' do not have; train the large model here (pretrain.weights=null)."
+            f"pretrain.weights='{plan.pretrained_weights}' do not have; train the large model here "
+            "(pretrain.weights=null)."
         )
     if retrain.init != "random":
         plan.stages.append(StagePlan("pretrain", "large", "random", pretrain))

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rethink.arch import ArchSpec, build
+from rethink.arch import build
 from rethink.checkpoints import load_weights
 from rethink.data import build_datamodule
 from rethink.io import write_json_atomic, write_text_atomic
@@ -104,7 +104,9 @@ class CellRunner:
                 if save_init and not is_distributed_follower():  # the lottery ticket's original initialisation
                     _save_state(path / "init.pt", module.model.state_dict())
 
-            result = fit(self.cfg, self.plan.cell, stage.name, spec, stage.recipe, self.datamodule, path, initial, before_fit)
+            result = fit(
+                self.cfg, self.plan.cell, stage.name, spec, stage.recipe, self.datamodule, path, initial, before_fit
+            )
             metrics = {"accuracy": result.accuracy, "recipe": asdict(stage.recipe)}
             self.trained[key] = {k: t.detach().cpu() for k, t in result.module.model.state_dict().items()}
             if result.is_global_zero:
@@ -151,7 +153,9 @@ class CellRunner:
             # each rank prunes its own trained copy (DDP keeps them identical), or the stored one when reused
             trained = self.trained.get(pretrain_key) or _load_state(pretrain_path / "weights.pt")
             model.load_state_dict(trained, strict=True)
-            keep, spec, pruned = prune(model, large_spec, self.plan.specs["pruned"], pruner["name"], self.plan.cell["seed"])
+            keep, spec, pruned = prune(
+                model, large_spec, self.plan.specs["pruned"], pruner["name"], self.plan.cell["seed"]
+            )
             digests = all_ranks(keep_digest(keep))  # every rank decides from the same weights: check they agree
             if len(set(digests)) != 1:
                 raise RuntimeError(f"DDP ranks took different pruning decisions (keep sha256 per rank: {digests})")
@@ -185,7 +189,9 @@ class CellRunner:
                     if plan.pretrained_weights
                     else {"recipe": asdict(stage.recipe)}
                 )
-                large_key = content_key({"stage": "pretrain", "spec": plan.specs["large"].to_dict(), **origin, **self.identity})
+                large_key = content_key(
+                    {"stage": "pretrain", "spec": plan.specs["large"].to_dict(), **origin, **self.identity}
+                )
                 metrics = self._train(stage, large_key, None)
                 continue
             initial = None

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from rethink.arch import ArchSpec
@@ -177,8 +177,12 @@ def fit(
 
 
 def evaluate(
-    cfg: DictConfig, cell: dict[str, Any], spec: ArchSpec, state: dict[str, torch.Tensor],
-    datamodule: pl.LightningDataModule, work_dir: Path,
+    cfg: DictConfig,
+    cell: dict[str, Any],
+    spec: ArchSpec,
+    state: dict[str, torch.Tensor],
+    datamodule: pl.LightningDataModule,
+    work_dir: Path,
 ) -> dict[str, Any]:
     """Test accuracy (percent) of given weights, without training."""
     module = ClassificationModule(spec.to_dict(), lr=0.0, milestones=[], top5=cell["dataset"] == "imagenet")

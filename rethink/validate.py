@@ -32,11 +32,15 @@ def positive_int(cfg: DictConfig, key: str, allow_none: bool = False, allow_zero
     low = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         extra = " or null" if allow_none else ""
-        raise UserError(f"{key}={_describe(value)}: expected an integer >= {low}{extra}, e.g. {key}={max(low, 1) * 10}.")
+        raise UserError(
+            f"{key}={_describe(value)}: expected an integer >= {low}{extra}, e.g. {key}={max(low, 1) * 10}."
+        )
     return value
 
 
-def number(cfg: DictConfig, key: str, low: float = 0.0, high: float | None = None, low_inclusive: bool = False) -> float:
+def number(
+    cfg: DictConfig, key: str, low: float = 0.0, high: float | None = None, low_inclusive: bool = False
+) -> float:
     """A real number in (low, high] (or [low, high] with ``low_inclusive``)."""
     value = get(cfg, key)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)

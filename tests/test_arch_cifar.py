@@ -14,8 +14,6 @@ from rethink.cost import count_params, spec_cost
 NAMES = sorted(CIFAR_MODELS)
 
 
-
-
 # (model, num_classes, options, params, MFLOPs) from paper-spec §9 / §4; channel-selection entries excluded
 # (they are buffers here): PreResNet-164 has 8,080 and DenseNet-40 9,360 of them.
 REFERENCE: list[tuple[str, int, dict[str, Any], int, float | None]] = [

@@ -9,7 +9,6 @@ import pytest
 
 from rethink.budget import Budget, floor, scratch_b_budget, stretch_stages
 
-
 CIFAR = (0.5, 0.75)
 IMAGENET = (1 / 3, 2 / 3)
 

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 
@@ -23,8 +22,14 @@ def rethink(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_train_synthetic_cell(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = rethink(
-        "dataset=synthetic", "model=resnet56", "model.width_multiplier=0.25", "trainer=cpu", "pretrain.epochs=1",
-        "trainer.limit_train_batches=2", f"hydra.run.dir={run_dir}", f"paths.artifact_dir={tmp_path / 'artifacts'}",
+        "dataset=synthetic",
+        "model=resnet56",
+        "model.width_multiplier=0.25",
+        "trainer=cpu",
+        "pretrain.epochs=1",
+        "trainer.limit_train_batches=2",
+        f"hydra.run.dir={run_dir}",
+        f"paths.artifact_dir={tmp_path / 'artifacts'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((run_dir / "result.json").read_text())
@@ -45,11 +50,17 @@ def test_dry_run_prints_only_json(tmp_path: Path) -> None:
     [
         (["model=resnet57"], 1, "Could not find 'model/resnet57'"),
         (["pretrain.epochs=ten"], 2, "rethink: error: pretrain.epochs='ten' (str): expected an integer >= 1"),
-        (["dataset=cifar10", "dataset.npz_path=/no/such/cifar.npz"], 2, "data file not found: dataset.npz_path='/no/such"),
+        (
+            ["dataset=cifar10", "dataset.npz_path=/no/such/cifar.npz"],
+            2,
+            "data file not found: dataset.npz_path='/no/such",
+        ),
         (["dataset=imagenet", "model=resnet50", "dataset.root=/no/imagenet"], 2, "has no train/ or val/ folder"),
     ],
 )
-def test_user_errors_are_one_message_without_traceback(tmp_path: Path, args: list[str], code: int, message: str) -> None:
+def test_user_errors_are_one_message_without_traceback(
+    tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
     proc = rethink(*args, f"hydra.run.dir={tmp_path}")
     assert proc.returncode == code
     assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import CONF_DIR, compose_config
+
 from rethink.arch import MODELS
 from rethink.errors import UserError
 from rethink.plan import build_plan, milestones_for
@@ -40,7 +40,11 @@ def test_dry_run_plan_of_every_model(model: str) -> None:
     cfg = compose_config(f"model={model}", f"dataset={_dataset_for(model)}", "dry_run=true")
     plan = json.loads(json.dumps(build_plan(cfg).to_dict()))
     assert plan["cell"] == {
-        "dataset": _dataset_for(model), "model": model, "pruner": "none", "schedule": "baseline", "seed": 1
+        "dataset": _dataset_for(model),
+        "model": model,
+        "pruner": "none",
+        "schedule": "baseline",
+        "seed": 1,
     }
     large = plan["models"]["large"]
     assert large["params"] > 0 and large["flops"]["paper"] > 2 * large["flops"]["macs"] * 0.99

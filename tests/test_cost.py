@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,8 +9,6 @@ from torch import Tensor, nn
 
 from rethink.arch import build, default_spec
 from rethink.cost import Cost, count_cost, count_params, spec_cost
-
-
 
 
 class TinyNet(nn.Module):

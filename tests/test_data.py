@@ -88,8 +88,17 @@ def test_subsets_take_a_fixed_seed_independent_slice() -> None:
 
 def test_datamodule_yields_normalised_batches_and_full_test_set() -> None:
     cfg = dict(
-        name="synthetic", num_train=70, num_test=50, num_classes=10, image_size=32, data_seed=0, batch_size=32,
-        test_batch_size=20, mean=[0.5] * 3, std=[0.25] * 3, augment=True,
+        name="synthetic",
+        num_train=70,
+        num_test=50,
+        num_classes=10,
+        image_size=32,
+        data_seed=0,
+        batch_size=32,
+        test_batch_size=20,
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+        augment=True,
     )
     dm = build_datamodule(cfg, seed=0)
     train = list(dm.train_dataloader())
@@ -112,7 +121,9 @@ def _npz(tmp_path: Path, **arrays: np.ndarray) -> Path:
 
 
 GOOD = dict(
-    x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.arange(4), x_test=np.zeros((2, 32, 32, 3), np.uint8),
+    x_train=np.zeros((4, 32, 32, 3), np.uint8),
+    y_train=np.arange(4),
+    x_test=np.zeros((2, 32, 32, 3), np.uint8),
     y_test=np.arange(2),
 )
 

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import torch
-
 from conftest import REPO, compose_config
+
 from rethink.arch import ArchSpec, build
 from rethink.pruning.prune import prune
 from rethink.run import keep_digest, run_cell

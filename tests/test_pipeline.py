@@ -1,4 +1,4 @@
-"""Stages and the artifact store: reuse across cells, checksums, resume after SIGKILL, one pretrain for two processes."""
+"""Stages and the artifact store: reuse across cells, checksums, SIGKILL resume, one pretrain for two processes."""
 
 from __future__ import annotations
 
@@ -12,12 +12,19 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, compose_config
+
 from rethink.errors import UserError
 from rethink.run import run_cell
 
-CELL = ("dataset=synthetic", "model=vgg16", "model.width_multiplier=0.125", "trainer=cpu", "pruner=l1", "pruner.variant=A")
+CELL = (
+    "dataset=synthetic",
+    "model=vgg16",
+    "model.width_multiplier=0.125",
+    "trainer=cpu",
+    "pruner=l1",
+    "pruner.variant=A",
+)
 
 
 def _statuses(result: dict) -> list[tuple[str, str]]:
@@ -41,7 +48,9 @@ def test_cells_share_pretrain_and_prune_and_record_it(tmp_path: Path) -> None:
     assert "variant: A" in (prune_dir / "config.yaml").read_text()
     keep = json.loads((prune_dir / "keep.json").read_text())
     assert {name: len(idx) for name, idx in keep.items()} == {
-        n: w for n, w in finetune["pruning"]["widths"]["after"].items() if w != finetune["pruning"]["widths"]["before"][n]
+        n: w
+        for n, w in finetune["pruning"]["widths"]["after"].items()
+        if w != finetune["pruning"]["widths"]["before"][n]
     }
 
 
@@ -57,7 +66,13 @@ def test_lottery_starts_from_the_saved_initialisation_sliced(tmp_path: Path) -> 
 
 
 def test_corrupted_artifact_is_detected_and_recomputed(tmp_path: Path) -> None:
-    cfg = compose_config("dataset=synthetic", "model=vgg11", "model.width_multiplier=0.125", "trainer=cpu", f"paths.artifact_dir={tmp_path}")
+    cfg = compose_config(
+        "dataset=synthetic",
+        "model=vgg11",
+        "model.width_multiplier=0.125",
+        "trainer=cpu",
+        f"paths.artifact_dir={tmp_path}",
+    )
     first = run_cell(cfg, tmp_path / "a")
     weights = Path(first["stages"][0]["path"]) / "weights.pt"
     good = weights.read_bytes()
@@ -88,13 +103,18 @@ def test_sigkilled_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not list(killed_store.glob("pretrain/*/manifest.json"))  # killed mid-stage
-    resumed = subprocess.run(command[:-1] + [f"hydra.run.dir={tmp_path / 'run2'}"], cwd=REPO, env=_env(), capture_output=True, text=True)
+    resumed = subprocess.run(
+        command[:-1] + [f"hydra.run.dir={tmp_path / 'run2'}"], cwd=REPO, env=_env(), capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     result = json.loads((tmp_path / "run2" / "result.json").read_text())
     assert _statuses(result) == [("pretrain", "resumed")]
     clean = subprocess.run(
         _cli(*args, f"paths.artifact_dir={tmp_path / 'clean'}", f"hydra.run.dir={tmp_path / 'run3'}"),
-        cwd=REPO, env=_env(), capture_output=True, text=True,
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
     )
     assert clean.returncode == 0, clean.stderr[-2000:]
     a = torch.load(tmp_path / "run2" / "weights.pt", weights_only=True)
@@ -107,13 +127,19 @@ def test_two_processes_needing_one_pretrain_train_it_once(tmp_path: Path) -> Non
     procs = [
         subprocess.Popen(
             _cli(*CELL, f"schedule={schedule}", store, f"hydra.run.dir={tmp_path / schedule}"),
-            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for schedule in ("finetune", "lottery")
     ]
     for proc in procs:
         assert proc.wait(timeout=600) == 0, proc.stderr.read()[-2000:]
-    pretrain = sorted(json.loads((tmp_path / s / "result.json").read_text())["stages"][0]["status"] for s in ("finetune", "lottery"))
+    pretrain = sorted(
+        json.loads((tmp_path / s / "result.json").read_text())["stages"][0]["status"] for s in ("finetune", "lottery")
+    )
     assert pretrain == ["computed", "reused"]
 
 
@@ -121,7 +147,9 @@ def test_imported_weights_are_checked_evaluated_and_pruned(tmp_path: Path) -> No
     store = f"paths.artifact_dir={tmp_path / 'artifacts'}"
     trained = run_cell(compose_config(*CELL, "schedule=finetune", store), tmp_path / "a")
     weights = Path(trained["stages"][0]["path"]) / "weights.pt"
-    imported = run_cell(compose_config(*CELL, "schedule=finetune", store, f"pretrain.weights={weights}"), tmp_path / "b")
+    imported = run_cell(
+        compose_config(*CELL, "schedule=finetune", store, f"pretrain.weights={weights}"), tmp_path / "b"
+    )
     assert _statuses(imported)[0] == ("pretrain", "imported")
     assert imported["stages"][0]["accuracy"]["top1_final"] == trained["stages"][0]["accuracy"]["top1_final"]
     assert imported["stages"][1]["key"] != trained["stages"][1]["key"]  # another upstream, another prune artifact

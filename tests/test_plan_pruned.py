@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import compose_config
+
 from rethink.errors import UserError
 from rethink.plan import build_plan
 
@@ -22,7 +22,9 @@ TARGETS = [
 
 @pytest.mark.parametrize("model, dataset, variant, params, epochs, milestones", TARGETS)
 def test_l1_targets_and_scratch_b_budget(model, dataset, variant, params, epochs, milestones) -> None:
-    cfg = compose_config(f"model={model}", f"dataset={dataset}", "pruner=l1", f"pruner.variant={variant}", "schedule=scratch_b")
+    cfg = compose_config(
+        f"model={model}", f"dataset={dataset}", "pruner=l1", f"pruner.variant={variant}", "schedule=scratch_b"
+    )
     plan = build_plan(cfg).to_dict()
     assert plan["models"]["pruned"]["params"] == params
     assert (plan["budget"]["epochs"], plan["budget"]["milestones"]) == (epochs, milestones)
@@ -54,19 +56,39 @@ def test_retraining_schedules(schedule: str, init: str, epochs: int, lr: float, 
 
 
 def test_lr_rewind_replays_the_end_of_the_pretrain_schedule() -> None:
-    cfg = compose_config("model=resnet56", "dataset=cifar10", "pruner=l1", "pruner.variant=A", "schedule=lr_rewind", "schedule.epochs=100")
+    cfg = compose_config(
+        "model=resnet56",
+        "dataset=cifar10",
+        "pruner=l1",
+        "pruner.variant=A",
+        "schedule=lr_rewind",
+        "schedule.epochs=100",
+    )
     retrain = build_plan(cfg).to_dict()["stages"][-1]
     assert (retrain["lr"], retrain["milestones"]) == (0.1, [20, 60])  # epochs 60..160 of [80, 120]
 
 
 def test_imagenet_scratch_b_is_capped_at_twice_the_epochs() -> None:
-    cfg = compose_config("model=resnet34", "dataset=imagenet", "pruner=l1", "pruner.stage_ratios=[0.7,0.7,0.7,0.7]", "schedule=scratch_b")
+    cfg = compose_config(
+        "model=resnet34", "dataset=imagenet", "pruner=l1", "pruner.stage_ratios=[0.7,0.7,0.7,0.7]", "schedule=scratch_b"
+    )
     budget = build_plan(cfg).to_dict()["budget"]
-    assert budget["flops_ratio"] > 2 and (budget["epochs"], budget["milestones"], budget["capped"]) == (180, [60, 120], True)
+    assert budget["flops_ratio"] > 2 and (budget["epochs"], budget["milestones"], budget["capped"]) == (
+        180,
+        [60, 120],
+        True,
+    )
 
 
 def test_user_defined_l1_target() -> None:
-    cfg = compose_config("model=resnet56", "dataset=cifar10", "pruner=l1", "pruner.stage_ratios=[0.5,0.5,0.5]", "pruner.skip=[2]", "schedule=scratch_e")
+    cfg = compose_config(
+        "model=resnet56",
+        "dataset=cifar10",
+        "pruner=l1",
+        "pruner.stage_ratios=[0.5,0.5,0.5]",
+        "pruner.skip=[2]",
+        "schedule=scratch_e",
+    )
     widths = build_plan(cfg).to_dict()["pruning"]["widths"]["after"]
     assert widths["layer1.0.conv1"] == 16 and widths["layer1.1.conv1"] == 8 and widths["layer3.8.conv1"] == 32
 
@@ -76,7 +98,10 @@ def test_user_defined_l1_target() -> None:
     [
         (["model=vgg16", "pruner.variant=B"], "model 'vgg16' has no predefined L1-norm variant 'B'; accepted: A"),
         (["model=densenet40", "pruner.variant=A"], "densenet40"),
-        (["model=resnet56", "pruner.stage_ratios=[0.5,1.0,0.5]"], "prune ratio 1.0 for model 'resnet56' is invalid; accepted: numbers in [0, 1)"),
+        (
+            ["model=resnet56", "pruner.stage_ratios=[0.5,1.0,0.5]"],
+            "prune ratio 1.0 for model 'resnet56' is invalid; accepted: numbers in [0, 1)",
+        ),
         (["model=resnet56", "pruner.stage_ratios=[0.5,0.5]"], "needs 3 stage ratios, got 2"),
         (["model=resnet56", "pruner.stage_ratios=[0.99,0.5,0.5]"], "would keep 0 of its 16 filters"),
         (["model=resnet56", "pruner.variant=A", "schedule=baseline"], "schedule=baseline trains the unpruned model"),

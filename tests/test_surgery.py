@@ -12,7 +12,6 @@ from torch import nn
 from rethink.arch import ArchSpec, build, default_spec
 from rethink.pruning.surgery import ChannelGroup, group_widths, mask, prunable_groups, shrink
 
-
 # (model, options, input size): every family, small widths.
 CASES: list[tuple[str, dict[str, Any], int]] = [
     ("vgg16", {"width_multiplier": 0.25}, 32),

@@ -23,7 +23,6 @@ from rethink.pruning.targets import (
     target_widths,
 )
 
-
 M = "M"
 CIFAR_SIZE, IMAGENET_SIZE = 32, 224
 
@@ -56,14 +55,23 @@ PAPER = [  # model, variant, classes, input size, target widths, params, Scratch
 
 @pytest.mark.parametrize(("model", "variant", "classes", "size", "widths", "params", "epochs", "milestones"), PAPER)
 def test_predefined_targets_match_the_paper(
-    model: str, variant: str, classes: int, size: int, widths: list[Any], params: int, epochs: int,
+    model: str,
+    variant: str,
+    classes: int,
+    size: int,
+    widths: list[Any],
+    params: int,
+    epochs: int,
     milestones: list[int],
 ) -> None:
     large = default_spec(model, classes)
     pruned = l1_target_spec(large, model, variant)
     assert _widths(pruned) == widths
     assert {**pruned.config, "cfg": None, "inner": None, "inner_widths": None} == {
-        **large.config, "cfg": None, "inner": None, "inner_widths": None
+        **large.config,
+        "cfg": None,
+        "inner": None,
+        "inner_widths": None,
     }  # nothing but the pruned widths changes
     cost = spec_cost(pruned, size)
     assert cost.params == params

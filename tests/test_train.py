@@ -7,8 +7,8 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-
 from conftest import compose_config
+
 from rethink.arch import ArchSpec, build
 from rethink.data import load_arrays
 from rethink.data.augment import normalize
@@ -33,8 +33,24 @@ def test_cell_writes_complete_result_and_reloadable_weights(tmp_path: Path) -> N
     result = run_cell(cfg, tmp_path)
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
-    assert set(on_disk) >= {"cell", "params", "flops", "accuracy", "epochs", "wall_time_s", "git_sha", "versions", "config"}
-    assert on_disk["cell"] == {"dataset": "synthetic", "model": "vgg11", "pruner": "none", "schedule": "baseline", "seed": 3}
+    assert set(on_disk) >= {
+        "cell",
+        "params",
+        "flops",
+        "accuracy",
+        "epochs",
+        "wall_time_s",
+        "git_sha",
+        "versions",
+        "config",
+    }
+    assert on_disk["cell"] == {
+        "dataset": "synthetic",
+        "model": "vgg11",
+        "pruner": "none",
+        "schedule": "baseline",
+        "seed": 3,
+    }
     assert [(s["stage"], s["status"]) for s in on_disk["stages"]] == [("pretrain", "computed")]
     assert on_disk["epochs"] == 2 and on_disk["config"]["model"]["width_multiplier"] == 0.125
     assert set(on_disk["flops"]) == {"macs", "paper"} and on_disk["versions"]["torch"] == metadata.version("torch")
@@ -59,8 +75,14 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path) -> None
 def test_narrow_vgg_learns_real_cifar10(tmp_path: Path, cifar10_npz: Path) -> None:
     """A quarter-width VGG-11, 2 epochs on 5,000 real CIFAR-10 images, tested on all 10,000: >= 30% top-1."""
     cfg = compose_config(
-        "dataset=cifar10", f"dataset.npz_path={cifar10_npz}", "dataset.train_subset=5000", "model=vgg11",
-        "model.width_multiplier=0.25", "pretrain.epochs=2", "pretrain.lr=0.05", "trainer=cpu",
+        "dataset=cifar10",
+        f"dataset.npz_path={cifar10_npz}",
+        "dataset.train_subset=5000",
+        "model=vgg11",
+        "model.width_multiplier=0.25",
+        "pretrain.epochs=2",
+        "pretrain.lr=0.05",
+        "trainer=cpu",
         f"paths.artifact_dir={tmp_path / 'artifacts'}",
     )
     result = run_cell(cfg, tmp_path)

@@ -36,8 +36,12 @@ class ResidualBlock(nn.Module):
         self.depth = len(kernels) if inner else 0
         for i in range(self.depth):
             conv = nn.Conv2d(
-                widths[i], widths[i + 1], kernels[i], stride=stride if i == strided else 1,
-                padding=kernels[i] // 2, bias=False,
+                widths[i],
+                widths[i + 1],
+                kernels[i],
+                stride=stride if i == strided else 1,
+                padding=kernels[i] // 2,
+                bias=False,
             )
             setattr(self, f"conv{i + 1}", conv)
             setattr(self, f"bn{i + 1}", nn.BatchNorm2d(widths[i + 1]))
@@ -112,7 +116,14 @@ def resnet_config(
 
 
 RESNET_KEYS = (
-    "block", "stem_width", "stage_out_widths", "strides", "blocks_per_stage", "inner_widths", "downsample_bias", "init"
+    "block",
+    "stem_width",
+    "stage_out_widths",
+    "strides",
+    "blocks_per_stage",
+    "inner_widths",
+    "downsample_bias",
+    "init",
 )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -46,8 +44,3 @@ def prune(
     if pruned_spec != target:
         raise RuntimeError("surgery produced a spec different from the pruning target")  # an internal invariant
     return keep, pruned_spec, pruned
-
-
-def keep_summary(keep: dict[str, list[int]]) -> dict[str, Any]:
-    """JSON form of a keep decision."""
-    return {name: list(map(int, indices)) for name, indices in keep.items()}
