@@ -30,6 +30,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,39 @@ def reference_images_per_s(images: np.ndarray, labels: np.ndarray, warmup: int, 
     return steps * BATCH_SIZE / (time.perf_counter() - start)
 
 
+def data_only_images_per_s(arrays: ImageArrays, images: np.ndarray, labels: np.ndarray, batches: int, workers: int):
+    """Images/s of the two data paths alone (fetch, crop, flip, normalise; no model): (a) on-device, (b) DataLoader."""
+    dm = InMemoryImageDataModule(arrays, MEAN, STD, BATCH_SIZE, 256, augment=True, seed=0)
+    dm.trainer = _Training()
+    start = time.perf_counter()
+    for i, batch in enumerate(dm.train_dataloader()):
+        dm.on_after_batch_transfer(batch, 0)
+        if i + 1 == batches:
+            break
+    ours = batches * BATCH_SIZE / (time.perf_counter() - start)
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ]
+    )
+    loader = DataLoader(_PILImages(images, labels, transform), batch_size=BATCH_SIZE, shuffle=True, num_workers=workers)
+    start = time.perf_counter()
+    for i, _ in enumerate(loader):
+        if i + 1 == batches:
+            break
+    return ours, batches * BATCH_SIZE / (time.perf_counter() - start)
+
+
+class _Training:
+    """The trainer attributes the data module reads, for driving it outside a Trainer."""
+
+    training, current_epoch, global_rank, world_size = True, 0, 0, 1
+    strategy = SimpleNamespace(root_device=torch.device("cpu"))
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--npz", default=os.environ.get("RETHINK_CIFAR10_NPZ"), help="CIFAR-10 .npz (RETHINK_CIFAR10_NPZ)")
@@ -143,6 +177,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2, help="alternating runs of each path; medians are reported")
     p.add_argument("--threads", type=int, default=None, help="torch threads for both paths (default: torch's)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers of the reference path")
+    p.add_argument("--data-batches", type=int, default=200, help="batches timed in the data-path-only comparison")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = p.parse_args()
     if args.steps < 1 or args.warmup < 1 or args.repeats < 1 or args.workers < 0:
@@ -173,6 +208,7 @@ def main() -> None:
         runs["lightning"].append(lightning_images_per_s(arrays, args.warmup, args.steps))
         runs["reference"].append(reference_images_per_s(nhwc, labels, args.warmup, args.steps, args.workers))
     a, b = statistics.median(runs["lightning"]), statistics.median(runs["reference"])
+    data_ours, data_reference = data_only_images_per_s(arrays, nhwc, labels, args.data_batches, args.workers)
     wall = time.perf_counter() - wall_start
 
     print(
@@ -186,6 +222,10 @@ def main() -> None:
     ):
         print(f"{label:<38} {value:9.1f}   {', '.join(f'{v:.1f}' for v in runs[name])}")
     print(f"{'ratio (a)/(b)':<38} {a / b:9.3f}")
+    print(f"data path alone, {args.data_batches} batches (no model):")
+    print(f"{'(a) on-device batched augmentation':<38} {data_ours:9.0f}")
+    print(f"{'(b) DataLoader + torchvision':<38} {data_reference:9.0f}")
+    print(f"{'ratio (a)/(b)':<38} {data_ours / data_reference:9.1f}")
     print(f"{'total wall time':<38} {wall:8.1f}s")
     if args.json:
         result: dict[str, Any] = {
@@ -200,6 +240,7 @@ def main() -> None:
             "lightning_images_per_s": round(a, 2),
             "reference_images_per_s": round(b, 2),
             "ratio": round(a / b, 4),
+            "data_only_images_per_s": {"rethink": round(data_ours), "reference": round(data_reference)},
             "runs": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
             "wall_time_s": round(wall, 2),
             "torch": torch.__version__,
