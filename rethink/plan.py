@@ -28,7 +28,8 @@ from rethink.pruning.targets import l1_target_spec
 from rethink.training import Recipe
 
 DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
-PRUNERS = ("none", "l1", "random")
+PRUNERS = ("none", "l1", "random", "slimming")
+AUTOMATIC_PRUNERS = ("slimming",)  # the pruned architecture is decided by the trained large model
 SCHEDULES = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_restart", "lottery", "lr_rewind")
 INITS = ("pretrained", "random", "original")
 
@@ -40,7 +41,7 @@ class StagePlan:
     name: str  # "pretrain" | "retrain"
     model: str  # "large" | "pruned"
     init: str  # "random" | "pretrained" | "original"
-    recipe: Recipe
+    recipe: Recipe | None  # None: decided by training (Scratch-B of an automatic pruner)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class CellPlan:
     base_epochs: int = 0  # the large model's epochs (Scratch-B: schedule.base_epochs)
     pretrained_weights: str | None = None  # pretrain.weights: a trained large model to import instead of training
     budget: Budget | None = None
+    regularizer: dict[str, Any] | None = None  # pretraining penalty of an automatic pruner, e.g. BN sparsity
 
     @property
     def needs_pretrain(self) -> bool:
@@ -74,9 +76,11 @@ class CellPlan:
         """Requested settings beside achieved ratios and the per-layer widths before/after."""
         if not self.needs_pruning:
             return None
+        requested = {k: val for k, val in self.pruner.items() if k != "name"}
+        if "pruned" not in self.specs:
+            return {"pruner": self.pruner["name"], "requested": requested, "decided_by_training": DECIDED_BY_TRAINING}
         large, pruned = self.cost("large"), self.cost("pruned")
         before, after = group_widths(self.specs["large"]), group_widths(self.specs["pruned"])
-        requested = {k: val for k, val in self.pruner.items() if k != "name"}
         return {
             "pruner": self.pruner["name"],
             "requested": requested,
@@ -97,8 +101,21 @@ class CellPlan:
             "models": {name: self.cost(name) for name in self.specs},
             "pruning": self.pruning_summary(),
             "budget": None if self.budget is None else {**asdict(self.budget), "base_epochs": self.base_epochs},
-            "stages": [{"name": s.name, "model": s.model, "init": s.init, **asdict(s.recipe)} for s in self.stages],
+            "stages": [
+                {"name": s.name, "model": s.model, "init": s.init, **(asdict(s.recipe) if s.recipe else {})}
+                | ({} if s.recipe else {"recipe": "decided by training (Scratch-B of the pruned model's FLOPs)"})
+                for s in self.stages
+            ],
         }
+
+    def resolve_pruned(self, cfg: DictConfig, spec: ArchSpec) -> None:
+        """Fix the pruned spec once an automatic pruner has decided it, and the retraining budget that depends on it."""
+        self.specs["pruned"] = spec
+        pretrain = pretrain_recipe(cfg)
+        self.stages[-1] = _retrain_stage(cfg, self, pretrain)
+
+
+DECIDED_BY_TRAINING = ["per-layer widths", "params and FLOPs of the pruned model", "Scratch-B epochs"]
 
 
 def milestones_for(epochs: int, explicit: list[int] | None, fractions: list[float]) -> list[int]:
@@ -191,12 +208,41 @@ def _pruned_spec(cfg: DictConfig, large: ArchSpec, model_name: str) -> tuple[Arc
     return target, settings
 
 
+def _slimming_settings(cfg: DictConfig, large: ArchSpec, model_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Network Slimming's requested settings and its pretraining penalty (L1 on BN scaling factors)."""
+    from rethink.pruning.slimming import slimming_bn_paths
+
+    try:
+        bn_paths = slimming_bn_paths(large)
+    except ValueError as exc:
+        raise UserError(f"pruner=slimming with model '{model_name}': {exc}.") from None
+    sparsity = v.get(cfg, "pruner.sparsity")
+    if sparsity is None:
+        defaults = v.get(cfg, "pruner.default_sparsity") or {}
+        sparsity = defaults.get(model_name, v.get(cfg, "pruner.fallback_sparsity"))
+    else:
+        sparsity = v.number(cfg, "pruner.sparsity", low_inclusive=True)
+    ratio = v.number(cfg, "pruner.ratio", low_inclusive=True)
+    if ratio >= 1:
+        raise UserError(f"pruner.ratio={ratio}: the fraction of BN channels removed must be in [0, 1).")
+    settings = {
+        "name": "slimming",
+        "ratio": ratio,
+        "sparsity": float(sparsity),
+        "min_channels": v.positive_int(cfg, "pruner.min_channels"),
+        "on_empty": v.choice(cfg, "pruner.on_empty", ("keep_min", "error")),
+    }
+    return settings, {"bn_sparsity": float(sparsity), "bn_paths": bn_paths}
+
+
 def _retrain_stage(cfg: DictConfig, plan: CellPlan, pretrain: Recipe) -> StagePlan:
     name = plan.cell["schedule"]
     init = v.choice(cfg, "schedule.init", INITS)
     fractions = v.get(cfg, "schedule.milestone_fractions") if name != "lr_rewind" else []
     if name == "lr_rewind":
         return StagePlan("retrain", "pruned", init, lr_rewind_recipe(cfg, pretrain))
+    if name == "scratch_b" and "pruned" not in plan.specs:
+        return StagePlan("retrain", "pruned", init, None)
     if name == "scratch_b":
         large, pruned = (
             spec_cost(plan.specs["large"], plan.input_size),
@@ -263,7 +309,10 @@ def build_plan(cfg: DictConfig) -> CellPlan:
     if pruner == "none":
         plan.stages.append(StagePlan("pretrain", "large", "random", pretrain))
         return plan
-    plan.specs["pruned"], plan.pruner = _pruned_spec(cfg, large, model_name)
+    if pruner in AUTOMATIC_PRUNERS:
+        plan.pruner, plan.regularizer = _slimming_settings(cfg, large, model_name)
+    else:
+        plan.specs["pruned"], plan.pruner = _pruned_spec(cfg, large, model_name)
     retrain = _retrain_stage(cfg, plan, pretrain)
     if retrain.init == "original" and plan.pretrained_weights:
         raise UserError(
@@ -271,7 +320,7 @@ def build_plan(cfg: DictConfig) -> CellPlan:
             f"pretrain.weights='{plan.pretrained_weights}' do not have; train the large model here "
             "(pretrain.weights=null)."
         )
-    if retrain.init != "random":
+    if retrain.init != "random" or pruner in AUTOMATIC_PRUNERS:
         plan.stages.append(StagePlan("pretrain", "large", "random", pretrain))
     plan.stages.append(retrain)
     return plan

@@ -19,9 +19,10 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rethink.arch import build
+from rethink.arch import ArchSpec, build
 from rethink.checkpoints import load_weights
 from rethink.data import build_datamodule
+from rethink.errors import UserError
 from rethink.io import write_json_atomic, write_text_atomic
 from rethink.plan import CellPlan, StagePlan, build_plan
 from rethink.provenance import git_sha, versions
@@ -104,8 +105,18 @@ class CellRunner:
                 if save_init and not is_distributed_follower():  # the lottery ticket's original initialisation
                     _save_state(path / "init.pt", module.model.state_dict())
 
+            callbacks = self._regularizers() if stage.name == "pretrain" else []
             result = fit(
-                self.cfg, self.plan.cell, stage.name, spec, stage.recipe, self.datamodule, path, initial, before_fit
+                self.cfg,
+                self.plan.cell,
+                stage.name,
+                spec,
+                stage.recipe,
+                self.datamodule,
+                path,
+                initial,
+                before_fit,
+                callbacks,
             )
             metrics = {"accuracy": result.accuracy, "recipe": asdict(stage.recipe)}
             self.trained[key] = {k: t.detach().cpu() for k, t in result.module.model.state_dict().items()}
@@ -121,6 +132,14 @@ class CellRunner:
             barrier()  # DDP: the other ranks read this artifact next, so only once rank 0 has committed it
             self._record(stage.name, key, path, "resumed" if result.resumed else "computed", result.accuracy)
             return metrics
+
+    def _regularizers(self) -> list[pl.Callback]:
+        """Pretraining penalties of an automatic pruner (Network Slimming's L1 on BN scaling factors)."""
+        if not self.plan.regularizer:
+            return []
+        from rethink.pruning.slimming import BNSparsity
+
+        return [BNSparsity(self.plan.regularizer["bn_sparsity"], self.plan.regularizer["bn_paths"])]
 
     def _import(self, stage: StagePlan, key: str, path: Path) -> dict[str, Any]:
         """The pretrain stage from user-given weights (``pretrain.weights``): check, evaluate, store."""
@@ -139,6 +158,20 @@ class CellRunner:
         self._record(stage.name, key, path, "imported", accuracy)
         return metrics
 
+    def _decide(self, model: torch.nn.Module) -> tuple[dict[str, list[int]], ArchSpec, torch.nn.Module]:
+        """The pruner's channel decision on the trained large model, and the physically pruned model."""
+        pruner, large = self.plan.pruner, self.plan.specs["large"]
+        if pruner["name"] == "slimming":
+            from rethink.pruning.slimming import global_threshold_keep
+
+            try:
+                keep = global_threshold_keep(model, large, pruner["ratio"], pruner["min_channels"], pruner["on_empty"])
+            except ValueError as exc:
+                raise UserError(f"pruner=slimming: {exc}") from None
+            spec, pruned = shrink(model, large, keep)
+            return keep, spec, pruned
+        return prune(model, large, self.plan.specs["pruned"], pruner["name"], self.plan.cell["seed"])
+
     def _prune(self, pretrain_key: str) -> tuple[str, Path]:
         """Select channels on the trained large model and store the pruned spec, weights and sliced original init."""
         pruner = self.plan.pruner
@@ -147,15 +180,14 @@ class CellRunner:
         with self.store.lock("prune", key) as path:
             if leader_value(lambda: self.store.verify(path)):
                 self._record("prune", key, path, "reused")
+                self.plan.resolve_pruned(self.cfg, ArchSpec.from_json((path / "spec.json").read_text()))
                 return key, path
             large_spec = self.plan.specs["large"]
             model = build(large_spec)
             # each rank prunes its own trained copy (DDP keeps them identical), or the stored one when reused
             trained = self.trained.get(pretrain_key) or _load_state(pretrain_path / "weights.pt")
             model.load_state_dict(trained, strict=True)
-            keep, spec, pruned = prune(
-                model, large_spec, self.plan.specs["pruned"], pruner["name"], self.plan.cell["seed"]
-            )
+            keep, spec, pruned = self._decide(model)
             digests = all_ranks(keep_digest(keep))  # every rank decides from the same weights: check they agree
             if len(set(digests)) != 1:
                 raise RuntimeError(f"DDP ranks took different pruning decisions (keep sha256 per rank: {digests})")
@@ -173,6 +205,7 @@ class CellRunner:
                 write_text_atomic(path / "config.yaml", self.config_yaml)
                 self.store.commit(path, files, {"stage": "prune", "keep_sha256_per_rank": digests})
             barrier()  # DDP: the other ranks load the pruned weights next
+            self.plan.resolve_pruned(self.cfg, spec)
             self._record("prune", key, path, "computed")
             self.records[-1]["keep_sha256_per_rank"] = digests
             return key, path
@@ -180,15 +213,17 @@ class CellRunner:
     def run(self) -> dict[str, Any]:
         """All stages in order; returns the final stage's metrics."""
         plan, metrics = self.plan, {}
-        large_key = prune_key = None
-        prune_path: Path | None = None
-        for stage in plan.stages:
+        large_key: str | None = None
+        for index in range(len(plan.stages)):
+            stage = plan.stages[index]
             if stage.name == "pretrain":
                 origin = (
                     {"weights_sha256": sha256_file(Path(plan.pretrained_weights))}
                     if plan.pretrained_weights
                     else {"recipe": asdict(stage.recipe)}
                 )
+                if plan.regularizer and not plan.pretrained_weights:
+                    origin["regularizer"] = plan.regularizer
                 large_key = content_key(
                     {"stage": "pretrain", "spec": plan.specs["large"].to_dict(), **origin, **self.identity}
                 )
@@ -196,11 +231,15 @@ class CellRunner:
                 continue
             initial = None
             if stage.init == "random":
-                if plan.needs_pruning:
+                if large_key is None:
                     self._record("prune", None, None, "predefined target: no trained model needed")
+                else:  # an automatic pruner: the architecture comes from the trained large model
+                    self._prune(large_key)
+                stage = plan.stages[index]  # its budget may depend on the pruned architecture
                 upstream: dict[str, Any] = {"target": plan.specs["pruned"].to_dict()}
             else:
                 prune_key, prune_path = self._prune(large_key)
+                stage = plan.stages[index]
                 upstream = {"prune": prune_key}
                 initial = _load_state(prune_path / ("weights.pt" if stage.init == "pretrained" else "init.pt"))
             key = content_key(

@@ -6,13 +6,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from rethink.arch import ArchSpec
@@ -84,7 +84,9 @@ def make_loggers(cfg: DictConfig, cell: dict[str, Any], stage: str, log_dir: Pat
     return loggers
 
 
-def make_trainer(cfg: DictConfig, epochs: int, loggers: list[Logger], checkpoint_dir: Path) -> pl.Trainer:
+def make_trainer(
+    cfg: DictConfig, epochs: int, loggers: list[Logger], checkpoint_dir: Path, callbacks: Sequence[Callback] = ()
+) -> pl.Trainer:
     """A Trainer for one stage; the data modules shard data themselves, so Lightning must not add samplers."""
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     checkpoint = ModelCheckpoint(
@@ -98,7 +100,7 @@ def make_trainer(cfg: DictConfig, epochs: int, loggers: list[Logger], checkpoint
             default_root_dir=str(checkpoint_dir),
             use_distributed_sampler=False,
             num_sanity_val_steps=0,
-            callbacks=[checkpoint],
+            callbacks=[checkpoint, *callbacks],
             plugins=[AtomicCheckpointIO()],
         )
     except (TypeError, ValueError) as exc:
@@ -139,6 +141,7 @@ def fit(
     work_dir: Path,
     initial_state: dict[str, torch.Tensor] | None = None,
     before_fit: Callable[[ClassificationModule], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Build a seeded module (optionally loading ``initial_state``), train it, resume from ``work_dir`` if possible."""
     pl.seed_everything(cell["seed"], workers=True, verbose=False)
@@ -159,7 +162,7 @@ def fit(
     checkpoint_dir = work_dir / "checkpoints"
     resume_from = leader_value(lambda: resumable_checkpoint(checkpoint_dir))  # DDP: every rank resumes alike
     loggers = make_loggers(cfg, cell, stage, work_dir)
-    trainer = make_trainer(cfg, recipe.epochs, loggers, checkpoint_dir)
+    trainer = make_trainer(cfg, recipe.epochs, loggers, checkpoint_dir, callbacks)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     finally:

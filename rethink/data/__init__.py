@@ -26,7 +26,9 @@ def load_arrays(cfg: Mapping[str, Any]) -> ImageArrays:
     elif name == "digits":
         arrays = load_digits(cfg["image_size"], cfg["test_fraction"], cfg["split_seed"])
     elif name == "synthetic":
-        arrays = make_synthetic(cfg["num_train"], cfg["num_test"], cfg["num_classes"], cfg["image_size"], cfg["data_seed"])
+        arrays = make_synthetic(
+            cfg["num_train"], cfg["num_test"], cfg["num_classes"], cfg["image_size"], cfg["data_seed"]
+        )
     else:
         raise UserError(f"unknown dataset '{name}'; accepted: {', '.join(DATASETS)}.")
     return take_subsets(arrays, cfg.get("train_subset"), cfg.get("test_subset"))
@@ -42,8 +44,17 @@ def build_datamodule(cfg: Mapping[str, Any], seed: int) -> pl.LightningDataModul
     """The data module of a ``dataset`` config; loads (and validates) the data now, before any training."""
     if cfg["name"] == "imagenet":
         return ImageFolderDataModule(
-            cfg["root"], cfg["image_size"], cfg["mean"], cfg["std"], cfg["batch_size"], cfg["test_batch_size"],
-            cfg["num_workers"], cfg["augment"], seed, cfg.get("train_subset"), cfg.get("test_subset"),
+            cfg["root"],
+            cfg["image_size"],
+            cfg["mean"],
+            cfg["std"],
+            cfg["batch_size"],
+            cfg["test_batch_size"],
+            cfg["num_workers"],
+            cfg["augment"],
+            seed,
+            cfg.get("train_subset"),
+            cfg.get("test_subset"),
         )
     arrays = load_arrays(cfg)
     mean, std = cfg.get("mean"), cfg.get("std")

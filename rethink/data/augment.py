@@ -18,7 +18,9 @@ def random_crop_flip(images: torch.Tensor, padding: int, generator: torch.Genera
     return crop_flip(images, padding, dy, dx, flip)
 
 
-def crop_flip(images: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+def crop_flip(
+    images: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor
+) -> torch.Tensor:
     """Zero-pad, crop image i at offset (dy[i], dx[i]) of the padded image, then mirror it where ``flip[i]``."""
     n, _, h, w = images.shape
     device = images.device

@@ -1,0 +1,243 @@
+"""Network Slimming (Liu et al., 2017; paper-spec §2.1, §5.4): L1 sparsity on BN scales, then one global threshold.
+
+*Pool*: the BN scaling factors slimming looks at are those of the prunable channel groups that have a BN
+(:func:`rethink.pruning.surgery.prunable_groups`). For the slimming models this is every BN of the network: VGG-19
+(5,504 channels), PreResNet-164 (12,112: bn1 via its channel selection, bn2, bn3 and the final BN), DenseNet-40
+(9,360, all via selections) and the ImageNet VGG-11 (10,944: BatchNorm2d plus the classifier's BatchNorm1d). In
+families whose residual-stream BNs cannot shrink (plain ResNets) those BNs are left out of the pool. A selection group
+covers the BN entries at its currently selected positions (in selection order), so pruning a pruned model again only
+ranks channels that are still alive.
+
+Sparsity training adds ``s * sign(gamma)`` to the gradient of every pool BN weight after backward and before the
+optimizer step (:class:`BNSparsity`). Pruning concatenates ``|gamma|`` over the pool, sorts it ascending and keeps
+a channel iff ``|gamma| > sorted[int(total * ratio)]`` (strict, as the reference code: even ratio 0 drops the smallest
+channel). Unlike the reference, a group is never emptied: see ``min_channels`` / ``on_empty`` of
+:func:`global_threshold_keep`.
+
+:func:`uniform_target` is the control of the paper's Figure 3: the same number of kept channels spread over the pool
+groups with one common keep fraction.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Mapping, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from rethink.arch.spec import ArchSpec
+from rethink.pruning.criteria import keep_largest
+from rethink.pruning.surgery import ChannelGroup, _get, _put, _slots, prunable_groups
+
+ON_EMPTY = ("keep_min", "error")
+
+
+# ------------------------------------------------------------------------------------------------------ the pool
+
+
+def slimming_groups(spec: ArchSpec, purpose: str = "network slimming") -> list[ChannelGroup]:
+    """The prunable groups of ``spec`` that have a BN (the threshold pool), in network order.
+
+    ValueError when there is none: slimming needs BN scaling factors (e.g. vgg16_imagenet has no BN).
+    """
+    groups = [group for group in prunable_groups(spec) if group.bn is not None]
+    if not groups:
+        raise ValueError(
+            f"{purpose} on a model without BN: family '{spec.family}' has no BatchNorm scaling factors in its "
+            "prunable channel groups; network slimming needs a model with BN (e.g. vgg11_bn, not vgg16_imagenet)"
+        )
+    return groups
+
+
+def slimming_bn_paths(spec: ArchSpec) -> list[str]:
+    """The distinct BN module paths of the pool, in network order: the BNs the sparsity penalty applies to."""
+    return list(dict.fromkeys(str(group.bn) for group in slimming_groups(spec, "sparsity penalty")))
+
+
+def _bn_module(model: nn.Module, path: str) -> _BatchNorm:
+    """The affine BatchNorm at ``path`` of ``model``, or a clear ValueError."""
+    try:
+        module = model.get_submodule(path)
+    except AttributeError:
+        raise ValueError(f"the model has no module '{path}' (BN paths are relative to the network)") from None
+    if not isinstance(module, _BatchNorm):
+        raise ValueError(f"module '{path}' is a {type(module).__name__}, not a BatchNorm")
+    if module.weight is None:
+        raise ValueError(f"BatchNorm '{path}' has no affine weight (affine=False): it has no scaling factors")
+    return module
+
+
+# ---------------------------------------------------------------------------------------------- sparsity training
+
+
+def add_bn_sparsity_grad(model: nn.Module, bn_paths: Sequence[str], sparsity: float) -> None:
+    """Add ``sparsity * sign(weight)`` to ``weight.grad`` of the BNs at ``bn_paths`` (the L1 sub-gradient).
+
+    Nothing else is touched (not the BN biases). A BN weight that requires grad but has no gradient yet gets the
+    penalty term as its gradient; a frozen one (``requires_grad=False``) is skipped.
+    """
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not sparsity >= 0:
+        raise ValueError(f"sparsity must be a number >= 0, got {sparsity!r}")
+    with torch.no_grad():
+        for path in dict.fromkeys(bn_paths):  # each BN once, even if named twice
+            weight = _bn_module(model, path).weight
+            if not weight.requires_grad:
+                continue
+            term = torch.sign(weight.detach()) * sparsity
+            if weight.grad is None:
+                weight.grad = term.to(weight.dtype)
+            else:
+                weight.grad.add_(term.to(weight.grad.dtype))
+
+
+class BNSparsity(pl.Callback):
+    """Network-slimming sparsity training: the L1 sub-gradient ``sparsity * sign(gamma)`` on the pool BN weights.
+
+    Runs in ``on_before_optimizer_step``: after backward (and, with 16-bit AMP, after the gradients are unscaled),
+    before the optimizer step; Lightning clips gradients after this hook, so a configured clip applies to the
+    penalised gradient (the reference code does not clip). With gradient accumulation it runs once per optimizer
+    step. ``bn_paths`` (e.g. :func:`slimming_bn_paths`) are relative to the network: ``pl_module.<network_attr>``,
+    or the LightningModule itself when ``network_attr`` is None.
+    """
+
+    def __init__(self, sparsity: float, bn_paths: Sequence[str], network_attr: str | None = "model") -> None:
+        super().__init__()
+        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not sparsity >= 0:
+            raise ValueError(f"sparsity must be a number >= 0, got {sparsity!r}")
+        if not bn_paths:
+            raise ValueError("BNSparsity needs at least one BN path")
+        self.sparsity = float(sparsity)
+        self.bn_paths = list(bn_paths)
+        self.network_attr = network_attr
+
+    def _network(self, pl_module: pl.LightningModule) -> nn.Module:
+        if self.network_attr is None:
+            return pl_module
+        network = getattr(pl_module, self.network_attr, None)
+        if not isinstance(network, nn.Module):
+            raise ValueError(f"BNSparsity: the LightningModule has no network attribute '{self.network_attr}'")
+        return network
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        add_bn_sparsity_grad(self._network(pl_module), self.bn_paths, self.sparsity)
+
+
+# -------------------------------------------------------------------------------------------------------- pruning
+
+
+def bn_scores(model: nn.Module, spec: ArchSpec) -> dict[str, Tensor]:
+    """Group name -> ``|gamma|`` of its channels (float32, CPU), for every pool group in network order.
+
+    A selection group's channels are the BN entries at its selected positions, in selection order (the model's
+    selection must match the spec's).
+    """
+    groups = {group.name for group in slimming_groups(spec)}
+    scores: dict[str, Tensor] = {}
+    for slot in _slots(spec):
+        group = slot.group
+        if group.name not in groups:
+            continue
+        gamma = _bn_module(model, str(group.bn)).weight.detach().float().cpu().abs()
+        if slot.selection_path is not None:
+            chosen = _get(spec.config, slot.selection_path)
+            indices = getattr(model.get_submodule(group.name), "indices", None)
+            if indices is None or indices.tolist() != chosen:
+                raise ValueError(f"group '{group.name}': the model's selected channels differ from the spec's")
+            gamma = gamma[torch.tensor(chosen, dtype=torch.long)]
+        if gamma.numel() != group.width:
+            raise ValueError(f"group '{group.name}': BN '{group.bn}' has {gamma.numel()} entries, spec {group.width}")
+        scores[group.name] = gamma
+    return scores
+
+
+def global_threshold_keep(
+    model: nn.Module, spec: ArchSpec, ratio: float, min_channels: int = 1, on_empty: str = "keep_min"
+) -> dict[str, list[int]]:
+    """Kept channels per pool group under network slimming's global BN threshold (paper-spec §5.4).
+
+    ``thr = sorted(|gamma| over the pool)[int(total * ratio)]``; a channel is kept iff ``|gamma| > thr``. A group
+    that would keep fewer than ``min_channels``: ``on_empty="keep_min"`` keeps its ``min_channels`` largest-``|gamma|``
+    channels (all of them if it is narrower), ``"error"`` raises ValueError naming the groups. Every pool group is in
+    the result (sorted indices relative to its current channels, ready for ``surgery.shrink`` / ``surgery.mask``;
+    a group keeping everything lists all its indices); groups without BN are absent and stay unpruned.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise ValueError(f"slimming prune ratio must be a number in [0, 1), got {ratio!r}")
+    if isinstance(min_channels, bool) or not isinstance(min_channels, int) or min_channels < 1:
+        raise ValueError(f"min_channels must be an integer >= 1, got {min_channels!r}")
+    if on_empty not in ON_EMPTY:
+        raise ValueError(f"on_empty must be one of {', '.join(ON_EMPTY)}, got {on_empty!r}")
+    scores = bn_scores(model, spec)
+    pool = torch.sort(torch.cat(list(scores.values()))).values
+    threshold = pool[int(pool.numel() * ratio)]
+    keep: dict[str, list[int]] = {}
+    short: list[str] = []
+    for name, score in scores.items():
+        kept = torch.nonzero(score > threshold).flatten().tolist()
+        if len(kept) < min(min_channels, score.numel()):
+            short.append(f"{name} ({len(kept)} of {score.numel()})")
+            kept = keep_largest(score, min(min_channels, score.numel()))
+        keep[name] = kept
+    if short and on_empty == "error":
+        raise ValueError(
+            f"global BN threshold {threshold.item():.4g} (prune ratio {ratio}) leaves fewer than {min_channels} "
+            f"channel(s) in group(s) {', '.join(short)}: the ratio is too high for these BN scales and those layers "
+            "would collapse; lower the ratio, or use on_empty='keep_min' to keep their largest channels"
+        )
+    return keep
+
+
+# ----------------------------------------------------------------------------------------------- uniform control
+
+
+def uniform_keep_widths(spec: ArchSpec, total_channels: int) -> dict[str, int]:
+    """Kept channels per pool group: ``total_channels`` spread with one common keep fraction.
+
+    Each group of width ``w`` keeps ``round_half_up(w * total_channels / pool_width)``, at least 1 (so the sum
+    matches ``total_channels`` up to rounding).
+    """
+    groups = slimming_groups(spec, "uniform slimming control")
+    full = sum(group.width for group in groups)
+    if isinstance(total_channels, bool) or not isinstance(total_channels, int) or not 1 <= total_channels <= full:
+        raise ValueError(
+            f"total kept channels must be an integer in [1, {full}] (the pool width), got {total_channels}"
+        )
+    fraction = total_channels / full
+    return {group.name: max(1, min(group.width, math.floor(group.width * fraction + 0.5))) for group in groups}
+
+
+def with_group_widths(spec: ArchSpec, widths: Mapping[str, int]) -> ArchSpec:
+    """``spec`` with the named groups narrowed to ``widths`` (their first channels; selections keep their first
+    selected positions). Equal to ``shrink(build(spec), spec, {name: range(k)})[0]`` without building a model.
+    """
+    slots = {slot.group.name: slot for slot in _slots(spec)}
+    unknown = sorted(set(widths) - set(slots))
+    if unknown:
+        raise ValueError(f"unknown channel group(s) {unknown} for {spec.family}")
+    config = copy.deepcopy(spec.config)
+    for name, k in widths.items():
+        slot = slots[name]
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= slot.group.width:
+            raise ValueError(f"group '{name}': width must be an integer in [1, {slot.group.width}], got {k!r}")
+        _put(config, slot.width_path, k)
+        if slot.selection_path is not None:
+            _put(config, slot.selection_path, _get(spec.config, slot.selection_path)[:k])
+    return ArchSpec(spec.family, spec.num_classes, config)
+
+
+def uniform_target(spec: ArchSpec, reference_spec: ArchSpec) -> ArchSpec:
+    """The uniform control of ``reference_spec`` (``spec`` pruned by slimming): as many kept pool channels, spread
+    with one common keep fraction (:func:`uniform_keep_widths`, :func:`with_group_widths`)."""
+    if reference_spec.family != spec.family:
+        raise ValueError(f"reference spec family '{reference_spec.family}' differs from '{spec.family}'")
+    names = [group.name for group in slimming_groups(spec, "uniform slimming control")]
+    reference = {group.name: group.width for group in slimming_groups(reference_spec, "uniform slimming control")}
+    if list(reference) != names:
+        raise ValueError("the reference spec's channel groups differ from the large spec's (not a pruned version?)")
+    return with_group_widths(spec, uniform_keep_widths(spec, sum(reference.values())))

@@ -1,0 +1,67 @@
+"""Network Slimming cells: plans before training, the sparsity pretrain, the decided architecture and its budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import compose_config
+
+from rethink.budget import scratch_b_budget
+from rethink.cost import spec_cost
+from rethink.errors import UserError
+from rethink.plan import build_plan
+from rethink.run import run_cell
+
+SLIM = ("dataset=synthetic", "model=vgg19", "model.head=linear", "model.width_multiplier=0.125", "trainer=cpu")
+
+
+def test_dry_run_says_what_training_decides() -> None:
+    cfg = compose_config(
+        "dataset=cifar10",
+        "model=vgg19",
+        "model.head=linear",
+        "pruner=slimming",
+        "pruner.ratio=0.7",
+        "schedule=scratch_b",
+    )
+    plan = build_plan(cfg).to_dict()
+    assert plan["pruning"]["requested"]["sparsity"] == 1e-4 and plan["pruning"]["requested"]["ratio"] == 0.7
+    assert "per-layer widths" in plan["pruning"]["decided_by_training"]
+    assert [s["name"] for s in plan["stages"]] == ["pretrain", "retrain"]  # even scratch needs the trained model
+    assert "decided by training" in plan["stages"][1]["recipe"] and plan["budget"] is None
+    assert "pruned" not in plan["models"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["dataset=imagenet", "model=vgg16_imagenet"], "pruner=slimming with model 'vgg16_imagenet'"),
+        (["dataset=cifar10", "model=vgg19", "pruner.ratio=1.0"], "pruner.ratio=1.0: the fraction of BN channels"),
+        (["dataset=cifar10", "model=vgg19", "pruner.on_empty=drop"], "pruner.on_empty='drop' (str) is not known"),
+    ],
+)
+def test_bad_slimming_input(overrides: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_plan(compose_config(*overrides, "pruner=slimming", "schedule=finetune"))
+
+
+def test_slimming_cells_share_the_sparsity_pretrain_and_stretch_scratch_b(tmp_path: Path) -> None:
+    store = f"paths.artifact_dir={tmp_path / 'artifacts'}"
+    finetune = run_cell(compose_config(*SLIM, "pruner=slimming", "schedule=finetune", store), tmp_path / "a")
+    scratch = run_cell(compose_config(*SLIM, "pruner=slimming", "schedule=scratch_b", store), tmp_path / "b")
+    assert [(s["stage"], s["status"]) for s in scratch["stages"]] == [
+        ("pretrain", "reused"),
+        ("prune", "reused"),
+        ("retrain", "computed"),
+    ]
+    widths = finetune["pruning"]["widths"]
+    assert sum(widths["after"].values()) < sum(widths["before"].values())
+    assert finetune["pruning"]["achieved"]["params_pruned_fraction"] > 0
+    # Scratch-B epochs follow the FLOPs of the architecture slimming decided
+    large = spec_cost(build_plan(compose_config(*SLIM)).specs["large"], 32).flops
+    ratio = large / scratch["flops"]["paper"]
+    assert scratch["budget"]["epochs"] == scratch_b_budget(2, ratio, [0.5, 0.75]).epochs == scratch["epochs"]
+    # the plain (unregularised) baseline is another pretrain
+    baseline = run_cell(compose_config(*SLIM, store), tmp_path / "c")
+    assert baseline["stages"][0]["key"] != finetune["stages"][0]["key"]
