@@ -28,8 +28,8 @@ from rethink.pruning.targets import l1_target_spec
 from rethink.training import Recipe
 
 DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
-PRUNERS = ("none", "l1", "random", "slimming")
-AUTOMATIC_PRUNERS = ("slimming",)  # the pruned architecture is decided by the trained large model
+PRUNERS = ("none", "l1", "random", "slimming", "magnitude")
+AUTOMATIC_PRUNERS = ("slimming", "magnitude")  # the pruned architecture is decided by the trained large model
 SCHEDULES = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_restart", "lottery", "lr_rewind")
 INITS = ("pretrained", "random", "original")
 
@@ -58,6 +58,7 @@ class CellPlan:
     pretrained_weights: str | None = None  # pretrain.weights: a trained large model to import instead of training
     budget: Budget | None = None
     regularizer: dict[str, Any] | None = None  # pretraining penalty of an automatic pruner, e.g. BN sparsity
+    sparse: dict[str, Any] | None = None  # unstructured pruning: nonzero params, sparse FLOPs, sparsity report
 
     @property
     def needs_pretrain(self) -> bool:
@@ -69,6 +70,8 @@ class CellPlan:
 
     def cost(self, model: str) -> dict[str, Any]:
         """Params and FLOPs (MACs and the paper's 2x-MAC convention) of one of the cell's models."""
+        if model == "pruned" and self.sparse is not None:  # masks: only nonzero weights count (paper-spec §3)
+            return {"params": self.sparse["params"], "flops": self.sparse["flops"]}
         c = spec_cost(self.specs[model], self.input_size)
         return {"params": c.params, "flops": {"macs": c.macs, "paper": c.flops}}
 
@@ -91,6 +94,7 @@ class CellPlan:
                 "flops_ratio": round(large["flops"]["paper"] / pruned["flops"]["paper"], 6),
             },
             "widths": {"before": before, "after": after},
+            **({"sparsity": self.sparse["report"]} if self.sparse else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,9 +112,10 @@ class CellPlan:
             ],
         }
 
-    def resolve_pruned(self, cfg: DictConfig, spec: ArchSpec) -> None:
-        """Fix the pruned spec once an automatic pruner has decided it, and the retraining budget that depends on it."""
-        self.specs["pruned"] = spec
+    def resolve_pruned(self, cfg: DictConfig, spec: ArchSpec, sparse: dict[str, Any] | None = None) -> None:
+        """Fix the pruned spec (and, for masks, the sparse cost) once an automatic pruner has decided it, and the
+        retraining budget that depends on it."""
+        self.specs["pruned"], self.sparse = spec, sparse
         pretrain = pretrain_recipe(cfg)
         self.stages[-1] = _retrain_stage(cfg, self, pretrain)
 
@@ -235,6 +240,14 @@ def _slimming_settings(cfg: DictConfig, large: ArchSpec, model_name: str) -> tup
     return settings, {"bn_sparsity": float(sparsity), "bn_paths": bn_paths}
 
 
+def _magnitude_settings(cfg: DictConfig) -> dict[str, Any]:
+    """Unstructured magnitude pruning (Han et al.): the fraction of conv weights removed and its scope."""
+    ratio = v.number(cfg, "pruner.ratio", low_inclusive=True)
+    if ratio >= 1:
+        raise UserError(f"pruner.ratio={ratio}: the fraction of conv weights removed must be in [0, 1).")
+    return {"name": "magnitude", "ratio": ratio, "scope": v.choice(cfg, "pruner.scope", ("global", "layer"))}
+
+
 def _retrain_stage(cfg: DictConfig, plan: CellPlan, pretrain: Recipe) -> StagePlan:
     name = plan.cell["schedule"]
     init = v.choice(cfg, "schedule.init", INITS)
@@ -244,16 +257,13 @@ def _retrain_stage(cfg: DictConfig, plan: CellPlan, pretrain: Recipe) -> StagePl
     if name == "scratch_b" and "pruned" not in plan.specs:
         return StagePlan("retrain", "pruned", init, None)
     if name == "scratch_b":
-        large, pruned = (
-            spec_cost(plan.specs["large"], plan.input_size),
-            spec_cost(plan.specs["pruned"], plan.input_size),
-        )
+        flops_ratio = plan.cost("large")["flops"]["paper"] / plan.cost("pruned")["flops"]["paper"]
         cap = v.get(cfg, "schedule.cap")
         if cap is not None:
             cap = v.number(cfg, "schedule.cap")
         plan.base_epochs = v.positive_int(cfg, "schedule.base_epochs")
         rule = v.choice(cfg, "schedule.milestone_rule", ("fraction", "step"))
-        plan.budget = scratch_b_budget(plan.base_epochs, large.flops / pruned.flops, fractions, cap, rule)
+        plan.budget = scratch_b_budget(plan.base_epochs, flops_ratio, fractions, cap, rule)
         epochs = v.positive_int(cfg, "schedule.epochs", allow_none=True) or plan.budget.epochs
         milestones = v.int_list(cfg, "schedule.milestones")
         if milestones is None and epochs == plan.budget.epochs:
@@ -309,8 +319,10 @@ def build_plan(cfg: DictConfig) -> CellPlan:
     if pruner == "none":
         plan.stages.append(StagePlan("pretrain", "large", "random", pretrain))
         return plan
-    if pruner in AUTOMATIC_PRUNERS:
+    if pruner == "slimming":
         plan.pruner, plan.regularizer = _slimming_settings(cfg, large, model_name)
+    elif pruner == "magnitude":
+        plan.pruner = _magnitude_settings(cfg)
     else:
         plan.specs["pruned"], plan.pruner = _pruned_spec(cfg, large, model_name)
     retrain = _retrain_stage(cfg, plan, pretrain)

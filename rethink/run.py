@@ -21,11 +21,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from rethink.arch import ArchSpec, build
 from rethink.checkpoints import load_weights
+from rethink.cost import count_cost, spec_cost
 from rethink.data import build_datamodule
 from rethink.errors import UserError
 from rethink.io import write_json_atomic, write_text_atomic
 from rethink.plan import CellPlan, StagePlan, build_plan
 from rethink.provenance import git_sha, versions
+from rethink.pruning.magnitude import (
+    MaskKeeper,
+    apply_masks,
+    load_masks,
+    magnitude_masks,
+    save_masks,
+    sparse_he_init_,
+    sparsity_report,
+)
 from rethink.pruning.prune import prune
 from rethink.pruning.surgery import shrink
 from rethink.store import (
@@ -65,10 +75,15 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def keep_digest(keep: dict[str, list[int]]) -> str:
-    """sha256 of a pruning decision (the kept channel indices of every layer group)."""
-    text = json.dumps({name: list(map(int, idx)) for name, idx in keep.items()}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+def keep_digest(keep: dict[str, list[int]], masks: Masks | None = None) -> str:
+    """sha256 of a pruning decision: the kept channel indices of every layer group, and any weight masks."""
+    digest = hashlib.sha256(json.dumps({n: list(map(int, i)) for n, i in keep.items()}, sort_keys=True).encode())
+    for name in sorted(masks or {}):
+        digest.update(name.encode() + masks[name].cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+Masks = dict[str, torch.Tensor]
 
 
 class CellRunner:
@@ -80,6 +95,7 @@ class CellRunner:
         self.identity = _identity(cfg)
         self.records: list[dict[str, Any]] = []
         self.trained: dict[str, dict[str, torch.Tensor]] = {}  # key -> weights this process trained (DDP: per rank)
+        self.masks: Masks | None = None  # weight masks of unstructured pruning, once decided
         self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
 
     def _record(
@@ -105,7 +121,7 @@ class CellRunner:
                 if save_init and not is_distributed_follower():  # the lottery ticket's original initialisation
                     _save_state(path / "init.pt", module.model.state_dict())
 
-            callbacks = self._regularizers() if stage.name == "pretrain" else []
+            callbacks = self._regularizers() if stage.name == "pretrain" else self._mask_keepers()
             result = fit(
                 self.cfg,
                 self.plan.cell,
@@ -133,6 +149,17 @@ class CellRunner:
             self._record(stage.name, key, path, "resumed" if result.resumed else "computed", result.accuracy)
             return metrics
 
+    def _mask_keepers(self) -> list[pl.Callback]:
+        """Unstructured pruning: keep the pruned weights at exactly zero through retraining."""
+        return [] if self.masks is None else [MaskKeeper(self.masks)]
+
+    def _sparse_init(self, spec: ArchSpec) -> dict[str, torch.Tensor]:
+        """Scratch retraining under masks: a fresh model with the sparsity-aware He init of paper-spec §2.2."""
+        torch.manual_seed(self.plan.cell["seed"])
+        model = build(spec)
+        sparse_he_init_(model, self.masks, torch.Generator().manual_seed(self.plan.cell["seed"]))
+        return model.state_dict()
+
     def _regularizers(self) -> list[pl.Callback]:
         """Pretraining penalties of an automatic pruner (Network Slimming's L1 on BN scaling factors)."""
         if not self.plan.regularizer:
@@ -158,9 +185,13 @@ class CellRunner:
         self._record(stage.name, key, path, "imported", accuracy)
         return metrics
 
-    def _decide(self, model: torch.nn.Module) -> tuple[dict[str, list[int]], ArchSpec, torch.nn.Module]:
-        """The pruner's channel decision on the trained large model, and the physically pruned model."""
+    def _decide(self, model: torch.nn.Module) -> tuple[dict[str, list[int]], ArchSpec, torch.nn.Module, Masks | None]:
+        """The pruner's decision on the trained large model: kept channels (or weight masks) and the pruned model."""
         pruner, large = self.plan.pruner, self.plan.specs["large"]
+        if pruner["name"] == "magnitude":
+            masks = magnitude_masks(model, pruner["ratio"], pruner["scope"])
+            apply_masks(model, masks)
+            return {}, large, model, masks
         if pruner["name"] == "slimming":
             from rethink.pruning.slimming import global_threshold_keep
 
@@ -169,8 +200,25 @@ class CellRunner:
             except ValueError as exc:
                 raise UserError(f"pruner=slimming: {exc}") from None
             spec, pruned = shrink(model, large, keep)
-            return keep, spec, pruned
-        return prune(model, large, self.plan.specs["pruned"], pruner["name"], self.plan.cell["seed"])
+            return keep, spec, pruned, None
+        return (*prune(model, large, self.plan.specs["pruned"], pruner["name"], self.plan.cell["seed"]), None)
+
+    def _resolve(self, spec: ArchSpec, weights: dict[str, torch.Tensor], masks: Masks | None) -> None:
+        """Tell the plan the decided architecture; with masks, its cost counts only the nonzero conv weights."""
+        self.masks = masks
+        sparse = None
+        if masks is not None:
+            model = build(spec)
+            model.load_state_dict(weights, strict=True)
+            cost = count_cost(model, self.plan.input_size, sparse=True)
+            removed = sum(int((~m).sum()) for m in masks.values())
+            params = spec_cost(spec, self.plan.input_size).params - removed
+            sparse = {
+                "params": params,
+                "flops": {"macs": cost.macs, "paper": cost.flops},
+                "report": sparsity_report(masks)["total"],
+            }
+        self.plan.resolve_pruned(self.cfg, spec, sparse)
 
     def _prune(self, pretrain_key: str) -> tuple[str, Path]:
         """Select channels on the trained large model and store the pruned spec, weights and sliced original init."""
@@ -180,15 +228,17 @@ class CellRunner:
         with self.store.lock("prune", key) as path:
             if leader_value(lambda: self.store.verify(path)):
                 self._record("prune", key, path, "reused")
-                self.plan.resolve_pruned(self.cfg, ArchSpec.from_json((path / "spec.json").read_text()))
+                masks = load_masks(path / "masks.pt") if (path / "masks.pt").exists() else None
+                spec = ArchSpec.from_json((path / "spec.json").read_text())
+                self._resolve(spec, _load_state(path / "weights.pt"), masks)
                 return key, path
             large_spec = self.plan.specs["large"]
             model = build(large_spec)
             # each rank prunes its own trained copy (DDP keeps them identical), or the stored one when reused
             trained = self.trained.get(pretrain_key) or _load_state(pretrain_path / "weights.pt")
             model.load_state_dict(trained, strict=True)
-            keep, spec, pruned = self._decide(model)
-            digests = all_ranks(keep_digest(keep))  # every rank decides from the same weights: check they agree
+            keep, spec, pruned, masks = self._decide(model)
+            digests = all_ranks(keep_digest(keep, masks))  # every rank decides from the same weights: check they agree
             if len(set(digests)) != 1:
                 raise RuntimeError(f"DDP ranks took different pruning decisions (keep sha256 per rank: {digests})")
             if not is_distributed_follower():
@@ -198,14 +248,22 @@ class CellRunner:
                 if (pretrain_path / "init.pt").exists():  # imported weights have no original initialisation
                     init = build(large_spec)
                     init.load_state_dict(_load_state(pretrain_path / "init.pt"), strict=True)
-                    _save_state(path / "init.pt", shrink(init, large_spec, keep)[1].state_dict())
+                    if masks is not None:  # the lottery ticket: original init x mask
+                        apply_masks(init, masks)
+                    else:
+                        init = shrink(init, large_spec, keep)[1]
+                    _save_state(path / "init.pt", init.state_dict())
                     files.append("init.pt")
+                if masks is not None:
+                    save_masks(path / "masks.pt", masks)
+                    write_json_atomic(path / "sparsity.json", sparsity_report(masks))
+                    files += ["masks.pt", "sparsity.json"]
                 write_text_atomic(path / "spec.json", spec.to_json() + "\n")
                 write_json_atomic(path / "keep.json", keep)
                 write_text_atomic(path / "config.yaml", self.config_yaml)
                 self.store.commit(path, files, {"stage": "prune", "keep_sha256_per_rank": digests})
             barrier()  # DDP: the other ranks load the pruned weights next
-            self.plan.resolve_pruned(self.cfg, spec)
+            self._resolve(spec, pruned.state_dict(), masks)
             self._record("prune", key, path, "computed")
             self.records[-1]["keep_sha256_per_rank"] = digests
             return key, path
@@ -233,10 +291,13 @@ class CellRunner:
             if stage.init == "random":
                 if large_key is None:
                     self._record("prune", None, None, "predefined target: no trained model needed")
-                else:  # an automatic pruner: the architecture comes from the trained large model
-                    self._prune(large_key)
+                else:  # an automatic pruner: the architecture (or the masks) come from the trained large model
+                    prune_key, _ = self._prune(large_key)
                 stage = plan.stages[index]  # its budget may depend on the pruned architecture
                 upstream: dict[str, Any] = {"target": plan.specs["pruned"].to_dict()}
+                if self.masks is not None:
+                    upstream["prune"] = prune_key
+                    initial = self._sparse_init(plan.specs["pruned"])
             else:
                 prune_key, prune_path = self._prune(large_key)
                 stage = plan.stages[index]

@@ -145,14 +145,24 @@ def _vgg_maker(model: str, depth: int, head: str, weight_level: bool) -> Callabl
 
 
 class BasicBlock(nn.Module):
-    """CIFAR ResNet basic block with a parameter-free option-A shortcut (avg-pool + zero channel padding)."""
+    """CIFAR ResNet basic block with a parameter-free option-A shortcut (avg-pool + zero channel padding).
 
-    def __init__(self, inplanes: int, inner: int, planes: int, stride: int, detach_shortcut: bool) -> None:
+    ``inner == 0`` removes the residual branch (Sparse Structure Selection): the block is ``relu(shortcut(x))``,
+    the ReLU after the add kept as in the reference block. ``branch_scale`` multiplies the branch output (after
+    bn2) by a learnable scalar ``scale`` (init 1), the SSS factor; off, the block has no such parameter.
+    """
+
+    def __init__(
+        self, inplanes: int, inner: int, planes: int, stride: int, detach_shortcut: bool, branch_scale: bool = False
+    ) -> None:
         super().__init__()
-        self.conv1 = _conv(inplanes, inner, 3, stride)
-        self.bn1 = nn.BatchNorm2d(inner)
-        self.conv2 = _conv(inner, planes, 3)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.has_branch = inner > 0
+        if self.has_branch:
+            self.conv1 = _conv(inplanes, inner, 3, stride)
+            self.bn1 = nn.BatchNorm2d(inner)
+            self.conv2 = _conv(inner, planes, 3)
+            self.bn2 = nn.BatchNorm2d(planes)
+        self.scale = nn.Parameter(torch.ones(())) if branch_scale and self.has_branch else None
         self.relu = nn.ReLU(inplace=True)
         self.stride = stride
         self.pad = planes - inplanes
@@ -171,8 +181,12 @@ class BasicBlock(nn.Module):
         return F.pad(x, (0, 0, 0, 0, 0, self.pad))
 
     def forward(self, x: Tensor) -> Tensor:
+        if not self.has_branch:
+            return self.relu(self.shortcut(x))
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.scale is not None:
+            out = out * self.scale
         return self.relu(out + self.shortcut(x))
 
 
@@ -188,13 +202,21 @@ class CifarResNet(nn.Module):
         self.conv1 = _conv(3, stages[0], 3)
         self.bn1 = nn.BatchNorm2d(stages[0])
         self.relu = nn.ReLU(inplace=True)
+        if any(isinstance(w, bool) or not isinstance(w, int) or w < 0 for w in inner):
+            raise ValueError(f"cifar_resnet inner widths must be ints >= 0 (0 removes a branch), got {inner}")
         widths = iter(inner)
         inplanes = stages[0]
         for index, (planes, count) in enumerate(zip(stages, blocks)):
             stage = []
             for b in range(count):
-                stride = 2 if index > 0 and b == 0 else 1
-                stage.append(BasicBlock(inplanes, next(widths), planes, stride, config["detach_shortcut"]))
+                stride, width = (2 if index > 0 and b == 0 else 1), next(widths)
+                if width == 0 and config["detach_shortcut"] and (stride > 1 or inplanes != planes):
+                    raise ValueError(
+                        f"cifar_resnet stage {index} block {b}: a removed branch on a downsampling block with "
+                        "detach_shortcut=true would stop every gradient to the layers before it"
+                    )
+                scale = bool(config.get("branch_scale", False))
+                stage.append(BasicBlock(inplanes, width, planes, stride, config["detach_shortcut"], scale))
                 inplanes = planes
             setattr(self, f"layer{index + 1}", nn.Sequential(*stage))
         self.num_stages = len(stages)
@@ -216,13 +238,21 @@ def build_resnet(spec: ArchSpec) -> nn.Module:
     stage; ``inner`` flat list with one inner width (conv1 output) per block, the only thing L1 pruning changes;
     ``detach_shortcut`` (True reproduces the reference code, where no gradient flows through the two downsampling
     shortcuts because they are rebuilt from ``x.data``); init options ``conv_init``, ``bn_gamma``, ``linear_init``.
+
+    Sparse Structure Selection (:mod:`rethink.pruning.sss`): an ``inner`` width of 0 removes that block's residual
+    branch, leaving ``relu(shortcut(x))`` (the identity, or the option-A downsampling shortcut; the block's ReLU
+    after the add is kept, as in the reference block; not allowed on a downsampling block with ``detach_shortcut``).
+    SSS pruning drops removed identity blocks from ``blocks`` and ``inner`` altogether (their ``relu(x)`` is ``x``,
+    the input being post-ReLU), so a 0 stays only where the shortcut downsamples. Optional ``branch_scale`` (absent
+    = false): every block with a branch gets a learnable scalar ``layer{s}.{b}.scale`` (init 1) multiplying its
+    branch output, the factor SSS trains with a sparse penalty.
     """
     return CifarResNet(spec)
 
 
 def _resnet_maker(model: str, n: int) -> Callable[..., ArchSpec]:
     def make_spec(num_classes: int, **options: Any) -> ArchSpec:
-        opts = _resolve(model, options, {"width_multiplier": 1.0, "detach_shortcut": False})
+        opts = _resolve(model, options, {"width_multiplier": 1.0, "detach_shortcut": False, "branch_scale": False})
         stages = [_scale(w, opts["width_multiplier"]) for w in (16, 32, 64)]
         config: Config = {
             "stages": stages,
@@ -231,6 +261,8 @@ def _resnet_maker(model: str, n: int) -> Callable[..., ArchSpec]:
             "detach_shortcut": bool(opts["detach_shortcut"]),
             **_init_options("fan_out", 1.0, "default"),
         }
+        if opts["branch_scale"]:  # only when on, so existing specs (and their JSON hashes) are unchanged
+            config["branch_scale"] = True
         return ArchSpec("cifar_resnet", num_classes, config)
 
     return make_spec

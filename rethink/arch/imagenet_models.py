@@ -16,19 +16,29 @@ VGG_FAMILY = "vgg_imagenet"
 
 
 def resnet34_spec(num_classes: int, **options: Any) -> ArchSpec:
-    """ResNet-34 of the L1-norm ImageNet experiments (options: width_multiplier)."""
-    opts = parse_options("resnet34", options, {"width_multiplier": 1.0})
+    """ResNet-34 of the L1-norm ImageNet experiments (options: width_multiplier, branch_scale)."""
+    opts = parse_options("resnet34", options, {"width_multiplier": 1.0, "branch_scale": False})
     config = resnet_config("basic", [3, 4, 6, 3], opts["width_multiplier"], downsample_bias=False)
-    return ArchSpec(RESNET_FAMILY, num_classes, config)
+    return ArchSpec(RESNET_FAMILY, num_classes, _with_branch_scale(config, opts["branch_scale"]))
 
 
 def resnet50_spec(num_classes: int, **options: Any) -> ArchSpec:
-    """ResNet-50 (options: width_multiplier, downsample_bias=True for the ThiNet/regression definition)."""
-    opts = parse_options("resnet50", options, {"width_multiplier": 1.0, "downsample_bias": False})
+    """ResNet-50 (options: width_multiplier, downsample_bias=True for the ThiNet/regression definition,
+    branch_scale=True for Sparse Structure Selection's per-block factors)."""
+    defaults = {"width_multiplier": 1.0, "downsample_bias": False, "branch_scale": False}
+    opts = parse_options("resnet50", options, defaults)
     if not isinstance(opts["downsample_bias"], bool):
         raise ValueError(f"model 'resnet50': downsample_bias must be a bool, got {opts['downsample_bias']!r}")
     config = resnet_config("bottleneck", [3, 4, 6, 3], opts["width_multiplier"], opts["downsample_bias"])
-    return ArchSpec(RESNET_FAMILY, num_classes, config)
+    return ArchSpec(RESNET_FAMILY, num_classes, _with_branch_scale(config, opts["branch_scale"]))
+
+
+def _with_branch_scale(config: dict[str, Any], on: Any) -> dict[str, Any]:
+    """``config`` plus ``branch_scale: true`` when ``on``; the key is left out when off, so existing specs (and
+    their JSON hashes) are unchanged."""
+    if not isinstance(on, bool):
+        raise ValueError(f"branch_scale must be a bool, got {on!r}")
+    return {**config, "branch_scale": True} if on else config
 
 
 def vgg11_bn_spec(num_classes: int, **options: Any) -> ArchSpec:

@@ -24,11 +24,19 @@ class ResidualBlock(nn.Module):
     """A basic or bottleneck block; ``inner`` lists the output widths of every branch conv but the last.
 
     An empty ``inner`` means the residual branch is removed (SSS-style) and the block is ``relu(shortcut(x))``;
-    this needs a projection shortcut.
+    this needs a projection shortcut. ``branch_scale`` multiplies the branch output (after its last BN) by a
+    learnable scalar ``scale`` (init 1), the SSS factor; off, the block has no such parameter.
     """
 
     def __init__(
-        self, kind: str, in_width: int, inner: list[int], out_width: int, stride: int, downsample: nn.Module | None
+        self,
+        kind: str,
+        in_width: int,
+        inner: list[int],
+        out_width: int,
+        stride: int,
+        downsample: nn.Module | None,
+        branch_scale: bool = False,
     ) -> None:
         super().__init__()
         kernels, strided, _ = BLOCK_KINDS[kind]
@@ -47,6 +55,7 @@ class ResidualBlock(nn.Module):
             setattr(self, f"bn{i + 1}", nn.BatchNorm2d(widths[i + 1]))
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.scale = nn.Parameter(torch.ones(())) if branch_scale and self.depth else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -55,6 +64,8 @@ class ResidualBlock(nn.Module):
             out = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out))
             if i < self.depth:
                 out = self.relu(out)
+        if self.scale is not None:
+            out = out * self.scale
         return self.relu(out + shortcut if self.depth else shortcut)
 
 
@@ -75,7 +86,10 @@ class ImageNetResNet(nn.Module):
             for b, inner in enumerate(blocks):
                 block_stride = stride if b == 0 else 1
                 downsample = _projection(in_width, out_width, block_stride, config["downsample_bias"])
-                layer.append(ResidualBlock(config["block"], in_width, inner, out_width, block_stride, downsample))
+                scale = bool(config.get("branch_scale", False))
+                layer.append(
+                    ResidualBlock(config["block"], in_width, inner, out_width, block_stride, downsample, scale)
+                )
                 in_width = out_width
             setattr(self, f"layer{index}", nn.Sequential(*layer))
         self.num_stages = len(config["inner_widths"])
@@ -143,6 +157,8 @@ def check_resnet_config(config: dict[str, Any]) -> None:
         raise ValueError("resnet_imagenet: stage_out_widths, strides, blocks_per_stage, inner_widths differ in length")
     if not _positive_ints([config["stem_width"], *config["stage_out_widths"], *config["strides"]]):
         raise ValueError("resnet_imagenet: stem_width, stage_out_widths and strides must be positive ints")
+    if not isinstance(config.get("branch_scale", False), bool):
+        raise ValueError(f"resnet_imagenet: branch_scale must be a bool, got {config['branch_scale']!r}")
     inner_len = len(BLOCK_KINDS[config["block"]][0]) - 1
     in_width = config["stem_width"]
     for s, blocks in enumerate(stages):
@@ -171,6 +187,8 @@ def build_resnet(spec: ArchSpec) -> nn.Module:
       - ``inner_widths``: per stage, per block, the branch-conv output widths except the last
         (basic: [conv1_out]; bottleneck: [conv1_out, conv2_out]); [] drops the branch of a first block (SSS)
       - ``downsample_bias``: bias on the 1x1 projection convs (ThiNet/regression ResNet-50)
+      - ``branch_scale`` (optional, absent = false): a learnable scalar ``layer{s}.{b}.scale`` (init 1) multiplying
+        every residual branch, the factor Sparse Structure Selection trains (:mod:`rethink.pruning.sss`)
       - ``init``: see :func:`rethink.arch.imagenet_common.init_weights`
     """
     check_resnet_config(spec.config)

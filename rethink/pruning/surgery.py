@@ -103,7 +103,8 @@ def _cifar_vgg(config: Config) -> list[_Slot]:
 
 def _cifar_resnet(config: Config) -> list[_Slot]:
     blocks = _blocks(config["blocks"])
-    return [_inner(block, 1, 1, ("inner", k), width) for k, (block, width) in enumerate(zip(blocks, config["inner"]))]
+    pairs = enumerate(zip(blocks, config["inner"]))
+    return [_inner(block, 1, 1, ("inner", k), width) for k, (block, width) in pairs if width]  # 0: branch removed
 
 
 def _cifar_preresnet(config: Config) -> list[_Slot]:

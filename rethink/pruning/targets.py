@@ -88,7 +88,8 @@ def _cifar_resnet_convs(config: dict[str, Any]) -> Iterator[PrunableConv]:
     for stage, count in enumerate(config["blocks"]):
         for j in range(count):
             module = f"layer{stage + 1}.{j}.conv1"
-            yield PrunableConv(2 + 2 * block, stage, module, ("inner", block), config["inner"][block])
+            if config["inner"][block]:  # 0 for a removed branch (SSS): its ids stay reserved
+                yield PrunableConv(2 + 2 * block, stage, module, ("inner", block), config["inner"][block])
             block += 1
 
 

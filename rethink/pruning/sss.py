@@ -1,0 +1,300 @@
+"""Sparse Structure Selection (Huang & Wang, 2018; paper-spec §5.5): learnable residual-branch factors, sparse
+penalty, then removal of the branches whose factor is zero.
+
+*Factors*: a residual spec with ``branch_scale: true`` in its config (model option ``branch_scale=True`` of
+resnet56/resnet110/resnet34/resnet50, or :func:`with_branch_scale`) builds every block that has a branch with a
+learnable scalar ``layer{s}.{b}.scale`` (init 1) multiplying the branch output after its last BN. The factor is a
+plain parameter of the block (no hooks, no wrapper), so the state_dict holds exactly one extra entry per block and
+nothing when the flag is off: existing specs, parameter counts and checkpoints are unchanged.
+
+*Sparsity training*: :class:`SSSPenalty` applies the proximal step of ``gamma * sum |lambda_i|`` after every optimizer
+step, ``lambda <- sign(lambda) * max(|lambda| - lr * gamma, 0)`` with the current lr of the parameter group holding
+the factor (proximal SGD; the paper uses accelerated proximal gradient, APG). Factors reach exactly zero.
+
+*Pruning*: :func:`blocks_to_keep` reads the factors (kept iff ``|lambda| > threshold``), :func:`remove_blocks` builds
+the pruned spec and a model carrying the kept weights, with each kept factor folded into its branch's last BN
+(weight and bias times lambda), so the pruned model computes what the scaled one did. A removed block whose shortcut
+is the identity is dropped from its stage (its ``relu(x)`` is ``x``: every block input is post-ReLU); a removed block
+whose shortcut downsamples keeps the shortcut only (``inner`` 0 in ``cifar_resnet``, ``[]`` in ``resnet_imagenet``).
+
+*Predefined targets*: :func:`sss_target_spec` gives the paper's ResNet-41/32/26 (pruned ResNet-50s).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from rethink.arch.cifar_models import BasicBlock
+from rethink.arch.imagenet_resnet import BLOCK_KINDS, ResidualBlock, check_resnet_config
+from rethink.arch.registry import build
+from rethink.arch.spec import ArchSpec
+
+SSS_FAMILIES = ("cifar_resnet", "resnet_imagenet")
+
+# Per stage (a, b): a = residual branches kept in the stage, b = whether the first block's branch is one of them
+# (if not, that block keeps only its projection shortcut). paper-spec §5.5.
+SSS_VARIANTS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "resnet41": ((0, False), (4, True), (6, True), (3, True)),
+    "resnet32": ((1, False), (4, True), (4, True), (1, True)),
+    "resnet26": ((0, False), (2, False), (5, False), (1, True)),
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One residual block of a spec: where it is, whether it has a branch and whether its shortcut downsamples."""
+
+    stage: int  # 0-based stage index (module ``layer{stage + 1}``)
+    index: int  # 0-based index in its stage
+    has_branch: bool
+    downsamples: bool  # shortcut is not the identity (option-A pad/pool or a projection)
+    last_bn: str  # the branch's last BN, relative to the block ("bn2" basic, "bn3" bottleneck)
+
+    @property
+    def path(self) -> str:
+        return f"layer{self.stage + 1}.{self.index}"
+
+
+def check_sss_family(spec: ArchSpec) -> None:
+    """ValueError unless ``spec`` is a ResNet family whose residual branches SSS can scale and remove."""
+    if spec.family not in SSS_FAMILIES:
+        raise ValueError(
+            f"sss needs residual blocks: Sparse Structure Selection scales and removes residual branches, supported "
+            f"for the families {', '.join(SSS_FAMILIES)} (resnet56, resnet110, resnet34, resnet50), but the model is "
+            f"family '{spec.family}'"
+        )
+
+
+def residual_blocks(spec: ArchSpec) -> list[list[Block]]:
+    """The residual blocks of ``spec`` per stage, in network order."""
+    check_sss_family(spec)
+    config = spec.config
+    stages: list[list[Block]] = []
+    if spec.family == "cifar_resnet":
+        widths = iter(config["inner"])
+        inplanes = config["stages"][0]
+        for s, (planes, count) in enumerate(zip(config["stages"], config["blocks"])):
+            stage = []
+            for b in range(count):
+                downsamples = (s > 0 and b == 0) or inplanes != planes
+                stage.append(Block(s, b, next(widths) > 0, downsamples, "bn2"))
+                inplanes = planes
+            stages.append(stage)
+        return stages
+    check_resnet_config(config)
+    last_bn = f"bn{len(BLOCK_KINDS[config['block']][0])}"
+    in_width = config["stem_width"]
+    for s, (blocks, out_width, stride) in enumerate(
+        zip(config["inner_widths"], config["stage_out_widths"], config["strides"])
+    ):
+        stage = []
+        for b, inner in enumerate(blocks):
+            downsamples = (stride if b == 0 else 1) != 1 or in_width != out_width
+            stage.append(Block(s, b, bool(inner), downsamples, last_bn))
+            in_width = out_width
+        stages.append(stage)
+    return stages
+
+
+def with_branch_scale(spec: ArchSpec, on: bool = True) -> ArchSpec:
+    """``spec`` with the SSS branch factors switched on (``branch_scale: true``) or off (key removed)."""
+    check_sss_family(spec)
+    config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
+    if on:
+        config["branch_scale"] = True
+    return ArchSpec(spec.family, spec.num_classes, config)
+
+
+def branch_scales(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Block path (e.g. ``layer2.0``) -> its branch factor, for every residual block of ``model`` that has one."""
+    return {
+        name: module.scale
+        for name, module in model.named_modules()
+        if isinstance(module, (BasicBlock, ResidualBlock)) and module.scale is not None
+    }
+
+
+def soft_threshold_(param: torch.Tensor, amount: float) -> None:
+    """In place: ``param <- sign(param) * max(|param| - amount, 0)`` (the proximal step of ``amount * |param|``)."""
+    with torch.no_grad():
+        param.copy_(torch.sign(param) * torch.clamp(param.abs() - amount, min=0))
+
+
+# ------------------------------------------------------------------------------------------------ sparsity training
+
+
+class SSSPenalty(pl.Callback):
+    """Proximal-SGD sparsity on the residual-branch factors: after every optimizer step, each factor is
+    soft-thresholded by ``lr * gamma`` (``lr``: the current lr of the optimizer parameter group holding it).
+
+    Runs in ``on_train_batch_end`` only when ``trainer.global_step`` advanced (so once per optimizer step under
+    gradient accumulation). A factor that is in no optimizer, or frozen, is left alone. The network is
+    ``pl_module.<network_attr>`` (or the LightningModule itself when ``network_attr`` is None); it must have been
+    built with ``branch_scale: true``. Weight decay, if the optimizer applies it to the factors, adds on top.
+    """
+
+    def __init__(self, gamma: float, network_attr: str | None = "model") -> None:
+        super().__init__()
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma >= 0:
+            raise ValueError(f"sss gamma must be a number >= 0, got {gamma!r}")
+        self.gamma = float(gamma)
+        self.network_attr = network_attr
+        self._last_step: int | None = None
+
+    def _scales(self, pl_module: pl.LightningModule) -> dict[str, nn.Parameter]:
+        network: Any = pl_module if self.network_attr is None else getattr(pl_module, self.network_attr, None)
+        if not isinstance(network, nn.Module):
+            raise ValueError(f"SSSPenalty: the LightningModule has no network attribute '{self.network_attr}'")
+        scales = branch_scales(network)
+        if not scales:
+            raise ValueError(
+                "SSSPenalty: the network has no residual-branch factors; build it with branch_scale: true "
+                "(e.g. model option branch_scale=true, or rethink.pruning.sss.with_branch_scale)"
+            )
+        return scales
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._scales(pl_module)  # fail early
+        self._last_step = trainer.global_step
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._last_step is not None and trainer.global_step == self._last_step:
+            return  # no optimizer step this batch (gradient accumulation)
+        self._last_step = trainer.global_step
+        lrs = {
+            id(param): float(group["lr"])
+            for optimizer in trainer.optimizers
+            for group in optimizer.param_groups
+            for param in group["params"]
+        }
+        for scale in self._scales(pl_module).values():
+            if scale.requires_grad and id(scale) in lrs:
+                soft_threshold_(scale, lrs[id(scale)] * self.gamma)
+
+
+# ----------------------------------------------------------------------------------------------------------- pruning
+
+
+def _check_model(model: nn.Module, spec: ArchSpec) -> None:
+    """ValueError unless ``model`` has exactly the state_dict entries ``build(spec)`` would have."""
+    with torch.device("meta"):
+        expected = set(build(spec).state_dict())
+    got = set(model.state_dict())
+    if got != expected:
+        missing, extra = sorted(expected - got)[:5], sorted(got - expected)[:5]
+        raise ValueError(f"the model does not match its spec (missing {missing}, unexpected {extra})")
+
+
+def blocks_to_keep(model: nn.Module, spec: ArchSpec, threshold: float = 0.0) -> list[list[bool]]:
+    """Per stage, per block: True iff the block has a branch whose factor satisfies ``|lambda| > threshold``.
+
+    Blocks without a branch are False. ``model`` must be built from ``spec`` with ``branch_scale: true``.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold >= 0:
+        raise ValueError(f"sss threshold must be a number >= 0, got {threshold!r}")
+    blocks = residual_blocks(spec)
+    if not spec.config.get("branch_scale", False):
+        raise ValueError("blocks_to_keep needs a model built with branch_scale: true (it reads the branch factors)")
+    _check_model(model, spec)
+    scales = branch_scales(model)
+    return [
+        [block.has_branch and abs(float(scales[block.path].detach())) > threshold for block in stage]
+        for stage in blocks
+    ]
+
+
+def remove_blocks(model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool]]) -> tuple[ArchSpec, nn.Module]:
+    """The spec without the branches ``keep`` marks False, and a model of it carrying ``model``'s weights.
+
+    ``keep`` has one bool per block per stage (as :func:`blocks_to_keep`); a block without a branch must be False.
+    Removed identity blocks leave their stage, removed downsampling blocks keep their shortcut (module docstring).
+    Kept factors are folded into the branch's last BN (weight and bias), and the pruned spec has no
+    ``branch_scale``: in eval mode the pruned model computes the same outputs (up to float rounding; exactly when
+    the kept factors are powers of two). The new model is on ``model``'s device and dtype, in its train/eval mode.
+    """
+    blocks = residual_blocks(spec)
+    if len(keep) != len(blocks) or any(len(k) != len(stage) for k, stage in zip(keep, blocks)):
+        shape = [len(stage) for stage in blocks]
+        raise ValueError(f"keep needs one bool per block per stage (blocks per stage {shape})")
+    _check_model(model, spec)
+    for stage, flags in zip(blocks, keep):
+        for block, flag in zip(stage, flags):
+            if flag and not block.has_branch:
+                raise ValueError(f"block {block.path} has no residual branch to keep")
+
+    config = copy.deepcopy({k: v for k, v in spec.config.items() if k != "branch_scale"})
+    old_of_new: dict[str, Block] = {}  # new block path -> the old block it copies
+    if spec.family == "cifar_resnet":
+        widths, counts, flat = [], [], iter(spec.config["inner"])
+    else:
+        nested: list[list[list[int]]] = []
+    for s, (stage, flags) in enumerate(zip(blocks, keep)):
+        kept: list[Any] = []
+        for block, flag in zip(stage, flags):
+            inner = next(flat) if spec.family == "cifar_resnet" else spec.config["inner_widths"][s][block.index]
+            if not flag and not block.downsamples:
+                continue  # identity shortcut only: the block is relu(x) = x, drop it
+            old_of_new[f"layer{s + 1}.{len(kept)}"] = block
+            kept.append(inner if flag else (0 if spec.family == "cifar_resnet" else []))
+        if spec.family == "cifar_resnet":
+            widths += kept
+            counts.append(len(kept))
+        else:
+            nested.append(kept)
+    if spec.family == "cifar_resnet":
+        config.update(inner=widths, blocks=counts)
+    else:
+        config.update(inner_widths=nested, blocks_per_stage=[len(stage) for stage in nested])
+    pruned_spec = ArchSpec(spec.family, spec.num_classes, config)
+
+    old_state = model.state_dict()
+    scales = branch_scales(model)
+    reference = next(iter(model.parameters()))
+    pruned = build(pruned_spec).to(device=reference.device, dtype=reference.dtype)
+    state = {}
+    for key in pruned.state_dict():
+        parts = key.split(".")
+        prefix = ".".join(parts[:2])
+        old_key = key if prefix not in old_of_new else ".".join([old_of_new[prefix].path, *parts[2:]])
+        state[key] = old_state[old_key].detach().clone()
+    for new_path, block in old_of_new.items():
+        if block.path in scales and f"{new_path}.conv1.weight" in state:  # kept branch with a factor: fold it
+            factor = scales[block.path].detach()
+            for name in ("weight", "bias"):
+                state[f"{new_path}.{block.last_bn}.{name}"].mul_(factor.to(state[f"{new_path}.{block.last_bn}.{name}"]))
+    pruned.load_state_dict(state, strict=True)
+    pruned.train(model.training)
+    return pruned_spec, pruned
+
+
+# ------------------------------------------------------------------------------------------------ predefined targets
+
+
+def sss_target_spec(spec: ArchSpec, variant: str) -> ArchSpec:
+    """The paper's pruned ResNet-50 ``variant`` ("resnet41", "resnet32", "resnet26"; paper-spec §5.5) of ``spec``.
+
+    ``spec`` must be a (possibly width-scaled) bottleneck ResNet-50. Per stage (a, b): with b the stage keeps its
+    first block and a - 1 further blocks; without, the first block keeps only its projection shortcut (``[]``) and
+    a further blocks follow. The result has no ``branch_scale`` (targets are trained from scratch).
+    """
+    if variant not in SSS_VARIANTS:
+        raise ValueError(f"unknown SSS variant {variant!r}; accepted: {', '.join(sorted(SSS_VARIANTS))}")
+    check_sss_family(spec)
+    config = spec.config
+    if spec.family != "resnet_imagenet" or config["block"] != "bottleneck" or config["blocks_per_stage"] != [3, 4, 6, 3]:
+        raise ValueError("the SSS ResNet-41/32/26 targets are pruned ResNet-50s: they need the resnet50 spec")
+    inner = []
+    for (kept, first_kept), blocks in zip(SSS_VARIANTS[variant], config["inner_widths"]):
+        if any(not widths for widths in blocks):
+            raise ValueError("sss_target_spec needs the unpruned resnet50 spec (every block with its branch)")
+        inner.append(copy.deepcopy(blocks[:kept] if first_kept else [[]] + blocks[1 : kept + 1]))
+    changes = {"inner_widths": inner, "blocks_per_stage": [len(blocks) for blocks in inner]}
+    return with_branch_scale(spec.replace_config(**changes), on=False)

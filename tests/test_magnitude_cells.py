@@ -1,0 +1,57 @@
+"""Unstructured magnitude pruning cells: masks kept through retraining, sparse FLOPs, Scratch-B from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from conftest import compose_config
+
+from rethink.budget import scratch_b_budget
+from rethink.pruning.magnitude import load_masks
+from rethink.run import run_cell
+
+CELL = ("dataset=synthetic", "model=vgg19_bn", "model.width_multiplier=0.125", "trainer=cpu", "pruner=magnitude")
+
+
+def _zero_where_masked(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> bool:
+    return all(bool((weights[f"{name}.weight"][~mask] == 0).all()) for name, mask in masks.items())
+
+
+def test_magnitude_cells_keep_masks_and_stretch_scratch_b(tmp_path: Path) -> None:
+    store = f"paths.artifact_dir={tmp_path / 'artifacts'}"
+    runs = {
+        schedule: run_cell(
+            compose_config(*CELL, "pruner.ratio=0.8", f"schedule={schedule}", store), tmp_path / schedule
+        )
+        for schedule in ("finetune", "scratch_b", "lottery")
+    }
+    prune_dir = Path(runs["finetune"]["stages"][1]["path"])
+    masks = load_masks(prune_dir / "masks.pt")
+    kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    assert abs(kept - 0.2) < 0.001
+    for schedule, result in runs.items():
+        weights = torch.load(tmp_path / schedule / "weights.pt", weights_only=True)
+        assert _zero_where_masked(weights, masks), schedule  # still exactly zero after retraining
+        assert abs(result["pruning"]["sparsity"]["density"] - kept) < 1e-6
+    finetune = runs["finetune"]
+    ratio = finetune["pruning"]["achieved"]["flops_ratio"]
+    assert ratio > 1.5  # FLOPs counted on nonzero weights
+    scratch = runs["scratch_b"]
+    assert scratch["epochs"] == scratch_b_budget(2, ratio, [0.5, 0.75]).epochs > 2
+    # the lottery ticket starts from the original init under the mask
+    init = torch.load(prune_dir / "init.pt", weights_only=True)
+    original = torch.load(Path(finetune["stages"][0]["path"]) / "init.pt", weights_only=True)
+    name = next(iter(masks))
+    assert torch.equal(init[f"{name}.weight"], original[f"{name}.weight"] * masks[name])
+
+
+def test_layer_scope_prunes_every_conv_by_the_ratio(tmp_path: Path) -> None:
+    cfg = compose_config(
+        *CELL, "pruner.scope=layer", "pruner.ratio=0.5", "schedule=scratch_e", f"paths.artifact_dir={tmp_path}"
+    )
+    result = run_cell(cfg, tmp_path / "run")
+    masks = load_masks(Path(result["stages"][1]["path"]) / "masks.pt")
+    assert all(int((~m).sum()) == int(m.numel() * 0.5) for m in masks.values())
+    weights = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
+    assert _zero_where_masked(weights, masks)
