@@ -28,7 +28,7 @@ from rethink.pruning.targets import l1_target_spec
 from rethink.training import Recipe
 
 DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
-PRUNERS = ("none", "l1", "random", "slimming", "magnitude")
+PRUNERS = ("none", "l1", "random", "slimming", "magnitude", "uniform")
 AUTOMATIC_PRUNERS = ("slimming", "magnitude")  # the pruned architecture is decided by the trained large model
 SCHEDULES = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_restart", "lottery", "lr_rewind")
 INITS = ("pretrained", "random", "original")
@@ -240,6 +240,33 @@ def _slimming_settings(cfg: DictConfig, large: ArchSpec, model_name: str) -> tup
     return settings, {"bn_sparsity": float(sparsity), "bn_paths": bn_paths}
 
 
+def _uniform_spec(cfg: DictConfig, large: ArchSpec, model_name: str) -> tuple[ArchSpec, dict[str, Any]]:
+    """The uniform control (paper Figure 3): one keep fraction for every BN channel group, from a ratio or from the
+    total channel count of a reference pruned spec (e.g. the ``spec.json`` that slimming decided)."""
+    from rethink.pruning.slimming import slimming_groups, uniform_keep_widths, uniform_target, with_group_widths
+
+    reference, ratio = v.get(cfg, "pruner.reference"), v.get(cfg, "pruner.ratio")
+    if (reference is None) == (ratio is None):
+        raise UserError(
+            "pruner=uniform needs exactly one of pruner.ratio (fraction of channels removed) and "
+            "pruner.reference (a pruned spec.json whose channel count to match)."
+        )
+    try:
+        if reference is not None:
+            if not Path(reference).is_file():
+                raise UserError(f"pruner.reference='{reference}': no such file; give a pruned model's spec.json.")
+            target = uniform_target(large, ArchSpec.from_json(Path(reference).read_text()))
+        else:
+            ratio = v.number(cfg, "pruner.ratio", low_inclusive=True)
+            if ratio >= 1:
+                raise UserError(f"pruner.ratio={ratio}: the fraction of channels removed must be in [0, 1).")
+            pool = sum(group.width for group in slimming_groups(large, "the uniform control"))
+            target = with_group_widths(large, uniform_keep_widths(large, max(1, round(pool * (1 - ratio)))))
+    except ValueError as exc:
+        raise UserError(f"pruner=uniform with model '{model_name}': {exc}.") from None
+    return target, {"name": "uniform", "ratio": ratio, "reference": reference}
+
+
 def _magnitude_settings(cfg: DictConfig) -> dict[str, Any]:
     """Unstructured magnitude pruning (Han et al.): the fraction of conv weights removed and its scope."""
     ratio = v.number(cfg, "pruner.ratio", low_inclusive=True)
@@ -323,9 +350,16 @@ def build_plan(cfg: DictConfig) -> CellPlan:
         plan.pruner, plan.regularizer = _slimming_settings(cfg, large, model_name)
     elif pruner == "magnitude":
         plan.pruner = _magnitude_settings(cfg)
+    elif pruner == "uniform":
+        plan.specs["pruned"], plan.pruner = _uniform_spec(cfg, large, model_name)
     else:
         plan.specs["pruned"], plan.pruner = _pruned_spec(cfg, large, model_name)
     retrain = _retrain_stage(cfg, plan, pretrain)
+    if pruner == "uniform" and retrain.init != "random":
+        raise UserError(
+            f"pruner=uniform is an architecture control with no trained weights to inherit; train it from scratch "
+            f"(schedule=scratch_e or scratch_b), not schedule={schedule}."
+        )
     if retrain.init == "original" and plan.pretrained_weights:
         raise UserError(
             f"schedule={schedule} starts from the large model's original initialisation, which imported "

@@ -65,3 +65,26 @@ def test_slimming_cells_share_the_sparsity_pretrain_and_stretch_scratch_b(tmp_pa
     # the plain (unregularised) baseline is another pretrain
     baseline = run_cell(compose_config(*SLIM, store), tmp_path / "c")
     assert baseline["stages"][0]["key"] != finetune["stages"][0]["key"]
+
+
+def test_uniform_control_matches_the_slimmed_channel_count(tmp_path: Path) -> None:
+    store = f"paths.artifact_dir={tmp_path / 'artifacts'}"
+    slim = run_cell(compose_config(*SLIM, "pruner=slimming", "schedule=scratch_e", store), tmp_path / "slim")
+    reference = tmp_path / "slim" / "spec.json"
+    cfg = compose_config(*SLIM, "pruner=uniform", f"pruner.reference={reference}", "schedule=scratch_e", store)
+    plan = build_plan(cfg).to_dict()
+    after, slimmed = plan["pruning"]["widths"]["after"], slim["pruning"]["widths"]["after"]
+    assert abs(sum(after.values()) - sum(slimmed.values())) <= len(after) / 2
+    assert [s["name"] for s in plan["stages"]] == ["retrain"]  # a predefined architecture: no pretraining
+    before = plan["pruning"]["widths"]["before"]
+    fractions = {round(after[n] / before[n], 1) for n in after if before[n] >= 8}
+    assert len(fractions) == 1  # one keep fraction for every layer
+
+
+def test_uniform_needs_a_ratio_or_a_reference_and_scratch() -> None:
+    with pytest.raises(UserError, match="exactly one of pruner.ratio"):
+        build_plan(compose_config(*SLIM, "pruner=uniform", "schedule=scratch_e"))
+    with pytest.raises(UserError, match="train it from scratch"):
+        build_plan(compose_config(*SLIM, "pruner=uniform", "pruner.ratio=0.5", "schedule=finetune"))
+    plan = build_plan(compose_config(*SLIM, "pruner=uniform", "pruner.ratio=0.5", "schedule=scratch_b")).to_dict()
+    assert abs(plan["pruning"]["achieved"]["channels_pruned_fraction"] - 0.5) < 0.05

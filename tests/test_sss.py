@@ -14,8 +14,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from rethink.arch import ArchSpec, build, default_spec
 from rethink.budget import stretch_stages
 from rethink.cost import count_params, spec_cost
-from rethink.pruning.surgery import prunable_groups
-from rethink.pruning.targets import prunable_convs
 from rethink.pruning.sss import (
     SSSPenalty,
     blocks_to_keep,
@@ -25,6 +23,8 @@ from rethink.pruning.sss import (
     sss_target_spec,
     with_branch_scale,
 )
+from rethink.pruning.surgery import prunable_groups
+from rethink.pruning.targets import prunable_convs
 
 # paper-spec §5.5: params, FLOPs ratio to ResNet-50, Scratch-B epochs and LR drops from stretch_stages([30, 60, 90]).
 SSS_TARGETS = {
@@ -116,7 +116,7 @@ def test_cifar_folding_with_arbitrary_factors_and_threshold() -> None:
     assert all(itertools.chain(*everything))
     _, pruned = remove_blocks(model, spec, everything)
     torch.testing.assert_close(_outputs(pruned, x), _outputs(model, x), rtol=1e-5, atol=1e-5)
-    small = {path for path, scale in branch_scales(model).items() if abs(float(scale)) <= 0.3}
+    small = {path for path, scale in branch_scales(model).items() if abs(float(scale.detach())) <= 0.3}
     keep = blocks_to_keep(model, spec, threshold=0.3)
     flat = [f"layer{s + 1}.{b}" for s in range(3) for b in range(9)]
     assert {path for path, kept in zip(flat, itertools.chain(*keep)) if not kept} == small
@@ -213,7 +213,7 @@ def test_penalty_soft_thresholds_inside_a_fit(accumulate: int) -> None:
     trainer.fit(module, DataLoader(data, batch_size=2))
     steps = batches // accumulate  # optimizer steps per epoch; epoch 0 at lr, epoch 1 at lr / 2
     shrink = steps * lr * gamma + steps * lr / 2 * gamma
-    scales = {path: float(scale) for path, scale in branch_scales(module.model).items()}
+    scales = {path: float(scale.detach()) for path, scale in branch_scales(module.model).items()}
     assert scales["layer1.1"] == 0.0 and scales["layer2.1"] == 0.0  # exactly zero, and stays there
     assert scales["layer1.0"] == pytest.approx(1.0 - shrink, abs=1e-6)
     assert scales["layer2.0"] == pytest.approx(-0.7 + shrink, abs=1e-6)

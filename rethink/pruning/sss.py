@@ -131,12 +131,14 @@ def soft_threshold_(param: torch.Tensor, amount: float) -> None:
 
 class SSSPenalty(pl.Callback):
     """Proximal-SGD sparsity on the residual-branch factors: after every optimizer step, each factor is
-    soft-thresholded by ``lr * gamma`` (``lr``: the current lr of the optimizer parameter group holding it).
+    soft-thresholded by ``lr * gamma``, ``lr`` being the lr the step used for the parameter group holding it.
 
-    Runs in ``on_train_batch_end`` only when ``trainer.global_step`` advanced (so once per optimizer step under
-    gradient accumulation). A factor that is in no optimizer, or frozen, is left alone. The network is
-    ``pl_module.<network_attr>`` (or the LightningModule itself when ``network_attr`` is None); it must have been
-    built with ``branch_scale: true``. Weight decay, if the optimizer applies it to the factors, adds on top.
+    The lrs are read in ``on_before_optimizer_step`` (after backward, inside the step: the lr the update uses, before
+    any scheduler moves it) and the threshold is applied in ``on_train_batch_end``, after the update; so with
+    gradient accumulation it runs once per optimizer step. A factor that is in no optimizer, or frozen, is left
+    alone. The network is ``pl_module.<network_attr>`` (or the LightningModule itself when ``network_attr`` is
+    None); it must have been built with ``branch_scale: true``. Weight decay, if the optimizer applies it to the
+    factors, adds on top.
     """
 
     def __init__(self, gamma: float, network_attr: str | None = "model") -> None:
@@ -145,7 +147,7 @@ class SSSPenalty(pl.Callback):
             raise ValueError(f"sss gamma must be a number >= 0, got {gamma!r}")
         self.gamma = float(gamma)
         self.network_attr = network_attr
-        self._last_step: int | None = None
+        self._step_lrs: dict[int, float] = {}  # id(param) -> lr of the optimizer step in progress
 
     def _scales(self, pl_module: pl.LightningModule) -> dict[str, nn.Parameter]:
         network: Any = pl_module if self.network_attr is None else getattr(pl_module, self.network_attr, None)
@@ -161,20 +163,21 @@ class SSSPenalty(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._scales(pl_module)  # fail early
-        self._last_step = trainer.global_step
+        self._step_lrs = {}
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                self._step_lrs[id(param)] = float(group["lr"])
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self._last_step is not None and trainer.global_step == self._last_step:
+        lrs, self._step_lrs = self._step_lrs, {}
+        if not lrs:
             return  # no optimizer step this batch (gradient accumulation)
-        self._last_step = trainer.global_step
-        lrs = {
-            id(param): float(group["lr"])
-            for optimizer in trainer.optimizers
-            for group in optimizer.param_groups
-            for param in group["params"]
-        }
         for scale in self._scales(pl_module).values():
             if scale.requires_grad and id(scale) in lrs:
                 soft_threshold_(scale, lrs[id(scale)] * self.gamma)
@@ -230,29 +233,27 @@ def remove_blocks(model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool
             if flag and not block.has_branch:
                 raise ValueError(f"block {block.path} has no residual branch to keep")
 
-    config = copy.deepcopy({k: v for k, v in spec.config.items() if k != "branch_scale"})
-    old_of_new: dict[str, Block] = {}  # new block path -> the old block it copies
-    if spec.family == "cifar_resnet":
-        widths, counts, flat = [], [], iter(spec.config["inner"])
+    cifar = spec.family == "cifar_resnet"
+    if cifar:
+        flat = iter(spec.config["inner"])
+        inner_widths: list[list[Any]] = [[next(flat) for _ in stage] for stage in blocks]
     else:
-        nested: list[list[list[int]]] = []
+        inner_widths = spec.config["inner_widths"]
+    old_of_new: dict[str, Block] = {}  # new block path -> the old block it copies
+    stages: list[list[Any]] = []
     for s, (stage, flags) in enumerate(zip(blocks, keep)):
         kept: list[Any] = []
-        for block, flag in zip(stage, flags):
-            inner = next(flat) if spec.family == "cifar_resnet" else spec.config["inner_widths"][s][block.index]
+        for block, flag, inner in zip(stage, flags, inner_widths[s]):
             if not flag and not block.downsamples:
                 continue  # identity shortcut only: the block is relu(x) = x, drop it
             old_of_new[f"layer{s + 1}.{len(kept)}"] = block
-            kept.append(inner if flag else (0 if spec.family == "cifar_resnet" else []))
-        if spec.family == "cifar_resnet":
-            widths += kept
-            counts.append(len(kept))
-        else:
-            nested.append(kept)
-    if spec.family == "cifar_resnet":
-        config.update(inner=widths, blocks=counts)
+            kept.append(copy.deepcopy(inner) if flag else (0 if cifar else []))
+        stages.append(kept)
+    config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
+    if cifar:
+        config.update(inner=[w for stage in stages for w in stage], blocks=[len(stage) for stage in stages])
     else:
-        config.update(inner_widths=nested, blocks_per_stage=[len(stage) for stage in nested])
+        config.update(inner_widths=stages, blocks_per_stage=[len(stage) for stage in stages])
     pruned_spec = ArchSpec(spec.family, spec.num_classes, config)
 
     old_state = model.state_dict()
@@ -269,7 +270,8 @@ def remove_blocks(model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool
         if block.path in scales and f"{new_path}.conv1.weight" in state:  # kept branch with a factor: fold it
             factor = scales[block.path].detach()
             for name in ("weight", "bias"):
-                state[f"{new_path}.{block.last_bn}.{name}"].mul_(factor.to(state[f"{new_path}.{block.last_bn}.{name}"]))
+                tensor = state[f"{new_path}.{block.last_bn}.{name}"]
+                tensor.mul_(factor.to(tensor))
     pruned.load_state_dict(state, strict=True)
     pruned.train(model.training)
     return pruned_spec, pruned
@@ -289,7 +291,11 @@ def sss_target_spec(spec: ArchSpec, variant: str) -> ArchSpec:
         raise ValueError(f"unknown SSS variant {variant!r}; accepted: {', '.join(sorted(SSS_VARIANTS))}")
     check_sss_family(spec)
     config = spec.config
-    if spec.family != "resnet_imagenet" or config["block"] != "bottleneck" or config["blocks_per_stage"] != [3, 4, 6, 3]:
+    if (
+        spec.family != "resnet_imagenet"
+        or config["block"] != "bottleneck"
+        or config["blocks_per_stage"] != [3, 4, 6, 3]
+    ):
         raise ValueError("the SSS ResNet-41/32/26 targets are pruned ResNet-50s: they need the resnet50 spec")
     inner = []
     for (kept, first_kept), blocks in zip(SSS_VARIANTS[variant], config["inner_widths"]):
