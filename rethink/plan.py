@@ -272,7 +272,17 @@ def _magnitude_settings(cfg: DictConfig) -> dict[str, Any]:
     ratio = v.number(cfg, "pruner.ratio", low_inclusive=True)
     if ratio >= 1:
         raise UserError(f"pruner.ratio={ratio}: the fraction of conv weights removed must be in [0, 1).")
-    return {"name": "magnitude", "ratio": ratio, "scope": v.choice(cfg, "pruner.scope", ("global", "layer"))}
+    rounds = v.positive_int(cfg, "pruner.rounds")
+    round_ratio = v.get(cfg, "pruner.round_ratio")
+    if rounds > 1:
+        round_ratio = v.number(cfg, "pruner.round_ratio", low_inclusive=True) if round_ratio is not None else None
+        if round_ratio is None or round_ratio >= 1:
+            raise UserError(
+                f"pruner.rounds={rounds} needs pruner.round_ratio in [0, 1): the share of the remaining conv weights "
+                "each round removes (Frankle & Carbin use 0.2)."
+            )
+    scope = v.choice(cfg, "pruner.scope", ("global", "layer"))
+    return {"name": "magnitude", "ratio": ratio, "scope": scope, "rounds": rounds, "round_ratio": round_ratio}
 
 
 def _retrain_stage(cfg: DictConfig, plan: CellPlan, pretrain: Recipe) -> StagePlan:

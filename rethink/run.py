@@ -189,7 +189,11 @@ class CellRunner:
         """The pruner's decision on the trained large model: kept channels (or weight masks) and the pruned model."""
         pruner, large = self.plan.pruner, self.plan.specs["large"]
         if pruner["name"] == "magnitude":
-            masks = magnitude_masks(model, pruner["ratio"], pruner["scope"])
+            rounds = pruner["rounds"]
+            masks = magnitude_masks(model, pruner["round_ratio"] if rounds > 1 else pruner["ratio"], pruner["scope"])
+            for round_index in range(2, rounds + 1):  # iterative: retrain init x mask, prune a share of what is left
+                model.load_state_dict(self._imp_round(round_index, masks), strict=True)
+                masks = magnitude_masks(model, pruner["round_ratio"], pruner["scope"], existing=masks)
             apply_masks(model, masks)
             return {}, large, model, masks
         if pruner["name"] == "slimming":
@@ -202,6 +206,28 @@ class CellRunner:
             spec, pruned = shrink(model, large, keep)
             return keep, spec, pruned, None
         return (*prune(model, large, self.plan.specs["pruned"], pruner["name"], self.plan.cell["seed"]), None)
+
+    def _imp_round(self, round_index: int, masks: Masks) -> dict[str, torch.Tensor]:
+        """One round of iterative magnitude pruning (Frankle & Carbin): the large model's original init under the
+        masks so far, retrained with the pretrain recipe (a stored, resumable stage of its own); its trained weights."""
+        pretrain = self.records[0]
+        recipe = self.plan.stages[0].recipe
+        key = content_key(
+            {
+                "stage": "imp",
+                "pretrain": pretrain["key"],
+                "round": round_index,
+                "masks": keep_digest({}, masks),
+                "recipe": asdict(recipe),
+                **self.identity,
+            }
+        )
+        init = build(self.plan.specs["large"])
+        init.load_state_dict(_load_state(Path(pretrain["path"]) / "init.pt"), strict=True)
+        apply_masks(init, masks)
+        self.masks = masks
+        self._train(StagePlan("imp", "large", "original", recipe), key, init.state_dict())
+        return self.trained.get(key) or _load_state(self.store.path("imp", key) / "weights.pt")
 
     def _resolve(self, spec: ArchSpec, weights: dict[str, torch.Tensor], masks: Masks | None) -> None:
         """Tell the plan the decided architecture; with masks, its cost counts only the nonzero conv weights."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import compose_config
 
 from rethink.budget import scratch_b_budget
+from rethink.errors import UserError
+from rethink.plan import build_plan
 from rethink.pruning.magnitude import load_masks
 from rethink.run import run_cell
 
@@ -55,3 +58,20 @@ def test_layer_scope_prunes_every_conv_by_the_ratio(tmp_path: Path) -> None:
     assert all(int((~m).sum()) == int(m.numel() * 0.5) for m in masks.values())
     weights = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
     assert _zero_where_masked(weights, masks)
+
+
+def test_iterative_magnitude_pruning_resets_to_init_each_round(tmp_path: Path) -> None:
+    cfg = compose_config(
+        *CELL, "pruner.rounds=2", "pruner.round_ratio=0.5", "schedule=lottery", f"paths.artifact_dir={tmp_path}"
+    )
+    result = run_cell(cfg, tmp_path / "run")
+    assert [s["stage"] for s in result["stages"]] == ["pretrain", "imp", "prune", "retrain"]
+    masks = load_masks(Path(result["stages"][2]["path"]) / "masks.pt")
+    density = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    assert abs(density - 0.25) < 0.001  # two rounds of 50% of what remains
+    round_two = torch.load(Path(result["stages"][1]["path"]) / "weights.pt", weights_only=True)
+    original = torch.load(Path(result["stages"][0]["path"]) / "init.pt", weights_only=True)
+    name = next(iter(masks))
+    assert not torch.equal(round_two[f"{name}.weight"], original[f"{name}.weight"])  # round 2 was trained
+    with pytest.raises(UserError, match="needs pruner.round_ratio"):
+        build_plan(compose_config(*CELL, "pruner.rounds=3", "schedule=lottery"))
