@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from rethink import validate as v
 from rethink.arch import INPUT_SIZE, ArchSpec, UnknownModelError, default_spec, model_info
-from rethink.budget import Budget, floor, scratch_b_budget
+from rethink.budget import Budget, floor, scratch_b_budget, stretch_stages
 from rethink.cost import spec_cost
 from rethink.data import DATASETS
 from rethink.errors import UserError
@@ -28,8 +28,15 @@ from rethink.pruning.targets import l1_target_spec
 from rethink.training import Recipe
 
 DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
-PRUNERS = ("none", "l1", "random", "slimming", "magnitude", "uniform")
-AUTOMATIC_PRUNERS = ("slimming", "magnitude")  # the pruned architecture is decided by the trained large model
+PRUNERS = (
+    "none",
+    "l1",
+    "random",
+    "slimming",
+    "magnitude",
+    "uniform",
+    "sss",
+)  # the pruned architecture is decided by the trained large model
 SCHEDULES = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_restart", "lottery", "lr_rewind")
 INITS = ("pretrained", "random", "original")
 
@@ -267,6 +274,27 @@ def _uniform_spec(cfg: DictConfig, large: ArchSpec, model_name: str) -> tuple[Ar
     return target, {"name": "uniform", "ratio": ratio, "reference": reference}
 
 
+def _sss_settings(cfg: DictConfig, plan: CellPlan) -> None:
+    """Sparse Structure Selection: a predefined target (``variant``) or, automatically, residual-branch scaling
+    factors trained with a sparse penalty (``gamma``) and the branches whose factor ends at or below ``threshold``
+    removed."""
+    from rethink.pruning.sss import check_sss_family, sss_target_spec, with_branch_scale
+
+    large, variant = plan.specs["large"], v.get(cfg, "pruner.variant")
+    try:
+        check_sss_family(large)
+        if variant is not None:
+            plan.specs["pruned"] = sss_target_spec(large, str(variant))
+    except ValueError as exc:
+        raise UserError(f"pruner=sss with model '{plan.model_name}': {exc}.") from None
+    gamma = v.number(cfg, "pruner.gamma", low_inclusive=True)
+    threshold = v.number(cfg, "pruner.threshold", low_inclusive=True)
+    plan.pruner = {"name": "sss", "variant": variant, "gamma": gamma, "threshold": threshold}
+    if variant is None:
+        plan.specs["large"] = with_branch_scale(large)
+        plan.regularizer = {"sss_gamma": gamma}
+
+
 def _magnitude_settings(cfg: DictConfig) -> dict[str, Any]:
     """Unstructured magnitude pruning (Han et al.): the fraction of conv weights removed and its scope."""
     ratio = v.number(cfg, "pruner.ratio", low_inclusive=True)
@@ -300,7 +328,10 @@ def _retrain_stage(cfg: DictConfig, plan: CellPlan, pretrain: Recipe) -> StagePl
             cap = v.number(cfg, "schedule.cap")
         plan.base_epochs = v.positive_int(cfg, "schedule.base_epochs")
         rule = v.choice(cfg, "schedule.milestone_rule", ("fraction", "step"))
-        plan.budget = scratch_b_budget(plan.base_epochs, flops_ratio, fractions, cap, rule)
+        if plan.pruner["name"] == "sss":  # SSS stretches every LR stage (paper-spec §1.2)
+            plan.budget = stretch_stages(pretrain.milestones, plan.base_epochs, flops_ratio)
+        else:
+            plan.budget = scratch_b_budget(plan.base_epochs, flops_ratio, fractions, cap, rule)
         epochs = v.positive_int(cfg, "schedule.epochs", allow_none=True) or plan.budget.epochs
         milestones = v.int_list(cfg, "schedule.milestones")
         if milestones is None and epochs == plan.budget.epochs:
@@ -362,13 +393,15 @@ def build_plan(cfg: DictConfig) -> CellPlan:
         plan.pruner = _magnitude_settings(cfg)
     elif pruner == "uniform":
         plan.specs["pruned"], plan.pruner = _uniform_spec(cfg, large, model_name)
+    elif pruner == "sss":
+        _sss_settings(cfg, plan)
     else:
         plan.specs["pruned"], plan.pruner = _pruned_spec(cfg, large, model_name)
     retrain = _retrain_stage(cfg, plan, pretrain)
-    if pruner == "uniform" and retrain.init != "random":
+    if "pruned" in plan.specs and pruner in ("uniform", "sss") and retrain.init != "random":
         raise UserError(
-            f"pruner=uniform is an architecture control with no trained weights to inherit; train it from scratch "
-            f"(schedule=scratch_e or scratch_b), not schedule={schedule}."
+            f"pruner={pruner} with a fixed target architecture has no trained weights to inherit; train it from "
+            f"scratch (schedule=scratch_e or scratch_b), not schedule={schedule}."
         )
     if retrain.init == "original" and plan.pretrained_weights:
         raise UserError(
@@ -376,7 +409,7 @@ def build_plan(cfg: DictConfig) -> CellPlan:
             f"pretrain.weights='{plan.pretrained_weights}' do not have; train the large model here "
             "(pretrain.weights=null)."
         )
-    if retrain.init != "random" or pruner in AUTOMATIC_PRUNERS:
+    if retrain.init != "random" or "pruned" not in plan.specs:  # an automatic pruner needs the trained large model
         plan.stages.append(StagePlan("pretrain", "large", "random", pretrain))
     plan.stages.append(retrain)
     return plan

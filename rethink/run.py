@@ -162,11 +162,16 @@ class CellRunner:
 
     def _regularizers(self) -> list[pl.Callback]:
         """Pretraining penalties of an automatic pruner (Network Slimming's L1 on BN scaling factors)."""
-        if not self.plan.regularizer:
-            return []
-        from rethink.pruning.slimming import BNSparsity
+        regularizer = self.plan.regularizer or {}
+        if "sss_gamma" in regularizer:
+            from rethink.pruning.sss import SSSPenalty
 
-        return [BNSparsity(self.plan.regularizer["bn_sparsity"], self.plan.regularizer["bn_paths"])]
+            return [SSSPenalty(regularizer["sss_gamma"])]
+        if "bn_sparsity" in regularizer:
+            from rethink.pruning.slimming import BNSparsity
+
+            return [BNSparsity(regularizer["bn_sparsity"], regularizer["bn_paths"])]
+        return []
 
     def _import(self, stage: StagePlan, key: str, path: Path) -> dict[str, Any]:
         """The pretrain stage from user-given weights (``pretrain.weights``): check, evaluate, store."""
@@ -196,6 +201,12 @@ class CellRunner:
                 masks = magnitude_masks(model, pruner["round_ratio"], pruner["scope"], existing=masks)
             apply_masks(model, masks)
             return {}, large, model, masks
+        if pruner["name"] == "sss":
+            from rethink.pruning.sss import blocks_to_keep, remove_blocks
+
+            blocks = blocks_to_keep(model, large, pruner["threshold"])
+            spec, pruned = remove_blocks(model, large, blocks)
+            return {f"stage{i}": [int(b) for b in flags] for i, flags in enumerate(blocks)}, spec, pruned, None
         if pruner["name"] == "slimming":
             from rethink.pruning.slimming import global_threshold_keep
 
@@ -228,6 +239,18 @@ class CellRunner:
         self.masks = masks
         self._train(StagePlan("imp", "large", "original", recipe), key, init.state_dict())
         return self.trained.get(key) or _load_state(self.store.path("imp", key) / "weights.pt")
+
+    def _cut(self, model: torch.nn.Module, keep: dict[str, list[int]], masks: Masks | None) -> torch.nn.Module:
+        """Apply a pruning decision to another model of the large spec (the original init, for lottery tickets)."""
+        large = self.plan.specs["large"]
+        if masks is not None:
+            apply_masks(model, masks)
+            return model
+        if self.plan.pruner["name"] == "sss":
+            from rethink.pruning.sss import remove_blocks
+
+            return remove_blocks(model, large, [[bool(b) for b in keep[f"stage{i}"]] for i in range(len(keep))])[1]
+        return shrink(model, large, keep)[1]
 
     def _resolve(self, spec: ArchSpec, weights: dict[str, torch.Tensor], masks: Masks | None) -> None:
         """Tell the plan the decided architecture; with masks, its cost counts only the nonzero conv weights."""
@@ -274,11 +297,7 @@ class CellRunner:
                 if (pretrain_path / "init.pt").exists():  # imported weights have no original initialisation
                     init = build(large_spec)
                     init.load_state_dict(_load_state(pretrain_path / "init.pt"), strict=True)
-                    if masks is not None:  # the lottery ticket: original init x mask
-                        apply_masks(init, masks)
-                    else:
-                        init = shrink(init, large_spec, keep)[1]
-                    _save_state(path / "init.pt", init.state_dict())
+                    _save_state(path / "init.pt", self._cut(init, keep, masks).state_dict())  # for lottery tickets
                     files.append("init.pt")
                 if masks is not None:
                     save_masks(path / "masks.pt", masks)

@@ -13,6 +13,7 @@ from rethink.run import run_cell
 PRUNERS = {
     "slimming": ("model=vgg19", "model.head=linear", "pruner=slimming", "pruner.ratio=0.5"),
     "magnitude": ("model=vgg19_bn", "pruner=magnitude", "pruner.ratio=0.5"),
+    "sss": ("model=resnet56", "pruner=sss", "pruner.gamma=0.5", "pruner.threshold=0.5"),
 }
 KEYS = {
     "cell",
