@@ -75,3 +75,25 @@ def test_iterative_magnitude_pruning_resets_to_init_each_round(tmp_path: Path) -
     assert not torch.equal(round_two[f"{name}.weight"], original[f"{name}.weight"])  # round 2 was trained
     with pytest.raises(UserError, match="needs pruner.round_ratio"):
         build_plan(compose_config(*CELL, "pruner.rounds=3", "schedule=lottery"))
+
+
+def test_lottery_retraining_starts_from_exactly_the_masked_original_init(tmp_path: Path, monkeypatch) -> None:
+    import rethink.run as run_module
+
+    starts: dict[str, dict[str, torch.Tensor]] = {}
+    real_fit = run_module.fit
+
+    def spy(cfg, cell, stage, spec, recipe, datamodule, work_dir, initial_state=None, *args, **kwargs):
+        starts[stage] = initial_state
+        return real_fit(cfg, cell, stage, spec, recipe, datamodule, work_dir, initial_state, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "fit", spy)
+    result = run_cell(compose_config(*CELL, "schedule=lottery", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
+    original = torch.load(Path(result["stages"][0]["path"]) / "init.pt", weights_only=True)
+    masks = load_masks(Path(result["stages"][1]["path"]) / "masks.pt")
+    for name, tensor in original.items():
+        module = name.rsplit(".", 1)[0]
+        expected = tensor * masks[module] if name.endswith("weight") and module in masks else tensor
+        assert torch.equal(starts["retrain"][name], expected), name
+    plan = build_plan(compose_config(*CELL, "schedule=scratch_b")).to_dict()
+    assert "decided_by_training" in plan["pruning"] and plan["budget"] is None  # dry run: masks come from training
