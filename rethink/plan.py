@@ -403,9 +403,11 @@ def build_plan(cfg: DictConfig) -> CellPlan:
             f"pruner={pruner} with a fixed target architecture has no trained weights to inherit; train it from "
             f"scratch (schedule=scratch_e or scratch_b), not schedule={schedule}."
         )
-    if retrain.init == "original" and plan.pretrained_weights:
+    iterative = plan.pruner.get("rounds", 1) > 1
+    if (retrain.init == "original" or iterative) and plan.pretrained_weights:
+        what = "iterative magnitude pruning (pruner.rounds > 1)" if iterative else f"schedule={schedule}"
         raise UserError(
-            f"schedule={schedule} starts from the large model's original initialisation, which imported "
+            f"{what} starts from the large model's original initialisation, which imported "
             f"pretrain.weights='{plan.pretrained_weights}' do not have; train the large model here "
             "(pretrain.weights=null)."
         )

@@ -53,6 +53,8 @@ from rethink.training import evaluate, fit
 _DATA_KEYS_NOT_HASHED = ("npz_path", "root", "download", "num_workers", "test_batch_size", "recipe")
 _TRAINER_KEYS_HASHED = ("precision", "devices", "num_nodes", "strategy", "limit_train_batches")
 
+Masks = dict[str, torch.Tensor]  # conv module path -> bool mask of kept weights (unstructured pruning)
+
 
 def _identity(cfg: DictConfig) -> dict[str, Any]:
     """What every stage key shares: the data a model learns from, seed, and result-changing trainer settings."""
@@ -81,9 +83,6 @@ def keep_digest(keep: dict[str, list[int]], masks: Masks | None = None) -> str:
     for name in sorted(masks or {}):
         digest.update(name.encode() + masks[name].cpu().numpy().tobytes())
     return digest.hexdigest()
-
-
-Masks = dict[str, torch.Tensor]
 
 
 class CellRunner:
@@ -161,7 +160,7 @@ class CellRunner:
         return model.state_dict()
 
     def _regularizers(self) -> list[pl.Callback]:
-        """Pretraining penalties of an automatic pruner (Network Slimming's L1 on BN scaling factors)."""
+        """Pretraining penalties of an automatic pruner: SSS's branch-scale soft-threshold, slimming's BN L1."""
         regularizer = self.plan.regularizer or {}
         if "sss_gamma" in regularizer:
             from rethink.pruning.sss import SSSPenalty
