@@ -1,0 +1,213 @@
+"""The paper's tables as Hydra multiruns (conf/experiment/paper/*.yaml): each composes, its sweep expands into the
+expected cells, and the dry-run plans of those cells have the paper's epochs and budgets.
+
+Hydra's ``compose`` does not expand ``hydra.sweeper.params``; the cells are expanded here exactly as the basic sweeper
+does (one override per swept key, parsed by Hydra's own override parser, cartesian product). Composing takes ~0.1 s,
+so every config is checked on a covering subset of its cells (each swept value at least once, seed 1) plus the cells
+whose numbers the paper states.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CONF_DIR, compose_config
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from rethink.plan import build_plan
+
+PAPER = CONF_DIR / "experiment" / "paper"
+TABLES = sorted(p.stem for p in PAPER.glob("*.yaml"))
+QUICK = sorted(p.stem for p in (PAPER / "quick").glob("*.yaml"))
+ROW_KEY = "+experiment/paper/row"
+
+# config -> number of cells of its sweep (settings x seeds)
+EXPECTED_CELLS = {
+    "l1_cifar10": 5 * 3 * 5,
+    "l1_imagenet_resnet34": 2 * 3,
+    "slimming_cifar10": 5 * 3 * 5,
+    "slimming_cifar100": 5 * 3 * 5,
+    "slimming_imagenet_vgg11": 3,
+    "sss_imagenet": 3 * 2,
+    "weight_level_cifar10": 3 * 2 * 3 * 5,
+    "weight_level_cifar100": 3 * 2 * 3 * 5,
+    "weight_level_imagenet": 2 * 2 * 3,
+    "lottery_l1_cifar10": 5 * 2 * 2 * 5,
+    "lottery_magnitude_cifar10": 2 * 2 * 2 * 2 * 5,
+    "lottery_magnitude_cifar100": 2 * 2 * 2 * 2 * 5,
+    "finetune_restart": 5 * 4 * 5,
+    "heavy_pruning_cifar10": 3 * 3 * 5,
+    "heavy_pruning_cifar100": 1 * 3 * 5,
+    "unpruned_cifar10": 9 * 5,
+    "unpruned_cifar100": 6 * 5,
+    "unpruned_imagenet": 4,
+}
+
+
+def compose_with_hydra(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def sweep_axes(cfg: DictConfig) -> dict[str, list[str]]:
+    """``hydra.sweeper.params`` as the basic sweeper expands it: key -> list of ``key=value`` overrides."""
+    parser = OverridesParser.create()
+    axes = {}
+    for key, value in OmegaConf.to_container(cfg.hydra.sweeper.params).items():
+        override = parser.parse_override(f"{key}={value}")
+        element = override.get_key_element()
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(value)]
+        axes[element] = [f"{element}={v}" for v in values]
+    return axes
+
+
+def covering_cells(axes: dict[str, list[str]]) -> list[tuple[str, ...]]:
+    """A few cells (seed 1) in which every swept value of every key appears at least once."""
+    others = {k: v for k, v in axes.items() if k != "seed"}
+    width = max((len(v) for v in others.values()), default=1)
+    return [tuple(values[i % len(values)] for values in others.values()) + ("seed=1",) for i in range(width)]
+
+
+def plan_of(name: str, *overrides: str) -> dict[str, Any]:
+    return build_plan(compose_config(f"experiment=paper/{name}", *overrides)).to_dict()
+
+
+def retrain(plan: dict[str, Any]) -> dict[str, Any]:
+    assert plan["stages"][-1]["name"] == "retrain"
+    return plan["stages"][-1]
+
+
+def test_every_table_has_a_config_and_a_quick_variant() -> None:
+    assert set(TABLES) == set(EXPECTED_CELLS)
+    assert set(QUICK) == set(TABLES)
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_table_config_composes_and_expands(name: str) -> None:
+    cfg = compose_with_hydra(f"experiment=paper/{name}")
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert f"multirun_outputs/paper/{name}/" in cfg.hydra.sweep.dir
+    axes = sweep_axes(cfg)
+    assert len(list(itertools.product(*axes.values()))) == EXPECTED_CELLS[name]
+    imagenet = cfg.dataset.name == "imagenet"
+    assert axes["seed"] == (["seed=1"] if imagenet else [f"seed={s}" for s in range(1, 6)])
+    header = (PAPER / f"{name}.yaml").read_text()
+    assert f"python -m rethink.main experiment=paper/{name}" in header and "GPU-hours" in header
+    for cell in covering_cells(axes):
+        plan = plan_of(name, *cell)
+        assert plan["cell"]["dataset"] == cfg.dataset.name and plan["cell"]["seed"] == 1
+        for override in cell:  # each swept value reaches the cell
+            key, value = override.split("=", 1)
+            if key == "schedule":
+                assert plan["cell"]["schedule"] == value
+            elif key == "model":
+                assert plan["cell"]["model"] == value
+            elif key in ("pruner.variant", "pruner.ratio"):
+                assert str(plan["pruning"]["requested"][key.split(".")[1]]) == value
+            elif key == "schedule.lr":
+                assert retrain(plan)["lr"] == float(value)
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_quick_variant_has_the_same_cells_in_miniature(name: str) -> None:
+    full, quick = compose_with_hydra(f"experiment=paper/{name}"), compose_with_hydra(f"experiment=paper/quick/{name}")
+    full_axes, quick_axes = sweep_axes(full), sweep_axes(quick)
+    assert quick_axes.pop("seed") == ["seed=1", "seed=2"]
+    full_axes.pop("seed")
+    assert quick_axes == full_axes
+    assert quick.dataset.name == "synthetic" and quick.trainer.accelerator == "cpu"
+    assert quick.model.width_multiplier == 0.125 and quick.pretrain.epochs <= 4
+    assert "multirun_outputs/paper/quick/" in quick.hydra.sweep.dir
+    cells = covering_cells(quick_axes | {"seed": ["seed=1"]})
+    for cell in (cells[0], cells[-1]):
+        plan = build_plan(compose_config(f"experiment=paper/quick/{name}", *cell)).to_dict()
+        assert plan["cell"]["dataset"] == "synthetic"
+        assert all(stage.get("epochs") is None or stage["epochs"] <= 40 for stage in plan["stages"])
+
+
+@pytest.mark.parametrize(
+    "row, epochs, milestones",
+    [
+        ("vgg16_a", 243, [121, 182]),
+        ("resnet56_a", 178, [89, 133]),
+        ("resnet56_b", 220, [110, 165]),
+        ("resnet110_a", 190, [95, 142]),
+        ("resnet110_b", 260, [130, 195]),
+    ],
+)
+def test_l1_cifar10_scratch_b_epochs(row: str, epochs: int, milestones: list[int]) -> None:
+    plan = plan_of("l1_cifar10", f"{ROW_KEY}={row}", "schedule=scratch_b")
+    assert [s["name"] for s in plan["stages"]] == ["retrain"]  # predefined target: no large model needed
+    assert (retrain(plan)["epochs"], retrain(plan)["milestones"]) == (epochs, milestones)
+    finetune = plan_of("l1_cifar10", f"{ROW_KEY}={row}", "schedule=finetune")
+    assert [s["name"] for s in finetune["stages"]] == ["pretrain", "retrain"]  # the Unpruned column's pretrain stage
+    assert finetune["stages"][0]["epochs"] == 160 and retrain(finetune)["epochs"] == 40
+
+
+@pytest.mark.parametrize("variant, epochs, milestones", [("A", 106, [35, 70]), ("B", 118, [39, 78])])
+def test_l1_imagenet_resnet34_budgets(variant: str, epochs: int, milestones: list[int]) -> None:
+    plan = plan_of("l1_imagenet_resnet34", f"pruner.variant={variant}", "schedule=scratch_b")
+    assert (retrain(plan)["epochs"], retrain(plan)["milestones"]) == (epochs, milestones)
+    assert plan["budget"]["cap"] == 2.0 and not plan["budget"]["capped"]
+    assert retrain(plan_of("l1_imagenet_resnet34", f"pruner.variant={variant}"))["epochs"] == 20
+
+
+@pytest.mark.parametrize(
+    "variant, epochs, milestones",
+    [("resnet41", 117, [35, 70, 105]), ("resnet32", 145, [43, 86, 129]), ("resnet26", 179, [53, 106, 159])],
+)
+def test_sss_imagenet_budgets(variant: str, epochs: int, milestones: list[int]) -> None:
+    plan = plan_of("sss_imagenet", f"pruner.variant={variant}", "schedule=scratch_b")
+    assert (retrain(plan)["epochs"], retrain(plan)["milestones"]) == (epochs, milestones)
+    scratch_e = retrain(plan_of("sss_imagenet", f"pruner.variant={variant}", "schedule=scratch_e"))
+    assert (scratch_e["epochs"], scratch_e["milestones"]) == (100, [30, 60, 90])
+
+
+def test_imagenet_recipes_of_slimming_and_weight_level() -> None:
+    slim = compose_config("experiment=paper/slimming_imagenet_vgg11")
+    assert slim.dataset.recipe.scratch_b_cap is None and slim.model.name == "vgg11_bn" and slim.pruner.ratio == 0.5
+    assert retrain(plan_of("slimming_imagenet_vgg11"))["epochs"] == 5
+    weight = plan_of("weight_level_imagenet", "model=resnet50", "pruner.ratio=0.6")
+    assert retrain(weight)["epochs"] == 10 and weight["stages"][0]["epochs"] == 90
+    assert compose_config("experiment=paper/weight_level_imagenet").dataset.recipe.scratch_b_cap is None
+
+
+def test_slimming_rows_carry_their_ratio_and_head() -> None:
+    plan = plan_of("slimming_cifar10", f"{ROW_KEY}=vgg19_slim70", "schedule=scratch_b")
+    assert plan["pruning"]["requested"]["ratio"] == 0.7 and plan["pruning"]["decided_by_training"]
+    assert compose_config("experiment=paper/slimming_cifar10", f"{ROW_KEY}=vgg19_slim70").model.head == "linear"
+    heavy = plan_of("heavy_pruning_cifar10", f"{ROW_KEY}=preresnet164_slim90")
+    assert heavy["pruning"]["requested"]["ratio"] == 0.9 and heavy["cell"]["model"] == "preresnet164"
+
+
+def test_lottery_and_finetune_restart_schedules() -> None:
+    lottery = plan_of("lottery_l1_cifar10", f"{ROW_KEY}=resnet110_b", "schedule=lottery", "schedule.lr=0.01")
+    assert retrain(lottery)["init"] == "original" and retrain(lottery)["lr"] == 0.01
+    assert (retrain(lottery)["epochs"], retrain(lottery)["milestones"]) == (160, [80, 120])
+    random_init = plan_of("lottery_magnitude_cifar100", "model=preresnet110", "pruner.ratio=0.5", "schedule=scratch_e")
+    assert retrain(random_init)["init"] == "random" and retrain(random_init)["lr"] == 0.1
+    restart = retrain(plan_of("finetune_restart", f"{ROW_KEY}=vgg16_a", "schedule=finetune_restart"))
+    assert (restart["epochs"], restart["lr"], restart["milestones"], restart["init"]) == (40, 0.01, [20], "pretrained")
+
+
+def test_unpruned_cells_share_the_pretrain_stage_of_the_pruned_tables() -> None:
+    """The baseline cell's large model is the pretrain stage of the L1-norm Fine-tuned cell (same recipe and model)."""
+    baseline = plan_of("unpruned_cifar10", f"{ROW_KEY}=large_resnet56")
+    finetune = plan_of("l1_cifar10", f"{ROW_KEY}=resnet56_a", "schedule=finetune")
+    assert baseline["stages"] == finetune["stages"][:1]
+    assert baseline["models"]["large"] == finetune["models"]["large"]
+
+
+def test_slurm_launcher_preset() -> None:
+    cfg = compose_with_hydra(
+        "experiment=paper/l1_cifar10", "hydra/launcher=rethink_slurm", "hydra.launcher.partition=p"
+    )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "p"
+    assert launcher.gpus_per_node == 1 and launcher.timeout_min == 720
+    assert Path(CONF_DIR / "hydra" / "launcher" / "rethink_slurm.yaml").is_file()

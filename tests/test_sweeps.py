@@ -1,0 +1,140 @@
+"""Real multiruns from the command line: a quick paper table on Hydra's joblib launcher (the large model trained once
+per seed, the report's numbers equal to the result files'), submitit's local launcher, and W&B offline runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from conftest import REPO
+
+TINY = [
+    "dataset=synthetic",
+    "model=vgg11",
+    "model.width_multiplier=0.125",
+    "trainer=cpu",
+    "trainer.enable_progress_bar=false",
+    "trainer.limit_train_batches=2",
+    "pretrain.epochs=1",
+]
+
+
+def run(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def results(sweep_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep_dir.rglob("result.json"))]
+
+
+def test_quick_paper_table_on_joblib_shares_the_large_model_and_reports_the_means(tmp_path: Path) -> None:
+    sweep_dir, artifacts = tmp_path / "sweep", tmp_path / "artifacts"
+    proc = run(
+        "rethink.main",
+        "experiment=paper/quick/l1_cifar10",
+        "+experiment/paper/row=resnet56_a",  # command-line sweep values replace the config's
+        "schedule=finetune,lottery",  # both retrain from the trained large model (scratch of L1 targets skips it)
+        "seed=1,2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"paths.artifact_dir={artifacts}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = results(sweep_dir)
+    assert sorted((r["cell"]["schedule"], r["cell"]["seed"]) for r in found) == [
+        ("finetune", 1),
+        ("finetune", 2),
+        ("lottery", 1),
+        ("lottery", 2),
+    ]
+    assert {r["cell"]["model"] for r in found} == {"resnet56"} and {r["cell"]["dataset"] for r in found} == {
+        "synthetic"
+    }
+    pretrain_status: dict[int, list[str]] = defaultdict(list)
+    pretrain_keys: dict[int, set[str]] = defaultdict(set)
+    for r in found:
+        for stage in r["stages"]:
+            if stage["stage"] == "pretrain":
+                pretrain_status[r["cell"]["seed"]].append(stage["status"])
+                pretrain_keys[r["cell"]["seed"]].add(stage["key"])
+    for seed in (1, 2):  # one large model per seed, trained by whichever cell came first, reused by the other
+        assert sorted(pretrain_status[seed]) == ["computed", "reused"], pretrain_status
+        assert len(pretrain_keys[seed]) == 1
+    assert pretrain_keys[1] != pretrain_keys[2]
+    assert len(list((artifacts / "pretrain").glob("*/manifest.json"))) == 2
+
+    report = run("rethink.report", str(sweep_dir))
+    assert report.returncode == 0, report.stderr[-3000:]
+    by_column: dict[str, list[float]] = defaultdict(list)
+    for r in found:
+        by_column[r["cell"]["schedule"]].append(r["accuracy"]["top1_final"])
+        if r["cell"]["schedule"] == "finetune":  # the Unpruned column: the pretrain stage, once per seed
+            (pretrain,) = [s for s in r["stages"] if s["stage"] == "pretrain"]
+            by_column["unpruned"].append(pretrain["accuracy"]["top1_final"])
+    for column, values in by_column.items():
+        assert len(values) == 2
+        mean, std = f"{statistics.mean(values):.2f}", f"{statistics.stdev(values):.2f}"
+        assert mean in report.stdout and std in report.stdout, (column, mean, std, report.stdout)
+    # the sweep printed a table too (rethink.report.SweepSummary, a Hydra callback)
+    assert f"{statistics.mean(by_column['lottery']):.2f}" in proc.stdout
+
+
+def test_submitit_local_launcher_runs_two_cells(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    proc = run(
+        "rethink.main",
+        "-m",
+        *TINY,
+        "seed=1,2",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"paths.artifact_dir={tmp_path / 'artifacts'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = results(sweep_dir)
+    assert sorted(r["cell"]["seed"] for r in found) == [1, 2]
+    assert all(r["stages"][0]["status"] == "computed" for r in found)
+    assert list(sweep_dir.glob(".submitit/*"))  # the jobs really went through submitit
+
+
+def test_wandb_offline_runs_carry_group_and_job_type(tmp_path: Path) -> None:
+    """W&B 0.31 offline runs store the run record (group, job type, name) only in the binary ``run-<id>.wandb``
+    protobuf log (``files/`` holds output.log and requirements.txt); the strings are searched in its bytes."""
+    artifacts = tmp_path / "artifacts"
+    proc = run(
+        "rethink.main",
+        "-m",
+        *TINY,
+        "pruner=l1",
+        "pruner.variant=A",
+        "model=vgg16",
+        "schedule=finetune",
+        "logger=wandb",
+        "seed=1,2",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"paths.artifact_dir={artifacts}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    group = "synthetic/vgg16/l1/finetune"
+    for stage in ("pretrain", "retrain"):
+        runs = sorted(artifacts.glob(f"{stage}/*/wandb/offline-run-*"))
+        assert len(runs) == 2, runs  # one per seed
+        names = set()
+        for run_dir in runs:
+            (log,) = run_dir.glob("run-*.wandb")
+            record = log.read_bytes()
+            assert group.encode() in record and stage.encode() in record
+            names |= {seed for seed in (1, 2) if f"{group}/seed{seed}/{stage}".encode() in record}
+            debug = (run_dir / "logs" / "debug.log").read_text()
+            assert "finishing run" in debug  # wandb.finish() ran: the run is complete and ready for `wandb sync`
+        assert names == {1, 2}
