@@ -96,6 +96,18 @@ def lightning_images_per_s(arrays: ImageArrays, warmup: int, steps: int) -> floa
     return steps * BATCH_SIZE / (timer.end - timer.start)
 
 
+def reference_transform() -> transforms.Compose:
+    """The reference code's per-image CIFAR augmentation."""
+    return transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(MEAN, STD),
+        ]
+    )
+
+
 class _PILImages(Dataset):
     """CIFAR images (N,H,W,3 uint8) served as PIL images through a transform, as torchvision's CIFAR10 does."""
 
@@ -112,14 +124,7 @@ class _PILImages(Dataset):
 def reference_images_per_s(images: np.ndarray, labels: np.ndarray, warmup: int, steps: int, workers: int) -> float:
     """(b) The reference code's torchvision pipeline and plain training loop."""
     torch.manual_seed(0)
-    transform = transforms.Compose(
-        [
-            transforms.RandomCrop(32, padding=4),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(MEAN, STD),
-        ]
-    )
+    transform = reference_transform()
     loader = DataLoader(_PILImages(images, labels, transform), batch_size=BATCH_SIZE, shuffle=True, num_workers=workers)
     model = build(default_spec("resnet56", 10)).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
@@ -146,14 +151,7 @@ def data_only_images_per_s(arrays: ImageArrays, images: np.ndarray, labels: np.n
         if i + 1 == batches:
             break
     ours = batches * BATCH_SIZE / (time.perf_counter() - start)
-    transform = transforms.Compose(
-        [
-            transforms.RandomCrop(32, padding=4),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(MEAN, STD),
-        ]
-    )
+    transform = reference_transform()
     loader = DataLoader(_PILImages(images, labels, transform), batch_size=BATCH_SIZE, shuffle=True, num_workers=workers)
     start = time.perf_counter()
     for i, _ in enumerate(loader):

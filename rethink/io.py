@@ -6,23 +6,36 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
+
+import torch
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temp file in the same directory, fsync it, then rename over ``path``."""
+def _write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write`` on a temp file in the same directory, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Atomically write ``text`` (UTF-8)."""
+    _write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
+def save_tensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Atomically ``torch.save`` a dict of tensors (moved to the CPU), loadable with ``weights_only=True``."""
+    cpu = {name: t.detach().cpu() for name, t in tensors.items()}
+    _write_atomic(path, lambda handle: torch.save(cpu, handle))
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

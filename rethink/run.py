@@ -24,7 +24,7 @@ from rethink.checkpoints import load_weights
 from rethink.cost import count_cost, spec_cost
 from rethink.data import build_datamodule
 from rethink.errors import UserError
-from rethink.io import write_json_atomic, write_text_atomic
+from rethink.io import save_tensors_atomic, write_json_atomic, write_text_atomic
 from rethink.plan import CellPlan, StagePlan, build_plan
 from rethink.provenance import git_sha, versions
 from rethink.pruning.magnitude import (
@@ -65,12 +65,6 @@ def _identity(cfg: DictConfig) -> dict[str, Any]:
         "trainer": {k: trainer.get(k) for k in _TRAINER_KEYS_HASHED},
         "seed": int(cfg.seed),
     }
-
-
-def _save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({k: t.detach().cpu() for k, t in state.items()}, tmp)
-    tmp.replace(path)
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -118,7 +112,7 @@ class CellRunner:
 
             def before_fit(module) -> None:
                 if save_init and not is_distributed_follower():  # the lottery ticket's original initialisation
-                    _save_state(path / "init.pt", module.model.state_dict())
+                    save_tensors_atomic(path / "init.pt", module.model.state_dict())
 
             callbacks = self._regularizers() if stage.name == "pretrain" else self._mask_keepers()
             result = fit(
@@ -136,7 +130,7 @@ class CellRunner:
             metrics = {"accuracy": result.accuracy, "recipe": asdict(stage.recipe)}
             self.trained[key] = {k: t.detach().cpu() for k, t in result.module.model.state_dict().items()}
             if result.is_global_zero:
-                _save_state(path / "weights.pt", result.module.model.state_dict())
+                save_tensors_atomic(path / "weights.pt", result.module.model.state_dict())
                 write_text_atomic(path / "spec.json", spec.to_json() + "\n")
                 write_json_atomic(path / "metrics.json", metrics)
                 write_text_atomic(path / "config.yaml", self.config_yaml)
@@ -180,7 +174,7 @@ class CellRunner:
         metrics = {"accuracy": accuracy, "imported_from": self.plan.pretrained_weights}
         self.trained[key] = state
         if not is_distributed_follower():
-            _save_state(path / "weights.pt", state)
+            save_tensors_atomic(path / "weights.pt", state)
             write_text_atomic(path / "spec.json", spec.to_json() + "\n")
             write_json_atomic(path / "metrics.json", metrics)
             write_text_atomic(path / "config.yaml", self.config_yaml)
@@ -291,12 +285,14 @@ class CellRunner:
                 raise RuntimeError(f"DDP ranks took different pruning decisions (keep sha256 per rank: {digests})")
             if not is_distributed_follower():
                 path.mkdir(parents=True, exist_ok=True)
-                _save_state(path / "weights.pt", pruned.state_dict())
+                save_tensors_atomic(path / "weights.pt", pruned.state_dict())
                 files = ["weights.pt", "spec.json", "keep.json", "config.yaml"]
                 if (pretrain_path / "init.pt").exists():  # imported weights have no original initialisation
                     init = build(large_spec)
                     init.load_state_dict(_load_state(pretrain_path / "init.pt"), strict=True)
-                    _save_state(path / "init.pt", self._cut(init, keep, masks).state_dict())  # for lottery tickets
+                    save_tensors_atomic(
+                        path / "init.pt", self._cut(init, keep, masks).state_dict()
+                    )  # for lottery tickets
                     files.append("init.pt")
                 if masks is not None:
                     save_masks(path / "masks.pt", masks)

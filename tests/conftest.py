@@ -36,3 +36,19 @@ def cifar10_npz() -> Path:
         pytest.skip("RETHINK_CIFAR10_NPZ is not set (make test sets it)")
     assert Path(path).is_file(), f"RETHINK_CIFAR10_NPZ={path} does not exist"
     return Path(path)
+
+
+@pytest.fixture
+def fit_starts(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, torch.Tensor]]:
+    """Records the initial weights every stage's ``fit`` starts from (stage name -> state dict)."""
+    import rethink.run as run_module
+
+    starts: dict[str, dict[str, torch.Tensor]] = {}
+    real_fit = run_module.fit
+
+    def spy(cfg, cell, stage, spec, recipe, datamodule, work_dir, initial_state=None, *args, **kwargs):
+        starts[stage] = initial_state
+        return real_fit(cfg, cell, stage, spec, recipe, datamodule, work_dir, initial_state, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "fit", spy)
+    return starts

@@ -77,17 +77,8 @@ def test_iterative_magnitude_pruning_resets_to_init_each_round(tmp_path: Path) -
         build_plan(compose_config(*CELL, "pruner.rounds=3", "schedule=lottery"))
 
 
-def test_lottery_retraining_starts_from_exactly_the_masked_original_init(tmp_path: Path, monkeypatch) -> None:
-    import rethink.run as run_module
-
-    starts: dict[str, dict[str, torch.Tensor]] = {}
-    real_fit = run_module.fit
-
-    def spy(cfg, cell, stage, spec, recipe, datamodule, work_dir, initial_state=None, *args, **kwargs):
-        starts[stage] = initial_state
-        return real_fit(cfg, cell, stage, spec, recipe, datamodule, work_dir, initial_state, *args, **kwargs)
-
-    monkeypatch.setattr(run_module, "fit", spy)
+def test_lottery_retraining_starts_from_exactly_the_masked_original_init(tmp_path: Path, fit_starts: dict) -> None:
+    starts = fit_starts
     result = run_cell(compose_config(*CELL, "schedule=lottery", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
     original = torch.load(Path(result["stages"][0]["path"]) / "init.pt", weights_only=True)
     masks = load_masks(Path(result["stages"][1]["path"]) / "masks.pt")

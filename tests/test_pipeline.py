@@ -172,17 +172,8 @@ def test_bad_imported_weights_are_reported(tmp_path: Path, make, message: str) -
     assert not list(tmp_path.glob("pretrain/*/manifest.json"))
 
 
-def test_structured_lottery_retraining_starts_from_the_sliced_original_init(tmp_path: Path, monkeypatch) -> None:
-    import rethink.run as run_module
-
-    starts: dict[str, dict[str, torch.Tensor]] = {}
-    real_fit = run_module.fit
-
-    def spy(cfg, cell, stage, spec, recipe, datamodule, work_dir, initial_state=None, *args, **kwargs):
-        starts[stage] = initial_state
-        return real_fit(cfg, cell, stage, spec, recipe, datamodule, work_dir, initial_state, *args, **kwargs)
-
-    monkeypatch.setattr(run_module, "fit", spy)
+def test_structured_lottery_retraining_starts_from_the_sliced_original_init(tmp_path: Path, fit_starts: dict) -> None:
+    starts = fit_starts
     result = run_cell(compose_config(*CELL, "schedule=lottery", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
     original = torch.load(Path(result["stages"][0]["path"]) / "init.pt", weights_only=True)
     keep = json.loads((Path(result["stages"][1]["path"]) / "keep.json").read_text())

@@ -16,8 +16,6 @@ Masks are ``dict[str, Tensor]``: bool tensors shaped like the weight, keyed by t
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from rethink.cost import count_cost
+from rethink.io import save_tensors_atomic
 
 SCOPES = ("global", "layer")
 
@@ -257,17 +256,7 @@ def save_masks(path: str | Path, masks: dict[str, Tensor]) -> None:
         if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
             raise ValueError(f"mask of conv layer {name!r} must be a bool tensor")
         payload[str(name)] = mask.detach().to("cpu").contiguous().clone()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_tensors_atomic(path, payload)
 
 
 def load_masks(path: str | Path) -> dict[str, Tensor]:
