@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from rethink import progress
 from rethink.errors import UserError
 
 
@@ -30,22 +33,55 @@ def report(result: dict, run_dir: Path) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point: plan (and with ``dry_run=true`` only print) or run one cell."""
-    try:
-        if cfg.dry_run:
-            from rethink.plan import build_plan
+def main(cfg: DictConfig) -> str | None:
+    """Hydra entry point: plan (and with ``dry_run=true`` only print) or run one cell; returns the cell's state.
 
+    A user error is one paragraph without a stack trace. In a multirun a failed cell is recorded (``status.json``,
+    and ``error.log`` for an unexpected error) and the sweep goes on with its other cells; its tally lists the
+    failures and exits 1. A single run exits 2 on a user error and re-raises anything else."""
+    hydra_cfg = HydraConfig.get()
+    sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    from rethink.plan import build_plan
+    from rethink.store import is_distributed_follower
+
+    if cfg.dry_run:
+        try:
             print(json.dumps(build_plan(cfg).to_dict(), indent=2))
-            return
+        except UserError as exc:
+            _user_error(exc, sweep)
+        return None
+    leader = not is_distributed_follower()  # DDP: rank 0 keeps the status and prints
+    if leader:
+        progress.mark_running(run_dir, hydra_cfg.job.get("num"), list(hydra_cfg.overrides.task))
+    try:
         from rethink.run import run_cell
-        from rethink.store import is_distributed_follower
 
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         result = run_cell(cfg, run_dir)
-        if not is_distributed_follower():
-            print(report(result, run_dir))
     except UserError as exc:
+        if leader:
+            progress.mark_failed(run_dir, str(exc))
+        _user_error(exc, sweep)
+        return "failed"
+    except Exception as exc:
+        if not leader:
+            raise
+        progress.mark_failed(run_dir, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        if not sweep:
+            raise
+        print(
+            f"rethink: error in {run_dir.name}: {exc!r}; traceback in {run_dir / progress.ERROR_LOG}", file=sys.stderr
+        )
+        return "failed"
+    if leader:
+        progress.mark_finished(run_dir, result)
+        print(report(result, run_dir))
+    return (progress.read_status(run_dir) or {}).get("state")
+
+
+def _user_error(exc: UserError, sweep: bool) -> None:
+    """Outside a sweep: the message and exit 2. Within one, the sweep's line for the cell shows the message."""
+    if not sweep:
         print(f"rethink: error: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -355,6 +355,9 @@ def _pretrained_weights(cfg: DictConfig) -> str | None:
     return str(Path(weights).resolve())
 
 
+PROGRESS_BARS = ("rich", "tqdm")
+
+
 def build_plan(cfg: DictConfig) -> CellPlan:
     """Validate the config and resolve the cell's plan; raises :class:`UserError` on bad input."""
     dataset = v.choice(cfg, "dataset.name", DATASETS)
@@ -365,6 +368,7 @@ def build_plan(cfg: DictConfig) -> CellPlan:
     v.positive_int(cfg, "dataset.train_subset", allow_none=True)
     v.positive_int(cfg, "dataset.test_subset", allow_none=True)
     seed = v.positive_int(cfg, "seed", allow_zero=True)
+    v.choice(cfg, "progress_bar", PROGRESS_BARS)
     pruner = v.choice(cfg, "pruner.name", PRUNERS)
     schedule = v.choice(cfg, "schedule.name", SCHEDULES)
     model_name = v.get(cfg, "model.name")

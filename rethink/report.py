@@ -2,9 +2,10 @@
 and the summary printed after every sweep (:class:`SweepSummary`, a Hydra callback).
 
 One table per pruner (the paper's tables: L1-norm, Network Slimming, SSS, weight pruning, ... and one of unpruned
-models). Rows are (dataset, model, pruned model: variant or ratio); columns are Unpruned (the large model's accuracy,
-from the ``pretrain`` stage of the row's runs, else from ``schedule=baseline`` runs of the same model) and one per
-retraining schedule. Each cell is ``mean ± std (n)`` of the final top-1 accuracy over seeds (std: sample standard
+models). Rows are (dataset, model, pruned model: variant or ratio); columns are Unpruned (the normally trained large
+model: the ``pretrain`` stage of the row's runs, else ``schedule=baseline`` runs of the same model), Sparsity-trained
+(the pretrain stage of slimming and SSS, trained with their penalty, so never Unpruned) and one per retraining
+schedule. Each cell is ``mean ± std (n)`` of the final top-1 accuracy over seeds (std: sample standard
 deviation, n-1). A cell with fewer seeds than its row (or than the table's usual count) reads ``mean ± std (n/N) [k]``
 with footnote ``k`` naming the missing seeds: incomplete cells are marked, never averaged silently. Beside every
 schedule with a published number (``rethink/published.json``, from the authors' slides): the paper's value and the
@@ -38,6 +39,7 @@ from rethink import published
 SCHEDULE_ORDER = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_restart", "lottery", "lr_rewind")
 COLUMN_NAMES = {
     "unpruned": "Unpruned",
+    "sparsity_trained": "Sparsity-trained",
     "finetune": "Fine-tuned",
     "scratch_e": "Scratch-E",
     "scratch_b": "Scratch-B",
@@ -236,7 +238,7 @@ class Row:
     params_pruned: list[float] = field(default_factory=list)
     flops_pruned: list[float] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
-    unpruned_from_baseline: bool = False
+    unpruned_from_baseline: str = ""  # why Unpruned comes from schedule=baseline runs, when it does
     model_label: str = ""
 
     @property
@@ -294,13 +296,14 @@ def _schedule_lr(result: dict[str, Any]) -> Any:
     return ((result.get("config") or {}).get("schedule") or {}).get("lr")
 
 
-def _pretrain_accuracy(result: dict[str, Any]) -> float | None:
+def _pretrain_accuracy(result: dict[str, Any]) -> tuple[float | None, bool]:
+    """The final top-1 of the run's pretrain stage, and whether it was trained with a pruner's sparsity penalty."""
     for stage in result.get("stages") or []:
         if isinstance(stage, dict) and stage.get("stage") == "pretrain":
             top1 = (stage.get("accuracy") or {}).get("top1_final")
             if isinstance(top1, (int, float)) and not isinstance(top1, bool):
-                return float(top1)
-    return None
+                return float(top1), bool(stage.get("regularizer"))
+    return None, False
 
 
 def _add(cell: Cell, seed: int, value: float, source: str, notes: list[str], what: str) -> None:
@@ -355,29 +358,36 @@ def build_tables(results: list[dict[str, Any]]) -> list[Table]:
             notes[table],
             f"{what} {column_title(column)}",
         )
-        pretrain = _pretrain_accuracy(r)
-        if pretrain is not None:
-            _add(
-                row.cells["unpruned"],
-                cell["seed"],
-                pretrain,
-                r["_file"],
-                notes[table],
-                f"{what} Unpruned (pretrain stage)",
-            )
+        pretrain, regularized = _pretrain_accuracy(r)
+        if pretrain is not None:  # a sparsity-trained large model is not the Unpruned column (normal training)
+            column = "sparsity_trained" if regularized else "unpruned"
+            _add(row.cells[column], cell["seed"], pretrain, r["_file"], notes[table], f"{what} {column_title(column)}")
         achieved = (r.get("pruning") or {}).get("achieved") or {}
         if isinstance(achieved.get("params_pruned_fraction"), (int, float)):
             row.params_pruned.append(100 * achieved["params_pruned_fraction"])
         if isinstance(achieved.get("flops_pruned_fraction"), (int, float)):
             row.flops_pruned.append(100 * achieved["flops_pruned_fraction"])
-    # rows with no pretrain stage (predefined targets trained from scratch) take Unpruned from baseline runs
+    # rows with no normally trained pretrain stage (predefined targets trained from scratch, or a sparsity-trained
+    # large model) take Unpruned from schedule=baseline runs of the same model
     baselines = {(k[1], k[2], k[3]): row for k, row in rows.items() if k[0] == UNPRUNED_TABLE}
     for key, row in rows.items():
-        if key[0] != UNPRUNED_TABLE and not row.cells.get("unpruned", Cell()).values:
-            source = baselines.get((key[1], key[2], key[3]))
-            if source is not None:
-                row.cells["unpruned"] = source.cells["unpruned"]
-                row.unpruned_from_baseline = True
+        if key[0] == UNPRUNED_TABLE or row.cells.get("unpruned", Cell()).values:
+            continue
+        sparsity_trained = bool(row.cells.get("sparsity_trained", Cell()).values)
+        source = baselines.get((key[1], key[2], key[3]))
+        if source is not None:
+            row.cells["unpruned"] = source.cells["unpruned"]
+            row.unpruned_from_baseline = (
+                "the row's large model was sparsity-trained"
+                if sparsity_trained
+                else "no pretrain stage in this row's runs"
+            )
+        elif sparsity_trained:
+            notes[key[0]].append(
+                f"{key[1]} {key[2]}: no Unpruned accuracy (the large model was trained with the sparsity penalty); "
+                "report a schedule=baseline sweep of the same model with it "
+                "(the paper's: experiment=paper/unpruned_<dataset>)"
+            )
     by_table: dict[str, list[Row]] = defaultdict(list)
     for row in rows.values():
         by_table[row.table].append(row)
@@ -388,7 +398,7 @@ def build_tables(results: list[dict[str, Any]]) -> list[Table]:
     for name in names:
         table_rows = sorted(by_table[name], key=_row_sort_key)
         present = {c for row in table_rows for c, cell in row.cells.items() if cell.values}
-        order = ["unpruned"] + [s for s in SCHEDULE_ORDER if s != "baseline"]
+        order = ["unpruned", "sparsity_trained"] + [s for s in SCHEDULE_ORDER if s != "baseline"]
         columns = sorted(
             present, key=lambda c: (order.index(c.partition("@")[0]) if c.partition("@")[0] in order else 99, c)
         )
@@ -525,7 +535,7 @@ def render(table: Table) -> Rendered:
                     row_notes.append(note)
                     mark = f" [{len(rendered.footnotes)}]"
                 if column == "unpruned" and row.unpruned_from_baseline:
-                    note = f"{what}: from schedule=baseline runs (no pretrain stage in this row's runs)"
+                    note = f"{what}: from schedule=baseline runs ({row.unpruned_from_baseline})"
                     rendered.footnotes.append(note)
                     row_notes.append(note)
                     mark += f" [{len(rendered.footnotes)}]"

@@ -82,8 +82,8 @@ def keep_digest(keep: dict[str, list[int]], masks: Masks | None = None) -> str:
 class CellRunner:
     """Walks the stages of one planned cell, recording for each whether it was computed, resumed or reused."""
 
-    def __init__(self, cfg: DictConfig, plan: CellPlan, datamodule: pl.LightningDataModule) -> None:
-        self.cfg, self.plan, self.datamodule = cfg, plan, datamodule
+    def __init__(self, cfg: DictConfig, plan: CellPlan, datamodule: pl.LightningDataModule, run_dir: Path) -> None:
+        self.cfg, self.plan, self.datamodule, self.run_dir = cfg, plan, datamodule, run_dir
         self.store = ArtifactStore(cfg.paths.artifact_dir)
         self.identity = _identity(cfg)
         self.records: list[dict[str, Any]] = []
@@ -95,7 +95,12 @@ class CellRunner:
         self, stage: str, key: str | None, path: Path | None, status: str, accuracy: dict[str, Any] | None = None
     ) -> None:
         record = {"stage": stage, "key": key, "path": None if path is None else str(path), "status": status}
-        self.records.append(record if accuracy is None else {**record, "accuracy": accuracy})
+        if accuracy is not None:
+            record["accuracy"] = accuracy
+        if stage == "pretrain" and self.plan.regularizer and not self.plan.pretrained_weights:
+            # trained with a pruner's sparsity penalty: not the normally trained model of the Unpruned column
+            record["regularizer"] = {k: val for k, val in self.plan.regularizer.items() if k != "bn_paths"}
+        self.records.append(record)
 
     def _train(self, stage: StagePlan, key: str, initial: dict[str, torch.Tensor] | None) -> dict[str, Any]:
         """Run (or reuse) one training stage; returns its metrics.json content."""
@@ -126,6 +131,7 @@ class CellRunner:
                 initial,
                 before_fit,
                 callbacks,
+                wandb_dir=self.run_dir,
             )
             metrics = {"accuracy": result.accuracy, "recipe": asdict(stage.recipe)}
             self.trained[key] = {k: t.detach().cpu() for k, t in result.module.model.state_dict().items()}
@@ -170,7 +176,7 @@ class CellRunner:
         """The pretrain stage from user-given weights (``pretrain.weights``): check, evaluate, store."""
         spec = self.plan.specs["large"]
         state = load_weights(self.plan.pretrained_weights, spec, self.plan.model_name)
-        accuracy = evaluate(self.cfg, self.plan.cell, spec, state, self.datamodule, path)
+        accuracy = evaluate(self.cfg, self.plan.cell, spec, state, self.datamodule, path, self.run_dir)
         metrics = {"accuracy": accuracy, "imported_from": self.plan.pretrained_weights}
         self.trained[key] = state
         if not is_distributed_follower():
@@ -372,7 +378,7 @@ def run_cell(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     datamodule = build_datamodule(cfg.dataset, plan.cell["seed"])
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    runner = CellRunner(cfg, plan, datamodule)
+    runner = CellRunner(cfg, plan, datamodule, run_dir)
     metrics = runner.run()
     final = plan.stages[-1]
     cost = plan.cost(final.model)

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from rethink.arch import ArchSpec
@@ -60,8 +60,11 @@ def wandb_mode(requested: str | None) -> str:
     return "online" if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore") else "offline"
 
 
-def make_loggers(cfg: DictConfig, cell: dict[str, Any], stage: str, log_dir: Path) -> list[Logger]:
-    """CSV always (``log_dir/metrics.csv``); W&B when ``logger.wandb`` is set: group = cell, job_type = stage."""
+def make_loggers(
+    cfg: DictConfig, cell: dict[str, Any], stage: str, log_dir: Path, wandb_dir: Path | None = None
+) -> list[Logger]:
+    """CSV always (``log_dir/metrics.csv``); W&B when ``logger.wandb`` is set: group = cell, job_type = stage, its
+    files under ``wandb_dir`` (the cell's run directory; default ``log_dir``)."""
     loggers: list[Logger] = [CSVLogger(save_dir=str(log_dir), name="", version="")]
     wandb_cfg = cfg.logger.get("wandb")
     if wandb_cfg:
@@ -76,7 +79,7 @@ def make_loggers(cfg: DictConfig, cell: dict[str, Any], stage: str, log_dir: Pat
                 job_type=stage,
                 name=f"{group}/seed{cell['seed']}/{stage}",
                 tags=list(wandb_cfg.tags),
-                save_dir=str(log_dir),
+                save_dir=str(wandb_dir or log_dir),
                 mode=wandb_mode(wandb_cfg.mode),
                 config=OmegaConf.to_container(cfg, resolve=True),
             )
@@ -89,6 +92,8 @@ def make_trainer(
 ) -> pl.Trainer:
     """A Trainer for one stage; the data modules shard data themselves, so Lightning must not add samplers."""
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if kwargs.get("enable_progress_bar", True) and cfg.get("progress_bar", "rich") == "rich":
+        callbacks = [RichProgressBar(), *callbacks]
     checkpoint = ModelCheckpoint(
         dirpath=str(checkpoint_dir), filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False
     )
@@ -142,6 +147,7 @@ def fit(
     initial_state: dict[str, torch.Tensor] | None = None,
     before_fit: Callable[[ClassificationModule], None] | None = None,
     callbacks: Sequence[Callback] = (),
+    wandb_dir: Path | None = None,
 ) -> FitResult:
     """Build a seeded module (optionally loading ``initial_state``), train it, resume from ``work_dir`` if possible."""
     pl.seed_everything(cell["seed"], workers=True, verbose=False)
@@ -161,7 +167,7 @@ def fit(
         before_fit(module)
     checkpoint_dir = work_dir / "checkpoints"
     resume_from = leader_value(lambda: resumable_checkpoint(checkpoint_dir))  # DDP: every rank resumes alike
-    loggers = make_loggers(cfg, cell, stage, work_dir)
+    loggers = make_loggers(cfg, cell, stage, work_dir, wandb_dir)
     trainer = make_trainer(cfg, recipe.epochs, loggers, checkpoint_dir, callbacks)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -186,10 +192,11 @@ def evaluate(
     state: dict[str, torch.Tensor],
     datamodule: pl.LightningDataModule,
     work_dir: Path,
+    wandb_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Test accuracy (percent) of given weights, without training."""
     module = ClassificationModule(spec.to_dict(), lr=0.0, milestones=[], top5=cell["dataset"] == "imagenet")
     module.model.load_state_dict(state, strict=True)
-    trainer = make_trainer(cfg, 1, make_loggers(cfg, cell, "evaluate", work_dir), work_dir / "checkpoints")
+    trainer = make_trainer(cfg, 1, make_loggers(cfg, cell, "evaluate", work_dir, wandb_dir), work_dir / "checkpoints")
     trainer.validate(module, datamodule=datamodule, verbose=False)
     return {"unit": "percent", **{f"{k}_final": round(100 * v, 4) for k, v in module.last.items()}}

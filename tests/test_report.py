@@ -40,6 +40,7 @@ PRETRAIN = {1: 93.30, 2: 93.00, 3: 93.15}
 SLIM_ACC = {"finetune": {1: 93.55, 2: 93.70, 3: 93.40}, "scratch_e": {1: 93.20, 2: 93.35, 3: 93.41}}
 MAG_ACC = {"finetune": {1: 93.48, 2: 93.60, 3: 93.52}}
 BASELINE_110 = {1: 93.25, 2: 93.05}
+BASELINE_VGG19 = {1: 93.60, 2: 93.45, 3: 93.52}  # normal training: slimming's Unpruned column
 L1_110B = {1: 93.50, 2: 93.40, 3: 93.70}
 
 
@@ -58,11 +59,13 @@ def fake(
     sparsity: dict[str, Any] | None = None,
     model_options: dict[str, Any] | None = None,
     lr: float = 0.1,
+    regularizer: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     stages = []
     if pretrain is not None:
         acc = {"unit": "percent", "top1_final": pretrain, "top1_best": pretrain}
         stages += [{"stage": "pretrain", "key": f"p{seed}", "path": "/x", "status": "computed", "accuracy": acc}]
+        stages[-1].update({"regularizer": regularizer} if regularizer else {})
     if schedule != "baseline":
         stages.append(
             {"stage": "retrain", "key": "r", "path": "/y", "status": "computed", "accuracy": {"top1_final": top1}}
@@ -141,8 +144,12 @@ def fake_results() -> list[dict[str, Any]]:
                     frac,
                     (VGG19_WIDTHS, after),
                     model_options={"head": "linear", "width_multiplier": 1.0},
+                    regularizer={"bn_sparsity": 1e-4},
                 )
             )
+    for seed, top1 in BASELINE_VGG19.items():
+        options = {"head": "linear", "width_multiplier": 1.0}
+        out.append(fake("cifar10", "vgg19", "none", "baseline", seed, top1, model_options=options, pretrain=top1))
     layers = {
         f"features.{i}": {"kept": 70 + i, "total": 100, "density": (70 + i) / 100, "sparsity": (30 - i) / 100}
         for i in range(8)
@@ -369,3 +376,21 @@ def test_sweep_summary_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFi
     printed = capsys.readouterr().out
     assert "mean ± std (n seeds)" in printed and "### L1-norm filter pruning" in printed
     assert "| cifar10 | resnet56 | A |" in printed
+
+
+def test_sparsity_trained_large_model_is_not_the_unpruned_column(tmp_path: Path) -> None:
+    """Slimming pretrains with the BN penalty: its accuracy is its own column, Unpruned comes from baseline runs of
+    the same model (and without them the table says which sweep to add)."""
+    slimming = [r for r in fake_results() if r["cell"]["pruner"] == "slimming"]
+    baselines = [r for r in fake_results() if r["cell"]["model"] == "vgg19" and r["cell"]["schedule"] == "baseline"]
+    (with_baselines,) = [t for t in report.build_tables(_tagged(slimming + baselines)) if t.name == "slimming"]
+    (row,) = with_baselines.rows
+    assert row.cells["unpruned"].values == BASELINE_VGG19
+    assert row.cells["sparsity_trained"].values == {seed: 93.5 + 0.05 * seed for seed in SLIM_ACC["finetune"]}
+    (alone,) = report.build_tables(_tagged(slimming))
+    assert "unpruned" not in alone.columns and "sparsity_trained" in alone.columns
+    assert any("no Unpruned accuracy" in note and "schedule=baseline" in note for note in alone.notes)
+
+
+def _tagged(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**r, "_file": f"run{i}"} for i, r in enumerate(results)]

@@ -11,6 +11,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from conftest import REPO
 
 TINY = [
@@ -86,6 +87,10 @@ def test_quick_paper_table_on_joblib_shares_the_large_model_and_reports_the_mean
         assert mean in report.stdout and std in report.stdout, (column, mean, std, report.stdout)
     # the sweep printed a table too (rethink.report.SweepSummary, a Hydra callback)
     assert f"{statistics.mean(by_column['lottery']):.2f}" in proc.stdout
+    # and, from the joblib workers, a line per cell as it ended, then the tally (rethink.progress.SweepProgress)
+    ended = [line for line in proc.stderr.splitlines() if line.startswith("rethink: [") and " running " not in line]
+    assert len(ended) == 4 and all(" done " in line for line in ended), proc.stderr[-3000:]
+    assert "rethink: 4 cells: 4 done" in proc.stderr
 
 
 def test_submitit_local_launcher_runs_two_cells(tmp_path: Path) -> None:
@@ -126,15 +131,40 @@ def test_wandb_offline_runs_carry_group_and_job_type(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     group = "synthetic/vgg16/l1/finetune"
-    for stage in ("pretrain", "retrain"):
-        runs = sorted(artifacts.glob(f"{stage}/*/wandb/offline-run-*"))
-        assert len(runs) == 2, runs  # one per seed
+    for seed in (1, 2):  # each cell's W&B runs (one per trained stage) lie in its own Hydra run directory
+        (cell_dir,) = (tmp_path / "sweep").glob(f"*_seed{seed}")
+        runs = sorted(cell_dir.glob("wandb/offline-run-*"))
+        assert len(runs) == 2, runs
         names = set()
         for run_dir in runs:
             (log,) = run_dir.glob("run-*.wandb")
             record = log.read_bytes()
-            assert group.encode() in record and stage.encode() in record
-            names |= {seed for seed in (1, 2) if f"{group}/seed{seed}/{stage}".encode() in record}
+            assert group.encode() in record
+            names |= {stage for stage in ("pretrain", "retrain") if f"{group}/seed{seed}/{stage}".encode() in record}
             debug = (run_dir / "logs" / "debug.log").read_text()
             assert "finishing run" in debug  # wandb.finish() ran: the run is complete and ready for `wandb sync`
-        assert names == {1, 2}
+        assert names == {"pretrain", "retrain"}
+    assert not list(artifacts.rglob("wandb"))  # nothing of W&B's inside the shared artifact store
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (REPO / "conf" / "experiment" / "paper" / "quick").glob("*.yaml"))
+)
+def test_every_quick_paper_table_runs_in_full(name: str, tmp_path: Path) -> None:
+    """Every cell of the CPU miniature of each paper table trains and lands in the report (`make test-slow`)."""
+    sweep_dir = tmp_path / "sweep"
+    proc = run(
+        "rethink.main",
+        f"experiment=paper/quick/{name}",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"paths.artifact_dir={tmp_path / 'artifacts'}",
+        timeout=1800,
+    )
+    jobs = json.loads((sweep_dir / "cells.json").read_text())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tally = [line for line in proc.stderr.splitlines() if line.startswith(f"rethink: {len(jobs)} cells: ")]
+    assert tally and "failed" not in tally[0] and "pending" not in tally[0], proc.stderr[-3000:]
+    assert len(results(sweep_dir)) == len(jobs)
+    report = run("rethink.report", str(sweep_dir), "--out", str(tmp_path / "report"))
+    assert report.returncode == 0 and "rethink.report:" not in report.stderr.replace("rethink.report: wrote", "")
