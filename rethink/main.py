@@ -49,7 +49,9 @@ def main(cfg: DictConfig) -> str | None:
         try:
             print(json.dumps(build_plan(cfg).to_dict(), indent=2))
         except UserError as exc:
-            _user_error(exc, sweep)
+            print(f"rethink: error: {exc}", file=sys.stderr)
+            if not sweep:
+                sys.exit(2)
         return None
     leader = not is_distributed_follower()  # DDP: rank 0 keeps the status and prints
     if leader:
@@ -61,7 +63,9 @@ def main(cfg: DictConfig) -> str | None:
     except UserError as exc:
         if leader:
             progress.mark_failed(run_dir, str(exc))
-        _user_error(exc, sweep)
+        if not sweep:  # within a sweep, its line for the cell shows the message
+            print(f"rethink: error: {exc}", file=sys.stderr)
+            sys.exit(2)
         return "failed"
     except Exception as exc:
         if not leader:
@@ -69,22 +73,40 @@ def main(cfg: DictConfig) -> str | None:
         progress.mark_failed(run_dir, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         if not sweep:
             raise
-        print(
-            f"rethink: error in {run_dir.name}: {exc!r}; traceback in {run_dir / progress.ERROR_LOG}", file=sys.stderr
-        )
-        return "failed"
+        return "failed"  # the sweep's line for the cell names the error and error.log
     if leader:
         progress.mark_finished(run_dir, result)
         print(report(result, run_dir))
     return (progress.read_status(run_dir) or {}).get("state")
 
 
-def _user_error(exc: UserError, sweep: bool) -> None:
-    """Outside a sweep: the message and exit 2. Within one, the sweep's line for the cell shows the message."""
-    if not sweep:
-        print(f"rethink: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def unknown_experiment(overrides: list[str]) -> str | None:
+    """A message for an ``experiment=NAME`` (or ``+experiment/paper/row=NAME``) override naming no config, listing the
+    ones there are (Hydra itself lists only the top level of a nested group); None when every name exists."""
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        group = key.lstrip("+~")
+        if not equals or group.split("/")[0] != "experiment":
+            continue
+        root = CONF_DIR / group
+        for name in value.split(","):
+            if name in ("null", "") or (root / f"{name}.yaml").is_file():
+                continue
+            available = sorted(
+                p.relative_to(root).with_suffix("").as_posix()
+                for p in root.rglob("*.yaml")
+                if group != "experiment" or "row" not in p.relative_to(root).parts
+            )
+            return f"{key}={name}: no such experiment (no file {root / name}.yaml). Available: {', '.join(available)}."
+    return None
 
 
 if __name__ == "__main__":
+    problem = unknown_experiment(sys.argv[1:])
+    if problem:
+        print(f"rethink: error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()

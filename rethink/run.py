@@ -7,7 +7,6 @@ checkpoint, and a file lock makes concurrent cells share one computation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -23,21 +22,11 @@ from rethink.arch import ArchSpec, build
 from rethink.checkpoints import load_weights
 from rethink.cost import count_cost, spec_cost
 from rethink.data import build_datamodule
-from rethink.errors import UserError
 from rethink.io import save_tensors_atomic, write_json_atomic, write_text_atomic
 from rethink.plan import CellPlan, StagePlan, build_plan
 from rethink.provenance import git_sha, versions
-from rethink.pruning.magnitude import (
-    MaskKeeper,
-    apply_masks,
-    load_masks,
-    magnitude_masks,
-    save_masks,
-    sparse_he_init_,
-    sparsity_report,
-)
-from rethink.pruning.prune import prune
-from rethink.pruning.surgery import shrink
+from rethink.pruning.decide import Masks, apply_decision, decide, decision_digest
+from rethink.pruning.magnitude import MaskKeeper, apply_masks, load_masks, save_masks, sparse_he_init_, sparsity_report
 from rethink.store import (
     ArtifactStore,
     all_ranks,
@@ -53,8 +42,6 @@ from rethink.training import evaluate, fit
 _DATA_KEYS_NOT_HASHED = ("npz_path", "root", "download", "num_workers", "test_batch_size", "recipe")
 _TRAINER_KEYS_HASHED = ("precision", "devices", "num_nodes", "strategy", "limit_train_batches")
 
-Masks = dict[str, torch.Tensor]  # conv module path -> bool mask of kept weights (unstructured pruning)
-
 
 def _identity(cfg: DictConfig) -> dict[str, Any]:
     """What every stage key shares: the data a model learns from, seed, and result-changing trainer settings."""
@@ -69,14 +56,6 @@ def _identity(cfg: DictConfig) -> dict[str, Any]:
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def keep_digest(keep: dict[str, list[int]], masks: Masks | None = None) -> str:
-    """sha256 of a pruning decision: the kept channel indices of every layer group, and any weight masks."""
-    digest = hashlib.sha256(json.dumps({n: list(map(int, i)) for n, i in keep.items()}, sort_keys=True).encode())
-    for name in sorted(masks or {}):
-        digest.update(name.encode() + masks[name].cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 class CellRunner:
@@ -189,34 +168,6 @@ class CellRunner:
         self._record(stage.name, key, path, "imported", accuracy)
         return metrics
 
-    def _decide(self, model: torch.nn.Module) -> tuple[dict[str, list[int]], ArchSpec, torch.nn.Module, Masks | None]:
-        """The pruner's decision on the trained large model: kept channels (or weight masks) and the pruned model."""
-        pruner, large = self.plan.pruner, self.plan.specs["large"]
-        if pruner["name"] == "magnitude":
-            rounds = pruner["rounds"]
-            masks = magnitude_masks(model, pruner["round_ratio"] if rounds > 1 else pruner["ratio"], pruner["scope"])
-            for round_index in range(2, rounds + 1):  # iterative: retrain init x mask, prune a share of what is left
-                model.load_state_dict(self._imp_round(round_index, masks), strict=True)
-                masks = magnitude_masks(model, pruner["round_ratio"], pruner["scope"], existing=masks)
-            apply_masks(model, masks)
-            return {}, large, model, masks
-        if pruner["name"] == "sss":
-            from rethink.pruning.sss import blocks_to_keep, remove_blocks
-
-            blocks = blocks_to_keep(model, large, pruner["threshold"])
-            spec, pruned = remove_blocks(model, large, blocks)
-            return {f"stage{i}": [int(b) for b in flags] for i, flags in enumerate(blocks)}, spec, pruned, None
-        if pruner["name"] == "slimming":
-            from rethink.pruning.slimming import global_threshold_keep
-
-            try:
-                keep = global_threshold_keep(model, large, pruner["ratio"], pruner["min_channels"], pruner["on_empty"])
-            except ValueError as exc:
-                raise UserError(f"pruner=slimming: {exc}") from None
-            spec, pruned = shrink(model, large, keep)
-            return keep, spec, pruned, None
-        return (*prune(model, large, self.plan.specs["pruned"], pruner["name"], self.plan.cell["seed"]), None)
-
     def _imp_round(self, round_index: int, masks: Masks) -> dict[str, torch.Tensor]:
         """One round of iterative magnitude pruning (Frankle & Carbin): the large model's original init under the
         masks so far, retrained with the pretrain recipe (a stored, resumable stage of its own); its trained weights."""
@@ -227,7 +178,7 @@ class CellRunner:
                 "stage": "imp",
                 "pretrain": pretrain["key"],
                 "round": round_index,
-                "masks": keep_digest({}, masks),
+                "masks": decision_digest({}, masks),
                 "recipe": asdict(recipe),
                 **self.identity,
             }
@@ -238,18 +189,6 @@ class CellRunner:
         self.masks = masks
         self._train(StagePlan("imp", "large", "original", recipe), key, init.state_dict())
         return self.trained.get(key) or _load_state(self.store.path("imp", key) / "weights.pt")
-
-    def _cut(self, model: torch.nn.Module, keep: dict[str, list[int]], masks: Masks | None) -> torch.nn.Module:
-        """Apply a pruning decision to another model of the large spec (the original init, for lottery tickets)."""
-        large = self.plan.specs["large"]
-        if masks is not None:
-            apply_masks(model, masks)
-            return model
-        if self.plan.pruner["name"] == "sss":
-            from rethink.pruning.sss import remove_blocks
-
-            return remove_blocks(model, large, [[bool(b) for b in keep[f"stage{i}"]] for i in range(len(keep))])[1]
-        return shrink(model, large, keep)[1]
 
     def _resolve(self, spec: ArchSpec, weights: dict[str, torch.Tensor], masks: Masks | None) -> None:
         """Tell the plan the decided architecture; with masks, its cost counts only the nonzero conv weights."""
@@ -285,8 +224,12 @@ class CellRunner:
             # each rank prunes its own trained copy (DDP keeps them identical), or the stored one when reused
             trained = self.trained.get(pretrain_key) or _load_state(pretrain_path / "weights.pt")
             model.load_state_dict(trained, strict=True)
-            keep, spec, pruned, masks = self._decide(model)
-            digests = all_ranks(keep_digest(keep, masks))  # every rank decides from the same weights: check they agree
+            decision = decide(
+                model, large_spec, pruner, self.plan.specs.get("pruned"), self.plan.cell["seed"], self._imp_round
+            )
+            keep, spec, pruned, masks = decision.keep, decision.spec, decision.model, decision.masks
+            # every rank decides from the same weights: check they agree
+            digests = all_ranks(decision_digest(keep, masks))
             if len(set(digests)) != 1:
                 raise RuntimeError(f"DDP ranks took different pruning decisions (keep sha256 per rank: {digests})")
             if not is_distributed_follower():
@@ -296,9 +239,8 @@ class CellRunner:
                 if (pretrain_path / "init.pt").exists():  # imported weights have no original initialisation
                     init = build(large_spec)
                     init.load_state_dict(_load_state(pretrain_path / "init.pt"), strict=True)
-                    save_tensors_atomic(
-                        path / "init.pt", self._cut(init, keep, masks).state_dict()
-                    )  # for lottery tickets
+                    init = apply_decision(init, large_spec, pruner["name"], keep, masks)
+                    save_tensors_atomic(path / "init.pt", init.state_dict())  # for lottery tickets
                     files.append("init.pt")
                 if masks is not None:
                     save_masks(path / "masks.pt", masks)

@@ -65,3 +65,21 @@ def test_user_errors_are_one_message_without_traceback(
     assert proc.returncode == code
     assert message in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "result.json").exists()
+
+
+def test_an_unknown_experiment_lists_the_available_ones(tmp_path: Path) -> None:
+    proc = rethink("experiment=paper/l1_cifar11", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "experiment=paper/l1_cifar11: no such experiment" in proc.stderr
+    assert "paper/l1_cifar10, paper/l1_imagenet_resnet34" in proc.stderr and "paper/quick/sss_imagenet" in proc.stderr
+    assert "resnet56_a" not in proc.stderr  # row presets are listed for +experiment/paper/row only
+    assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_unknown_experiment_names_in_sweeps_and_row_presets() -> None:
+    from rethink.main import unknown_experiment
+
+    assert unknown_experiment(["experiment=paper/l1_cifar10", "+experiment/paper/row=resnet56_a,vgg16_a"]) is None
+    assert unknown_experiment(["experiment=null", "model=vgg16", "seed=1,2"]) is None
+    problem = unknown_experiment(["+experiment/paper/row=resnet56_a,resnet57_a"])
+    assert problem.startswith("+experiment/paper/row=resnet57_a: no such experiment") and "resnet56_b" in problem

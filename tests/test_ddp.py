@@ -17,8 +17,9 @@ import torch
 from conftest import REPO, compose_config
 
 from rethink.arch import ArchSpec, build
+from rethink.pruning.decide import decision_digest
 from rethink.pruning.prune import prune
-from rethink.run import keep_digest, run_cell
+from rethink.run import run_cell
 
 CELL = (
     "dataset=synthetic",
@@ -74,7 +75,7 @@ def test_ddp_cell_prunes_identically_on_every_rank_and_like_one_process(tmp_path
     prune_dir = Path(_stage(ddp, "prune")["path"])
     keep = json.loads((prune_dir / "keep.json").read_text())
     digests = _stage(ddp, "prune")["keep_sha256_per_rank"]
-    assert len(digests) == 2 and set(digests) == {keep_digest(keep)}
+    assert len(digests) == 2 and set(digests) == {decision_digest(keep)}
     assert json.loads((prune_dir / "manifest.json").read_text())["keep_sha256_per_rank"] == digests
 
     # one process pruning the DDP-trained weights takes exactly the same decision
@@ -83,7 +84,7 @@ def test_ddp_cell_prunes_identically_on_every_rank_and_like_one_process(tmp_path
     target = ArchSpec.from_json((prune_dir / "spec.json").read_text())
     model = build(large_spec)
     model.load_state_dict(torch.load(pretrain_dir / "weights.pt", map_location="cpu", weights_only=True))
-    assert keep_digest(prune(model, large_spec, target, "l1", ddp["cell"]["seed"])[0]) == keep_digest(keep)
+    assert decision_digest(prune(model, large_spec, target, "l1", ddp["cell"]["seed"])[0]) == decision_digest(keep)
 
     # a single-process run of the same cell: same pruned spec (its own trained weights pick its own filters)
     single = run_cell(compose_config(*CELL, "trainer=cpu", f"paths.artifact_dir={tmp_path / 'art'}"), tmp_path / "one")

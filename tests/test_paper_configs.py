@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from rethink import progress
 from rethink.plan import build_plan
 
 PAPER = CONF_DIR / "experiment" / "paper"
@@ -121,11 +122,10 @@ def test_quick_variant_has_the_same_cells_in_miniature(name: str) -> None:
     full_axes.pop("seed")
     assert quick_axes == full_axes
     assert quick.dataset.name == "synthetic" and quick.trainer.accelerator == "cpu"
-    assert quick.model.width_multiplier == 0.125 and quick.pretrain.epochs <= 4
+    assert quick.model.width_multiplier <= 0.25 and quick.pretrain.epochs <= 4
     assert "multirun_outputs/paper/quick/" in quick.hydra.sweep.dir
-    cells = covering_cells(quick_axes | {"seed": ["seed=1"]})
-    for cell in (cells[0], cells[-1]):
-        plan = build_plan(compose_config(f"experiment=paper/quick/{name}", *cell)).to_dict()
+    for cell in [job for job in progress.sweep_jobs(quick) if "seed=1" in job]:  # every cell plans (no narrow-width
+        plan = build_plan(compose_config(*cell)).to_dict()  # pruning error is left for the sweep to find)
         assert plan["cell"]["dataset"] == "synthetic"
         assert all(stage.get("epochs") is None or stage["epochs"] <= 40 for stage in plan["stages"])
 

@@ -92,6 +92,6 @@ def test_narrow_vgg_learns_real_cifar10(tmp_path: Path, cifar10_npz: Path) -> No
 def test_wandb_offline_run_is_grouped_by_cell(tmp_path: Path) -> None:
     cfg = compose_config(*FAST, "logger=wandb", "pretrain.epochs=1", f"paths.artifact_dir={tmp_path}")
     result = run_cell(cfg, tmp_path / "run")
-    runs = list((Path(result["stages"][0]["path"]) / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))  # in the run directory, not the shared store
+    assert len(runs) == 1 and not (Path(result["stages"][0]["path"]) / "wandb").exists()
     assert any(runs[0].glob("run-*.wandb"))
