@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
@@ -18,6 +19,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from rethink.arch import ArchSpec
 from rethink.errors import UserError
 from rethink.lit_module import ClassificationModule
+from rethink.naming import cell_group
 from rethink.store import leader_value
 
 log = logging.getLogger(__name__)
@@ -63,14 +65,15 @@ def wandb_mode(requested: str | None) -> str:
 def make_loggers(
     cfg: DictConfig, cell: dict[str, Any], stage: str, log_dir: Path, wandb_dir: Path | None = None
 ) -> list[Logger]:
-    """CSV always (``log_dir/metrics.csv``); W&B when ``logger.wandb`` is set: group = cell, job_type = stage, its
-    files under ``wandb_dir`` (the cell's run directory; default ``log_dir``)."""
+    """CSV always (``log_dir/metrics.csv``); W&B when ``logger.wandb`` is set: group = the cell (dataset/model/pruner
+    setting/schedule), job_type = stage, tags = ``logger.wandb.tags`` + the experiment, files under ``wandb_dir`` (the
+    cell's run directory; default ``log_dir``)."""
     loggers: list[Logger] = [CSVLogger(save_dir=str(log_dir), name="", version="")]
     wandb_cfg = cfg.logger.get("wandb")
     if wandb_cfg:
         from pytorch_lightning.loggers import WandbLogger
 
-        group = f"{cell['dataset']}/{cell['model']}/{cell['pruner']}/{cell['schedule']}"
+        group = cell_group(cell, OmegaConf.to_container(cfg.pruner, resolve=True))
         loggers.append(
             WandbLogger(
                 project=wandb_cfg.project,
@@ -78,13 +81,21 @@ def make_loggers(
                 group=group,
                 job_type=stage,
                 name=f"{group}/seed{cell['seed']}/{stage}",
-                tags=list(wandb_cfg.tags),
+                tags=list(wandb_cfg.tags) + experiment_tags(),
                 save_dir=str(wandb_dir or log_dir),
                 mode=wandb_mode(wandb_cfg.mode),
                 config=OmegaConf.to_container(cfg, resolve=True),
             )
         )
     return loggers
+
+
+def experiment_tags() -> list[str]:
+    """``experiment=paper/l1_cifar10``, ``experiment/paper/row=resnet56_a``: the experiment configs Hydra composed."""
+    if not HydraConfig.initialized():
+        return []
+    choices = HydraConfig.get().runtime.choices
+    return [f"{group}={name}" for group, name in choices.items() if group.startswith("experiment") and name]
 
 
 def make_trainer(
@@ -169,20 +180,35 @@ def fit(
     resume_from = leader_value(lambda: resumable_checkpoint(checkpoint_dir))  # DDP: every rank resumes alike
     loggers = make_loggers(cfg, cell, stage, work_dir, wandb_dir)
     trainer = make_trainer(cfg, recipe.epochs, loggers, checkpoint_dir, callbacks)
+    accuracy: dict[str, Any] = {"unit": "percent"}
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        for name in module.best:
+            accuracy[f"{name}_final"] = round(100 * module.last[name], 4)
+            accuracy[f"{name}_best"] = round(100 * module.best[name], 4)
+        summarize(loggers, {**accuracy, "epochs": recipe.epochs})
     finally:
-        for logger in loggers:
-            logger.finalize("success")
-        if cfg.logger.get("wandb"):
-            import wandb
-
-            wandb.finish()
-    accuracy: dict[str, Any] = {"unit": "percent"}
-    for name in module.best:
-        accuracy[f"{name}_final"] = round(100 * module.last[name], 4)
-        accuracy[f"{name}_best"] = round(100 * module.best[name], 4)
+        finish(cfg, loggers)
     return FitResult(module, accuracy, resume_from is not None, trainer.is_global_zero)
+
+
+def summarize(loggers: list[Logger], values: dict[str, Any]) -> None:
+    """The stage's final results in the W&B run summary (what dashboards and ``wandb sync`` show per run)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger.experiment is not None:
+            logger.experiment.summary.update({f"final/{k}": v for k, v in values.items() if k != "unit"})
+
+
+def finish(cfg: DictConfig, loggers: list[Logger]) -> None:
+    """Flush the loggers and always finish the W&B run, so the next stage or cell starts a run of its own."""
+    for logger in loggers:
+        logger.finalize("success")
+    if cfg.logger.get("wandb"):
+        import wandb
+
+        wandb.finish()
 
 
 def evaluate(
@@ -197,6 +223,11 @@ def evaluate(
     """Test accuracy (percent) of given weights, without training."""
     module = ClassificationModule(spec.to_dict(), lr=0.0, milestones=[], top5=cell["dataset"] == "imagenet")
     module.model.load_state_dict(state, strict=True)
-    trainer = make_trainer(cfg, 1, make_loggers(cfg, cell, "evaluate", work_dir, wandb_dir), work_dir / "checkpoints")
-    trainer.validate(module, datamodule=datamodule, verbose=False)
-    return {"unit": "percent", **{f"{k}_final": round(100 * v, 4) for k, v in module.last.items()}}
+    loggers = make_loggers(cfg, cell, "evaluate", work_dir, wandb_dir)
+    try:
+        make_trainer(cfg, 1, loggers, work_dir / "checkpoints").validate(module, datamodule=datamodule, verbose=False)
+        accuracy = {"unit": "percent", **{f"{k}_final": round(100 * v, 4) for k, v in module.last.items()}}
+        summarize(loggers, accuracy)
+    finally:
+        finish(cfg, loggers)
+    return accuracy

@@ -119,10 +119,8 @@ def test_wandb_offline_runs_carry_group_and_job_type(tmp_path: Path) -> None:
     proc = run(
         "rethink.main",
         "-m",
-        *TINY,
-        "pruner=l1",
-        "pruner.variant=A",
-        "model=vgg16",
+        *[override for override in TINY if not override.startswith("model=")],
+        "+experiment/paper/row=vgg16_a",  # VGG-16, L1-norm variant A
         "schedule=finetune",
         "logger=wandb",
         "seed=1,2",
@@ -130,7 +128,7 @@ def test_wandb_offline_runs_carry_group_and_job_type(tmp_path: Path) -> None:
         f"paths.artifact_dir={artifacts}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    group = "synthetic/vgg16/l1/finetune"
+    group = "synthetic/vgg16/l1 A/finetune"  # the cell of the paper's table; its seeds are the group's runs
     for seed in (1, 2):  # each cell's W&B runs (one per trained stage) lie in its own Hydra run directory
         (cell_dir,) = (tmp_path / "sweep").glob(f"*_seed{seed}")
         runs = sorted(cell_dir.glob("wandb/offline-run-*"))
@@ -139,7 +137,8 @@ def test_wandb_offline_runs_carry_group_and_job_type(tmp_path: Path) -> None:
         for run_dir in runs:
             (log,) = run_dir.glob("run-*.wandb")
             record = log.read_bytes()
-            assert group.encode() in record
+            assert group.encode() in record and b"experiment/paper/row=vgg16_a" in record  # a tag
+            assert b"final/top1_final" in record and b"final/top1_best" in record  # the run summary
             names |= {stage for stage in ("pretrain", "retrain") if f"{group}/seed{seed}/{stage}".encode() in record}
             debug = (run_dir / "logs" / "debug.log").read_text()
             assert "finishing run" in debug  # wandb.finish() ran: the run is complete and ready for `wandb sync`
