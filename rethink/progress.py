@@ -119,18 +119,23 @@ def describe(run_dir: Path, status: dict[str, Any]) -> CellStatus:
     return CellStatus(state, run_dir.name, list(status.get("overrides") or []), "  ".join(parts))
 
 
-def sweep_cells(sweep_dir: Path) -> list[CellStatus]:
-    """Every cell under ``sweep_dir``: those with a status file, then the sweep's jobs that have not started."""
-    cells, seen = [], set()
-    for file in sorted(sweep_dir.rglob(STATUS_FILE)):
-        status = read_status(file.parent)
-        if status is not None:
-            cells.append(describe(file.parent, status))
-            seen.add(json.dumps(status.get("overrides")))
-    for num, overrides in enumerate(_jobs(sweep_dir) or []):
-        if json.dumps(overrides) not in seen:
-            cells.append(CellStatus("pending", f"job {num}", overrides, " ".join(overrides)))
+def sweep_cells(root: Path) -> list[CellStatus]:
+    """Every cell under ``root`` (a sweep, a run, or a folder of sweeps), in job order: those with a status file, then
+    each sweep's jobs that have not started (from its ``cells.json``)."""
+    found = [(f.parent, read_status(f.parent)) for f in root.rglob(STATUS_FILE)]
+    found = sorted(((d, s) for d, s in found if s is not None), key=lambda ds: (str(ds[0].parent), _job(ds[1]), ds[0]))
+    cells = [describe(run_dir, status) for run_dir, status in found]
+    for jobs_file in sorted(root.rglob(CELLS_FILE)):
+        sweep = jobs_file.parent
+        seen = {json.dumps(status.get("overrides")) for run_dir, status in found if sweep in run_dir.parents}
+        for num, overrides in enumerate(_jobs(sweep) or []):
+            if json.dumps(overrides) not in seen:
+                cells.append(CellStatus("pending", f"job {num}", overrides, " ".join(overrides)))
     return cells
+
+
+def _job(status: dict[str, Any]) -> int:
+    return status["job"] if isinstance(status.get("job"), int) else -1
 
 
 def tally(cells: list[CellStatus]) -> str:

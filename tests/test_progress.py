@@ -55,15 +55,21 @@ def test_a_running_cell_whose_process_is_gone_is_interrupted(tmp_path: Path) -> 
 
 
 def test_jobs_without_a_status_are_pending_and_counted(tmp_path: Path) -> None:
-    jobs = [["schedule=finetune", "seed=1"], ["schedule=finetune", "seed=2"], ["schedule=scratch_b", "seed=1"]]
-    (tmp_path / progress.CELLS_FILE).write_text(json.dumps(jobs))
-    progress.mark_running(tmp_path / "0_x", 0, jobs[0])
-    progress.mark_finished(tmp_path / "0_x", _result("computed"))
-    progress.mark_running(tmp_path / "1_x", 1, jobs[1])
-    progress.mark_failed(tmp_path / "1_x", "bad")
+    jobs = [[f"seed={seed}"] for seed in range(12)]
+    sweep = tmp_path / "l1_cifar10" / "2026-11-25_05-00-00"  # a folder of sweeps is read as well as one sweep
+    sweep.mkdir(parents=True)
+    (sweep / progress.CELLS_FILE).write_text(json.dumps(jobs))
+    for num in (10, 0, 2):
+        progress.mark_running(sweep / f"{num}_x", num, jobs[num])
+        progress.mark_finished(sweep / f"{num}_x", _result("computed"))
+    progress.mark_running(sweep / "1_x", 1, jobs[1])
+    progress.mark_failed(sweep / "1_x", "bad")
     cells = progress.sweep_cells(tmp_path)
-    assert [(c.state, c.overrides) for c in cells] == [("done", jobs[0]), ("failed", jobs[1]), ("pending", jobs[2])]
-    assert progress.tally(cells) == "3 cells: 1 done, 1 failed, 1 pending"
+    assert [c.name for c in cells[:4]] == ["0_x", "1_x", "2_x", "10_x"]  # job order, not name order
+    assert [(c.state, c.overrides) for c in cells[4:]] == [
+        ("pending", jobs[n]) for n in range(12) if n not in (0, 1, 2, 10)
+    ]
+    assert progress.tally(cells) == "12 cells: 3 done, 1 failed, 8 pending"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_CELLS))
