@@ -15,6 +15,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.utilities import rank_zero_only
 
 from rethink.arch import ArchSpec
 from rethink.errors import UserError
@@ -192,6 +193,7 @@ def fit(
     return FitResult(module, accuracy, resume_from is not None, trainer.is_global_zero)
 
 
+@rank_zero_only  # DDP: the other ranks hold a dummy W&B experiment
 def summarize(loggers: list[Logger], values: dict[str, Any]) -> None:
     """The stage's final results in the W&B run summary (what dashboards and ``wandb sync`` show per run)."""
     from pytorch_lightning.loggers import WandbLogger
