@@ -1,5 +1,5 @@
 """The name of a pruned setting — ``A``, ``70%``, ``30% (scope=layer)`` — from what a run asked for: the rows of the
-report's tables, the published numbers' keys and the W&B group of a cell all use it."""
+report's tables, the published numbers' keys and the W&B group of a cell all use it; ``slug`` makes file names."""
 
 from __future__ import annotations
 
@@ -76,3 +76,9 @@ def cell_group(cell: dict[str, Any], pruner: dict[str, Any]) -> str:
         return f"{cell['dataset']}/{cell['model']}/none/{cell['schedule']}"
     label = setting_label(pruned_setting({"cell": cell, "config": {"pruner": pruner}}))
     return f"{cell['dataset']}/{cell['model']}/{cell['pruner']} {label}/{cell['schedule']}"
+
+
+def slug(text: str) -> str:
+    """``l1_cifar10_vgg16_A``: ``text`` as a file name (letters, digits, ``-_.``; anything else as one ``_``)."""
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    return "_".join(filter(None, keep.split("_")))

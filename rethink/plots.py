@@ -22,6 +22,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from rethink.naming import slug
+
 if TYPE_CHECKING:
     from rethink.report import Row, Table
 
@@ -40,11 +42,6 @@ def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": the pixel size stays fixed
     plt.close(fig)
     return path
-
-
-def _slug(text: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-    return "_".join(filter(None, keep.split("_")))
 
 
 def _layer_ticks(ax: Any, names: list[str]) -> None:
@@ -151,27 +148,11 @@ def accuracy_params_plot(dataset: str, model: str, rows: list[Row], path: Path) 
     if not series and not unpruned:
         return None
     fig, ax = _figure(ACCURACY_SIZE)
-    for label, points in sorted(series.items()):
-        points.sort()
-        ax.errorbar(
-            [p[0] for p in points],
-            [p[1] for p in points],
-            yerr=[p[2] for p in points],
-            marker="o",
-            ms=4,
-            capsize=2,
-            label=label,
-        )
-    if unpruned:
-        ax.errorbar(
-            [p[0] for p in unpruned],
-            [p[1] for p in unpruned],
-            yerr=[p[2] for p in unpruned],
-            fmt="k*",
-            ms=9,
-            capsize=2,
-            label="unpruned",
-        )
+    curves = [(label, sorted(points), {"marker": "o", "ms": 4}) for label, points in sorted(series.items())]
+    curves += [("unpruned", unpruned, {"fmt": "k*", "ms": 9})] if unpruned else []
+    for label, points, style in curves:  # points: (params, mean, std)
+        params, means, stds = zip(*points)
+        ax.errorbar(params, means, yerr=stds, capsize=2, label=label, **style)
     ax.set_xscale("log")
     ax.set_xlabel("parameters")
     ax.set_ylabel("top-1 accuracy (%)")
@@ -190,7 +171,7 @@ def make_plots(tables: list[Table], out: Path) -> list[tuple[str, Path]]:
             by_model[(row.dataset, row.model_label)].append(row)
             if table.name == "unpruned":
                 continue
-            stem = _slug(f"{table.name}_{row.dataset}_{row.model_label}_{row.label}")
+            stem = slug(f"{table.name}_{row.dataset}_{row.model_label}_{row.label}")
             title = f"{row.dataset} {row.model_label} {table.name} {row.label}"
             if table.name == "magnitude":
                 path = sparsity_plot(row, out / f"sparsity_{stem}.png")
@@ -201,7 +182,7 @@ def make_plots(tables: list[Table], out: Path) -> list[tuple[str, Path]]:
                 if path:
                     written.append((f"Per-layer channels: {title} vs unpruned and uniform", path))
     for (dataset, model), rows in sorted(by_model.items()):
-        path = accuracy_params_plot(dataset, model, rows, out / f"accuracy_params_{_slug(dataset + '_' + model)}.png")
+        path = accuracy_params_plot(dataset, model, rows, out / f"accuracy_params_{slug(dataset + '_' + model)}.png")
         if path:
             written.append((f"Accuracy vs parameters: {dataset} {model}", path))
     return written

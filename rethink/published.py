@@ -78,7 +78,8 @@ def entries() -> tuple[Published, ...]:
     return tuple(out)
 
 
-def _options_match(entry_options: tuple[tuple[str, Any], ...], model_options: dict[str, Any] | None) -> bool:
+def options_match(entry_options: tuple[tuple[str, Any], ...], model_options: dict[str, Any] | None) -> bool:
+    """Whether a run's model config (None: not recorded) has every model option a published entry requires."""
     if model_options is None:
         return True
     return all(model_options.get(name, value) == value for name, value in entry_options)
@@ -101,7 +102,7 @@ def lookup(
             pruner,
             key,
             schedule,
-        ) and _options_match(entry.model_options, model_options):
+        ) and options_match(entry.model_options, model_options):
             return entry
     return None
 

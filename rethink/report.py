@@ -35,7 +35,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from rethink import published
-from rethink.naming import pruned_setting, setting_label
+from rethink.naming import pruned_setting, setting_label, slug
 
 SCHEDULE_ORDER = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_restart", "lottery", "lr_rewind")
 COLUMN_NAMES = {
@@ -370,7 +370,7 @@ def _published(table: Table, row: Row, column: str) -> published.Published | Non
         candidates = [
             e for e in published.entries() if (e.dataset, e.model, e.schedule) == (row.dataset, row.model, "baseline")
         ]
-        matching = [e for e in candidates if all(row.options.get(k, v) == v for k, v in e.model_options)]
+        matching = [e for e in candidates if published.options_match(e.model_options, row.options)]
         return matching[0] if len({e.mean for e in matching}) == 1 else None
     setting = {} if column == "unpruned" else row.setting
     return published.lookup(row.dataset, row.model, pruner, setting, schedule, row.options or None)
@@ -536,11 +536,6 @@ def table(results: list[dict[str, Any]]) -> str:
 # ------------------------------------------------------------------------------------------------------ report
 
 
-def _slug(text: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-    return "_".join(filter(None, keep.split("_")))
-
-
 def write_report(
     results: list[dict[str, Any]], problems: list[str], out: Path, sources: list[str], use_wandb: bool = False
 ) -> dict[str, Any]:
@@ -555,7 +550,7 @@ def write_report(
     sections = []
     for t in tables:
         rendered = render(t)
-        stem = out / "tables" / _slug(t.name)
+        stem = out / "tables" / slug(t.name)
         stem.with_suffix(".md").write_text(to_markdown(t, rendered))
         stem.with_suffix(".csv").write_text(to_csv(t, rendered))
         written["tables"].append(
@@ -586,7 +581,7 @@ def write_report(
     for t, section in zip(tables, sections):
         lines += [section, ""]
         for title, path in written["plots"]:
-            if path.name.startswith(f"widths_{_slug(t.name)}_") or path.name.startswith(f"sparsity_{_slug(t.name)}_"):
+            if path.name.startswith(f"widths_{slug(t.name)}_") or path.name.startswith(f"sparsity_{slug(t.name)}_"):
                 lines += [f"![{title}]({path.relative_to(out).as_posix()})", ""]
     accuracy_plots = [(title, p) for title, p in written["plots"] if p.name.startswith("accuracy_params_")]
     if accuracy_plots:
