@@ -12,8 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from rethink import progress
 from rethink.errors import UserError
+from rethink.results import progress
 
 
 def report(result: dict, run_dir: Path) -> str:

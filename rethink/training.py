@@ -20,7 +20,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from rethink.arch import ArchSpec
 from rethink.errors import UserError
 from rethink.lit_module import ClassificationModule
-from rethink.naming import cell_group
+from rethink.results.naming import cell_group
 from rethink.store import leader_value
 
 log = logging.getLogger(__name__)

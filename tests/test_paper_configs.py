@@ -19,8 +19,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from rethink import progress
 from rethink.plan import build_plan
+from rethink.results import progress
 
 PAPER = CONF_DIR / "experiment" / "paper"
 TABLES = sorted(p.stem for p in PAPER.glob("*.yaml"))

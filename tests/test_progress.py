@@ -12,7 +12,7 @@ import pytest
 from test_paper_configs import EXPECTED_CELLS, compose_with_hydra
 from test_sweeps import TINY, run
 
-from rethink import progress
+from rethink.results import progress
 
 
 def _result(*statuses: str, top1: float = 91.5) -> dict:

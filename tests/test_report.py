@@ -19,7 +19,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from rethink import plots, published, report
+from rethink.results import plots, published, report, tables
 
 GOLDEN = Path(__file__).parent / "golden" / "report"
 SLIDES = Path("/work/shared/reference/rethinking-slides.md")
@@ -383,11 +383,11 @@ def test_sparsity_trained_large_model_is_not_the_unpruned_column(tmp_path: Path)
     the same model (and without them the table says which sweep to add)."""
     slimming = [r for r in fake_results() if r["cell"]["pruner"] == "slimming"]
     baselines = [r for r in fake_results() if r["cell"]["model"] == "vgg19" and r["cell"]["schedule"] == "baseline"]
-    (with_baselines,) = [t for t in report.build_tables(_tagged(slimming + baselines)) if t.name == "slimming"]
+    (with_baselines,) = [t for t in tables.build_tables(_tagged(slimming + baselines)) if t.name == "slimming"]
     (row,) = with_baselines.rows
     assert row.cells["unpruned"].values == BASELINE_VGG19
     assert row.cells["sparsity_trained"].values == {seed: 93.5 + 0.05 * seed for seed in SLIM_ACC["finetune"]}
-    (alone,) = report.build_tables(_tagged(slimming))
+    (alone,) = tables.build_tables(_tagged(slimming))
     assert "unpruned" not in alone.columns and "sparsity_trained" in alone.columns
     assert any("no Unpruned accuracy" in note and "schedule=baseline" in note for note in alone.notes)
 

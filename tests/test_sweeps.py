@@ -85,9 +85,9 @@ def test_quick_paper_table_on_joblib_shares_the_large_model_and_reports_the_mean
         assert len(values) == 2
         mean, std = f"{statistics.mean(values):.2f}", f"{statistics.stdev(values):.2f}"
         assert mean in report.stdout and std in report.stdout, (column, mean, std, report.stdout)
-    # the sweep printed a table too (rethink.report.SweepSummary, a Hydra callback)
+    # the sweep printed a table too (rethink.results.report.SweepSummary, a Hydra callback)
     assert f"{statistics.mean(by_column['lottery']):.2f}" in proc.stdout
-    # and, from the joblib workers, a line per cell as it ended, then the tally (rethink.progress.SweepProgress)
+    # and, from the joblib workers, a line per cell as it ended, then the tally (rethink.results.progress.SweepProgress)
     ended = [line for line in proc.stderr.splitlines() if line.startswith("rethink: [") and " running " not in line]
     assert len(ended) == 4 and all(" done " in line for line in ended), proc.stderr[-3000:]
     assert "rethink: 4 cells: 4 done" in proc.stderr

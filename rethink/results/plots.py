@@ -15,17 +15,15 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rethink.naming import slug
-
-if TYPE_CHECKING:
-    from rethink.report import Row, Table
+from rethink.results.naming import prunes_weights, slug
+from rethink.results.tables import UNPRUNED_TABLE, Row, Table
 
 DPI = 100
 WIDTHS_SIZE = (1000, 400)  # pixels
@@ -140,7 +138,7 @@ def accuracy_params_plot(dataset: str, model: str, rows: list[Row], path: Path) 
                 series[f"{row.table} {schedule}"].append(point)
         large = [p for p in map(_large_params, row.results) if p]
         cell = row.cells.get("unpruned")
-        if large and cell is not None and cell.values and row.table != "unpruned":
+        if large and cell is not None and cell.values and row.table != UNPRUNED_TABLE:
             values = list(cell.values.values())
             unpruned.append(
                 (statistics.mean(large), statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -169,11 +167,11 @@ def make_plots(tables: list[Table], out: Path) -> list[tuple[str, Path]]:
     for table in tables:
         for row in table.rows:
             by_model[(row.dataset, row.model_label)].append(row)
-            if table.name == "unpruned":
+            if table.name == UNPRUNED_TABLE:
                 continue
             stem = slug(f"{table.name}_{row.dataset}_{row.model_label}_{row.label}")
             title = f"{row.dataset} {row.model_label} {table.name} {row.label}"
-            if table.name == "magnitude":
+            if prunes_weights(table.name):
                 path = sparsity_plot(row, out / f"sparsity_{stem}.png")
                 if path:
                     written.append((f"Per-layer sparsity: {title} vs uniform", path))

@@ -1,5 +1,5 @@
-"""The paper's published accuracies (``rethink/published.json``, transcribed from the authors' slides) and the key a
-result is matched by: ``(dataset, model, pruner, setting, schedule)``.
+"""The paper's published accuracies (``rethink/results/published.json``, transcribed from the authors' slides; its
+``source`` key cites them) and the key a result is matched by: ``(dataset, model, pruner, setting, schedule)``.
 
 ``setting`` is ``{"variant": "A"}`` (L1-norm, SSS), ``{"ratio": 0.7}`` (slimming, magnitude) or ``{}`` for the unpruned
 model of a table (schedule ``baseline``). An entry's ``model_options`` (e.g. slimming's VGG-19 ``head: linear``) must
@@ -53,7 +53,7 @@ def setting_key(setting: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
 @lru_cache(maxsize=1)
 def load() -> dict[str, Any]:
     """The raw data file (``entries``, ``params_pruned``, ``relative`` and its documentation keys)."""
-    return json.loads(resources.files("rethink").joinpath(DATA_FILE).read_text(encoding="utf-8"))
+    return json.loads(resources.files("rethink.results").joinpath(DATA_FILE).read_text(encoding="utf-8"))
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,248 @@
+"""Where each cell of a sweep stands: ``status.json`` in every run directory (running, done, reused, failed), a line
+per cell on stderr while a sweep runs (:class:`SweepProgress`, a Hydra callback), a tally at its end, and
+``python -m rethink.progress DIR...`` at any time, also for cells still pending or left by a killed job.
+
+A cell is *reused* when it trained nothing (every stage came from the artifact store), *done* when it trained
+something, *failed* with its error (and the traceback in ``error.log`` beside it for anything but a user error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from rethink.io import write_json_atomic, write_text_atomic
+
+STATUS_FILE = "status.json"
+ERROR_LOG = "error.log"
+CELLS_FILE = "cells.json"  # in a sweep directory: every job's overrides, in job-number order
+TRAINED = ("computed", "resumed", "imported")
+STATES = ("done", "reused", "failed", "running", "interrupted", "pending")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def mark_running(run_dir: Path, job: int | None, overrides: list[str]) -> None:
+    """Record that the cell in ``run_dir`` has started (with this host and pid, to tell a killed job later)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status = {"state": "running", "job": job, "overrides": overrides, "host": socket.gethostname(), "pid": os.getpid()}
+    write_json_atomic(run_dir / STATUS_FILE, {**status, "started": _now(), "started_unix": time.time()})
+
+
+def _update(run_dir: Path, **fields: Any) -> None:
+    status = read_status(run_dir) or {}
+    ended = time.time()
+    elapsed = round(ended - status["started_unix"], 3) if "started_unix" in status else None
+    write_json_atomic(run_dir / STATUS_FILE, {**status, **fields, "ended": _now(), "elapsed_s": elapsed})
+
+
+def mark_finished(run_dir: Path, result: dict[str, Any]) -> None:
+    """Record a finished cell: reused (nothing trained) or done, its stages' statuses and final top-1."""
+    stages = {s["stage"]: s["status"] for s in result["stages"]}
+    state = "done" if any(s in TRAINED for s in stages.values()) else "reused"
+    _update(run_dir, state=state, stages=stages, top1=result["accuracy"].get("top1_final"))
+
+
+def mark_failed(run_dir: Path, error: str, traceback_text: str | None = None) -> None:
+    """Record a failed cell; the traceback (of an unexpected error) goes to ``error.log`` beside it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if traceback_text:
+        write_text_atomic(run_dir / ERROR_LOG, traceback_text)
+    _update(run_dir, state="failed", error=error, error_log=str(run_dir / ERROR_LOG) if traceback_text else None)
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    """The cell's status record, or None when there is none (or it is unreadable)."""
+    try:
+        status = json.loads((run_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def _alive(status: dict[str, Any]) -> bool:
+    """False only when the job ran on this host and its process is gone; other hosts cannot be checked."""
+    if status.get("host") != socket.gethostname() or not isinstance(status.get("pid"), int):
+        return True
+    try:
+        os.kill(status["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class CellStatus:
+    """One cell of a sweep as the status files (and the sweep's job list) show it."""
+
+    state: str
+    name: str
+    overrides: list[str]
+    detail: str = ""
+
+    def line(self) -> str:
+        return f"{self.state:<11} {self.name}" + (f"  {self.detail}" if self.detail else "")
+
+
+def describe(run_dir: Path, status: dict[str, Any]) -> CellStatus:
+    """A status record as a state and a one-line detail (stage statuses, accuracy, time, or the error)."""
+    state = status.get("state", "running")
+    if state == "running" and not _alive(status):
+        state = "interrupted"
+    parts = []
+    if state == "failed":
+        parts.append(f"error: {str(status.get('error', '?')).splitlines()[0]}")
+        parts += [f"traceback: {status['error_log']}"] if status.get("error_log") else []
+    if isinstance(status.get("top1"), (int, float)):
+        parts.append(f"top-1 {status['top1']:.2f}%")
+    if status.get("stages"):
+        parts.append("(" + ", ".join(f"{k} {v.split(':')[0]}" for k, v in status["stages"].items()) + ")")
+    if isinstance(status.get("elapsed_s"), (int, float)):
+        parts.append(f"{status['elapsed_s']:.1f} s")
+    if state == "interrupted":
+        parts.append(f"process {status.get('pid')} is gone; run the sweep again to finish it")
+    return CellStatus(state, run_dir.name, list(status.get("overrides") or []), "  ".join(parts))
+
+
+def sweep_cells(root: Path) -> list[CellStatus]:
+    """Every cell under ``root`` (a sweep, a run, or a folder of sweeps), in job order: those with a status file, then
+    each sweep's jobs that have not started (from its ``cells.json``)."""
+    found = [(f.parent, read_status(f.parent)) for f in root.rglob(STATUS_FILE)]
+    found = sorted(((d, s) for d, s in found if s is not None), key=lambda ds: (str(ds[0].parent), _job(ds[1]), ds[0]))
+    cells = [describe(run_dir, status) for run_dir, status in found]
+    for jobs_file in sorted(root.rglob(CELLS_FILE)):
+        sweep = jobs_file.parent
+        seen = {json.dumps(status.get("overrides")) for run_dir, status in found if sweep in run_dir.parents}
+        for num, overrides in enumerate(_jobs(sweep) or []):
+            if json.dumps(overrides) not in seen:
+                cells.append(CellStatus("pending", f"job {num}", overrides, " ".join(overrides)))
+    return cells
+
+
+def _job(status: dict[str, Any]) -> int:
+    return status["job"] if isinstance(status.get("job"), int) else -1
+
+
+def tally(cells: list[CellStatus]) -> str:
+    """``12 cells: 8 done, 3 reused, 1 failed``."""
+    counts = {state: sum(c.state == state for c in cells) for state in STATES}
+    return f"{len(cells)} cells: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+
+
+def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
+    """The overrides of every job of a multirun, in job-number order, as Hydra's basic sweeper expands them (None for
+    other sweepers, whose jobs are not known in advance)."""
+    sweeper = OmegaConf.select(config, "hydra.sweeper._target_") or ""
+    if not sweeper.endswith("BasicSweeper"):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.params
+    params = {} if params is None else OmegaConf.to_container(params, resolve=False)
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    try:
+        batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
+    except Exception:  # e.g. glob() sweeps need Hydra's config loader: the count is only shown, the sweep goes on
+        return None
+    return [job for batch in batches for job in batch]
+
+
+class SweepProgress(Callback):
+    """Hydra callback: the number of cells at a sweep's start, a line per cell as it starts and ends, and the tally at
+    the end (after the results table); the sweep exits with status 1 when a cell failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = sweep_jobs(config)
+        if jobs is not None:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(sweep_dir / CELLS_FILE, jobs)
+        count = "" if jobs is None else f" of {len(jobs)} cells"
+        _say(f"sweep{count} in {sweep_dir}; `python -m rethink.progress {sweep_dir}` shows where it stands")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            run_dir = Path(config.hydra.runtime.output_dir)
+            swept = " ".join(_swept(config, list(config.hydra.overrides.task)))
+            _say(f"{_counter(config)} {'running':<11} {run_dir.name}  {swept}".rstrip())
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.runtime.output_dir)
+        status = read_status(run_dir)
+        if config.hydra.mode == RunMode.MULTIRUN and status is not None:
+            _say(f"{_counter(config)} {describe(run_dir, status).line()}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        cells = sweep_cells(Path(config.hydra.sweep.dir))
+        _say(tally(cells))
+        failed = [c for c in cells if c.state == "failed"]
+        for cell in failed:
+            _say(f"  {cell.line()}")
+        if failed:
+            sys.exit(1)
+
+
+def _jobs(sweep_dir: Path) -> list[list[str]] | None:
+    try:
+        return json.loads((sweep_dir / CELLS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _swept(config: DictConfig, overrides: list[str]) -> list[str]:
+    """The job's overrides that differ between the sweep's jobs (what tells this cell from the others)."""
+    jobs = _jobs(Path(config.hydra.sweep.dir))
+    if not jobs:
+        return []
+    common = set(jobs[0]).intersection(*map(set, jobs[1:]))
+    return [o for o in overrides if o not in common]
+
+
+def _counter(config: DictConfig) -> str:
+    """``[5/12]``: cells of this sweep finished so far (any process) over all of its cells."""
+    sweep_dir = Path(config.hydra.sweep.dir)
+    jobs = _jobs(sweep_dir)
+    total = "?" if jobs is None else str(len(jobs))
+    finished = sum(
+        (read_status(f.parent) or {}).get("state") in ("done", "reused", "failed") for f in sweep_dir.rglob(STATUS_FILE)
+    )
+    return f"[{finished}/{total}]"
+
+
+def _say(message: str) -> None:
+    print(f"rethink: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: the state of every cell under the given sweep (or run) directories; 1 when a cell failed."""
+    parser = argparse.ArgumentParser(prog="python -m rethink.progress", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dirs", nargs="+", help="sweep or run directories")
+    args = parser.parse_args(argv)
+    failed = False
+    for directory in map(Path, args.dirs):
+        if not directory.is_dir():
+            print(f"rethink.progress: {directory}: no such directory", file=sys.stderr)
+            failed = True
+            continue
+        cells = sweep_cells(directory)
+        print(f"{directory}: {tally(cells) if cells else 'no cells (no status.json and no cells.json)'}")
+        for cell in cells:
+            print(f"  {cell.line()}")
+        failed |= any(c.state == "failed" for c in cells)
+    return 1 if failed else 0

@@ -1,0 +1,122 @@
+"""Tables, plots and a report from ``result.json`` files: ``python -m rethink.report PATH... [--out DIR] [--wandb]``,
+and the summary printed after every sweep (:class:`SweepSummary`, a Hydra callback).
+
+:func:`write_report` writes, under one directory, every table as Markdown and CSV (``tables/``), the long-form
+``cells.csv``, the plots (``plots/``) and ``report.md`` with all of them; with ``--wandb`` also a W&B run. The tables
+are :mod:`rethink.results.tables` (which results, grouped how) rendered by :mod:`rethink.results.render` (how cells,
+published numbers and footnotes read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from rethink.results.naming import slug
+from rethink.results.render import LONG_FIELDS, render, table, to_csv, to_markdown
+from rethink.results.tables import build_tables, collect
+
+
+def write_report(
+    results: list[dict[str, Any]], problems: list[str], out: Path, sources: list[str], use_wandb: bool = False
+) -> dict[str, Any]:
+    """Write the tables (Markdown + CSV), the long-form ``cells.csv``, the plots and ``report.md`` under ``out``."""
+    from rethink.results import plots  # matplotlib only when a report is written
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tables").mkdir(exist_ok=True)
+    tables = build_tables(results)
+    written: dict[str, Any] = {"tables": [], "plots": [], "report": None, "wandb": None}
+    long_rows: list[dict[str, Any]] = []
+    sections = []
+    for t in tables:
+        rendered = render(t)
+        stem = out / "tables" / slug(t.name)
+        stem.with_suffix(".md").write_text(to_markdown(t, rendered))
+        stem.with_suffix(".csv").write_text(to_csv(t, rendered))
+        written["tables"].append(
+            {
+                "name": t.name,
+                "title": t.title,
+                "md": stem.with_suffix(".md"),
+                "csv": stem.with_suffix(".csv"),
+                "rendered": rendered,
+            }
+        )
+        long_rows += rendered.long
+        sections.append(to_markdown(t, rendered).rstrip())
+    with open(out / "cells.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, LONG_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(long_rows)
+    plot_dir = out / "plots"
+    written["plots"] = plots.make_plots(tables, plot_dir)
+    lines = [
+        "# Rethinking the Value of Network Pruning — reproduction report",
+        "",
+        f"{len(results)} result(s) from {', '.join(sources)}. Cells: final top-1 accuracy (%), mean ± std (n seeds); "
+        "`(n/N) [k]`: N seeds expected, footnote k names the missing ones. (paper): the published number "
+        "(rethink/results/published.json, from the authors' slides); Δ = ours - paper.",
+        "",
+    ]
+    for t, section in zip(tables, sections):
+        lines += [section, ""]
+        for title, path in written["plots"]:
+            if path.name.startswith(f"widths_{slug(t.name)}_") or path.name.startswith(f"sparsity_{slug(t.name)}_"):
+                lines += [f"![{title}]({path.relative_to(out).as_posix()})", ""]
+    accuracy_plots = [(title, p) for title, p in written["plots"] if p.name.startswith("accuracy_params_")]
+    if accuracy_plots:
+        lines += ["## Accuracy vs parameters", ""]
+        lines += [f"![{title}]({p.relative_to(out).as_posix()})\n" for title, p in accuracy_plots]
+    if problems:
+        lines += ["## Files not reported", ""] + [f"- {p}" for p in problems] + [""]
+    (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
+    written["report"] = out / "report.md"
+    if use_wandb:
+        from rethink.results.wandb_upload import upload_wandb  # wandb only when asked for
+
+        written["wandb"] = upload_wandb(written, out, problems)
+    return written
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun, print the table of the sweep's results."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        results, problems = collect([sweep_dir])
+        if results:
+            print(f"\nTest top-1 accuracy (%), final epoch, mean ± std (n seeds) — {sweep_dir}\n{table(results)}")
+        for problem in problems:
+            print(f"rethink.report: {problem}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: write the report of every result under the given paths; 0 when anything was written."""
+    parser = argparse.ArgumentParser(prog="python -m rethink.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="run or sweep directories (searched for result.json) or result files")
+    parser.add_argument("--out", default="report", help="output directory (default: ./report)")
+    parser.add_argument("--wandb", action="store_true", help="also log tables and plots to W&B (job_type=report)")
+    args = parser.parse_args(argv)
+    results, problems = collect(args.paths)
+    for problem in problems:
+        print(f"rethink.report: {problem}", file=sys.stderr)
+    if not results:
+        print("rethink.report: no readable result.json: nothing written", file=sys.stderr)
+        return 1
+    written = write_report(results, problems, Path(args.out), list(args.paths), use_wandb=args.wandb)
+    print(table(results))
+    print(
+        f"rethink.report: wrote {written['report']} "
+        f"({len(written['tables'])} table(s), {len(written['plots'])} plot(s))",
+        file=sys.stderr,
+    )
+    if written["wandb"]:
+        print(f"rethink.report: W&B run in {written['wandb']}", file=sys.stderr)
+    return 0
