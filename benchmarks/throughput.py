@@ -45,7 +45,8 @@ from rethink.arch import build, default_spec
 from rethink.data.in_memory import ImageArrays, InMemoryImageDataModule
 from rethink.data.sources import load_npz
 from rethink.errors import UserError
-from rethink.lit_module import ClassificationModule
+from rethink.training.module import ClassificationModule
+from rethink.training.recipes import Recipe
 
 BATCH_SIZE = 64
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -71,13 +72,8 @@ def lightning_images_per_s(arrays: ImageArrays, warmup: int, steps: int) -> floa
     """(a) The project's data module and LightningModule under a Trainer."""
     torch.manual_seed(0)
     datamodule = InMemoryImageDataModule(arrays, MEAN, STD, BATCH_SIZE, 256, augment=True, seed=0)
-    module = ClassificationModule(
-        default_spec("resnet56", 10).to_dict(),
-        lr=LR,
-        milestones=[80, 120],
-        momentum=MOMENTUM,
-        weight_decay=WEIGHT_DECAY,
-    )
+    recipe = Recipe(160, LR, [80, 120], 0.1, MOMENTUM, WEIGHT_DECAY, nesterov=False)
+    module = ClassificationModule(default_spec("resnet56", 10), recipe)
     timer = _StepTimer(warmup, warmup + steps - 1)
     trainer = pl.Trainer(
         accelerator="cpu",

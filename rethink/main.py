@@ -42,12 +42,13 @@ def main(cfg: DictConfig) -> str | None:
     hydra_cfg = HydraConfig.get()
     sweep = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    from rethink.plan import build_plan
-    from rethink.store import is_distributed_follower
+    from rethink.distributed import is_distributed_follower
+    from rethink.pipeline.config import load_settings
+    from rethink.pipeline.plan import build_plan
 
-    if cfg.dry_run:
+    if cfg.get("dry_run"):
         try:
-            print(json.dumps(build_plan(cfg).to_dict(), indent=2))
+            print(json.dumps(build_plan(load_settings(cfg)).to_dict(), indent=2))
         except UserError as exc:
             print(f"rethink: error: {exc}", file=sys.stderr)
             if not sweep:
@@ -57,9 +58,9 @@ def main(cfg: DictConfig) -> str | None:
     if leader:
         progress.mark_running(run_dir, hydra_cfg.job.get("num"), list(hydra_cfg.overrides.task))
     try:
-        from rethink.run import run_cell
+        from rethink.pipeline.result import run_cell
 
-        result = run_cell(cfg, run_dir)
+        result = run_cell(load_settings(cfg), run_dir)
     except UserError as exc:
         if leader:
             progress.mark_failed(run_dir, str(exc))

@@ -10,6 +10,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from rethink.pipeline.config import load_settings
+from rethink.settings.schema import Settings
+
 os.environ["WANDB_MODE"] = "offline"  # tests never talk to W&B servers
 os.environ.setdefault("WANDB_SILENT", "true")
 # One intra-op thread (subprocesses too): on a shared 2-core machine two threads contending with any other process
@@ -28,6 +31,11 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+def compose_settings(*overrides: str) -> Settings:
+    """The validated settings of ``python -m rethink.main <overrides>``, in-process."""
+    return load_settings(compose_config(*overrides))
+
+
 @pytest.fixture(scope="session")
 def cifar10_npz() -> Path:
     """The real CIFAR-10 .npz named by RETHINK_CIFAR10_NPZ (the Makefile points it at ../shared/data/cifar10)."""
@@ -39,16 +47,17 @@ def cifar10_npz() -> Path:
 
 
 @pytest.fixture
-def fit_starts(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, torch.Tensor]]:
-    """Records the initial weights every stage's ``fit`` starts from (stage name -> state dict)."""
-    import rethink.run as run_module
+def fit_starts(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, torch.Tensor] | None]:
+    """Records the initial weights every training stage's ``fit`` starts from (stage name -> state dict; None for a
+    fresh initialisation)."""
+    import rethink.pipeline.runner as runner
 
-    starts: dict[str, dict[str, torch.Tensor]] = {}
-    real_fit = run_module.fit
+    starts: dict[str, dict[str, torch.Tensor] | None] = {}
+    real_fit = runner.fit
 
-    def spy(cfg, cell, stage, spec, recipe, datamodule, work_dir, initial_state=None, *args, **kwargs):
+    def spy(run, stage, spec, recipe, work_dir, initial_state=None, *args, **kwargs):
         starts[stage] = initial_state
-        return real_fit(cfg, cell, stage, spec, recipe, datamodule, work_dir, initial_state, *args, **kwargs)
+        return real_fit(run, stage, spec, recipe, work_dir, initial_state, *args, **kwargs)
 
-    monkeypatch.setattr(run_module, "fit", spy)
+    monkeypatch.setattr(runner, "fit", spy)
     return starts

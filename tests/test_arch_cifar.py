@@ -7,11 +7,10 @@ from typing import Any
 import pytest
 import torch
 
-from rethink.arch import ArchSpec, build, default_spec
-from rethink.arch.cifar_models import MODELS as CIFAR_MODELS
-from rethink.cost import count_params, spec_cost
+from rethink.arch import MODELS, ArchSpec, build, default_spec, spec_cost
+from rethink.arch.cost import count_params
 
-NAMES = sorted(CIFAR_MODELS)
+NAMES = sorted(name for name, info in MODELS.items() if info.domain == "cifar")
 
 
 # (model, num_classes, options, params, MFLOPs) from paper-spec §9 / §4; channel-selection entries excluded

@@ -7,7 +7,8 @@ from typing import Callable
 
 import pytest
 
-from rethink.budget import Budget, floor, scratch_b_budget, stretch_stages
+from rethink.pipeline.budget import Budget, scratch_b_budget, stretch_stages
+from rethink.rounding import floor
 
 CIFAR = (0.5, 0.75)
 IMAGENET = (1 / 3, 2 / 3)

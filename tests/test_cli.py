@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+NO_DATA = ("dataset=cifar10", "dataset.npz_path=/no/such/cifar.npz")  # reading it would fail: settings come first
+
 
 def rethink(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
@@ -56,6 +58,20 @@ def test_dry_run_prints_only_json(tmp_path: Path) -> None:
             "data file not found: dataset.npz_path='/no/such",
         ),
         (["dataset=imagenet", "model=resnet50", "dataset.root=/no/imagenet"], 2, "has no train/ or val/ folder"),
+        # typed settings, checked at the door: before the (missing) data would be read
+        (
+            [*NO_DATA, "pruner=magnitude", "pruner.ratio=abc"],
+            2,
+            "pruner.ratio='abc' (str): expected a number in [0, 1)",
+        ),
+        ([*NO_DATA, "pruner=magnitude", "pruner.raito=0.5"], 1, "Could not override 'pruner.raito'"),
+        ([*NO_DATA, "pruner=magnitude", "+pruner.raito=0.5"], 2, "pruner.raito: no such setting of pruner=magnitude"),
+        ([*NO_DATA, "+pretrain.epoch=3"], 2, "pretrain.epoch: no such setting; its settings are: epochs, lr"),
+        (
+            [*NO_DATA, "pruner=l1", "pruner.variant=A", "schedule=finetune", "schedule.epochs=-3"],
+            2,
+            "schedule.epochs=-3 (int): expected an integer >= 1",
+        ),
     ],
 )
 def test_user_errors_are_one_message_without_traceback(

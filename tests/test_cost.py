@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rethink.arch import build, default_spec
-from rethink.cost import Cost, count_cost, count_params, spec_cost
+from rethink.arch import build, default_spec, spec_cost
+from rethink.arch.cost import Cost, count_cost, count_params
 
 
 class TinyNet(nn.Module):

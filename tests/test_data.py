@@ -10,13 +10,21 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from rethink.data import build_datamodule, check_imagenet_root, load_arrays
+from rethink.data import DATASETS, DatasetSettings, build_datamodule, check_imagenet_root, load_arrays
 from rethink.data.augment import crop_flip, normalize, random_crop_flip
 from rethink.data.in_memory import ShardedBatchSampler
 from rethink.data.sources import load_npz
 from rethink.errors import UserError
+from rethink.settings import parse
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+RECIPE = {"epochs": 2, "lr": 0.1, "milestone_fractions": [0.5], "finetune_epochs": 1, "finetune_lr": 0.001}
+
+
+def _dataset(name: str, **settings: object) -> DatasetSettings:
+    """The typed settings of data set ``name`` (defaults for what a test leaves out)."""
+    base = {"name": name, "num_classes": 10, "image_size": 32, "batch_size": 32, "test_batch_size": 32}
+    return parse(DATASETS[name].schema, {**base, "recipe": RECIPE, **settings}, "dataset")
 
 
 def test_crop_flip_equals_torchvision_per_image() -> None:
@@ -68,7 +76,7 @@ def test_sequential_sampler_shards_without_padding() -> None:
 
 
 def test_digits_split_is_fixed_stratified_and_real() -> None:
-    cfg = dict(name="digits", image_size=32, test_fraction=0.25, split_seed=0)
+    cfg = _dataset("digits", test_fraction=0.25, split_seed=0)
     a, b = load_arrays(cfg), load_arrays(cfg)
     assert a.x_train.shape == (1347, 3, 32, 32) and a.x_test.shape == (450, 3, 32, 32)
     assert a.x_train.dtype == torch.uint8 and torch.equal(a.x_train, b.x_train)
@@ -78,17 +86,17 @@ def test_digits_split_is_fixed_stratified_and_real() -> None:
 
 
 def test_subsets_take_a_fixed_seed_independent_slice() -> None:
-    cfg = dict(name="synthetic", num_train=100, num_test=50, num_classes=10, image_size=8, data_seed=0)
-    full = load_arrays(cfg)
-    sub = load_arrays({**cfg, "train_subset": 30, "test_subset": 20})
+    cfg = dict(num_train=100, num_test=50, num_classes=10, image_size=8, data_seed=0)
+    full = load_arrays(_dataset("synthetic", **cfg))
+    sub = load_arrays(_dataset("synthetic", **cfg, train_subset=30, test_subset=20))
     assert sub.x_train.shape[0] == 30 and sub.x_test.shape[0] == 20
     matches = (full.x_train[None] == sub.x_train[:, None]).flatten(2).all(-1).any(1)
     assert bool(matches.all())
 
 
 def test_datamodule_yields_normalised_batches_and_full_test_set() -> None:
-    cfg = dict(
-        name="synthetic",
+    cfg = _dataset(
+        "synthetic",
         num_train=70,
         num_test=50,
         num_classes=10,

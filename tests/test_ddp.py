@@ -1,7 +1,8 @@
-"""``trainer=ddp``: a whole pruned cell on 2 CPU processes (gloo), compared with a single-process run of the same cell.
+"""``trainer=ddp``: whole pruned cells on 2 CPU processes (gloo), compared with single-process runs.
 
-Lightning's launcher re-runs the CLI for rank 1 at the first ``Trainer.fit``; both ranks then go through the pretrain
-fit, the prune and the retrain fit, and rank 0 alone writes the artifacts and ``result.json``.
+Lightning's launcher re-runs the CLI for rank 1 at the first Lightning run; both ranks then go through the pretrain
+fit, the prune stage's run (where the pruning callback decides on rank 0 and broadcasts the decision) and the retrain
+fit, and rank 0 alone writes the artifacts and ``result.json``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import REPO, compose_config
+from conftest import REPO, compose_settings
 
 from rethink.arch import ArchSpec, build
-from rethink.pruning.decide import decision_digest
-from rethink.pruning.prune import prune
-from rethink.run import run_cell
+from rethink.pipeline.result import run_cell
+from rethink.pruning import PruneContext, create
+from rethink.pruning.decision import state_digest
+from rethink.pruning.l1 import FilterTargetSettings
 
 CELL = (
     "dataset=synthetic",
@@ -34,15 +36,17 @@ DDP_TIMEOUT_S = 240  # a hang (e.g. a rank waiting on a collective the other nev
 _DDP_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-def _run_ddp(run_dir: Path, artifact_dir: Path) -> subprocess.CompletedProcess:
+def _run_ddp(
+    run_dir: Path, artifact_dir: Path, cell: tuple[str, ...] = CELL, **env_extra: str
+) -> subprocess.CompletedProcess:
     """The CLI with ``trainer=ddp`` on 2 CPU processes; the whole process group is killed on timeout."""
     command = [
-        sys.executable, "-m", "rethink.main", *CELL,
+        sys.executable, "-m", "rethink.main", *cell,
         "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.enable_progress_bar=false",
         f"hydra.run.dir={run_dir}", f"paths.artifact_dir={artifact_dir}",
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in _DDP_ENV}
-    env.update(OMP_NUM_THREADS="1", WANDB_MODE="offline")
+    env.update(OMP_NUM_THREADS="1", WANDB_MODE="offline", **env_extra)
     proc = subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
@@ -71,12 +75,13 @@ def test_ddp_cell_prunes_identically_on_every_rank_and_like_one_process(tmp_path
         ("pretrain", "computed"), ("prune", "computed"), ("retrain", "computed")
     ]  # fmt: skip
 
-    # the cross-rank check: both ranks computed the same keep indices, and that is what rank 0 stored
+    # decided on rank 0, broadcast: both ranks installed exactly the pruned weights rank 0 stored
     prune_dir = Path(_stage(ddp, "prune")["path"])
     keep = json.loads((prune_dir / "keep.json").read_text())
-    digests = _stage(ddp, "prune")["keep_sha256_per_rank"]
-    assert len(digests) == 2 and set(digests) == {decision_digest(keep)}
-    assert json.loads((prune_dir / "manifest.json").read_text())["keep_sha256_per_rank"] == digests
+    digests = _stage(ddp, "prune")["installed_sha256_per_rank"]
+    stored = torch.load(prune_dir / "weights.pt", map_location="cpu", weights_only=True)
+    assert len(digests) == 2 and set(digests) == {state_digest(stored)}
+    assert json.loads((prune_dir / "manifest.json").read_text())["installed_sha256_per_rank"] == digests
 
     # one process pruning the DDP-trained weights takes exactly the same decision
     pretrain_dir = Path(_stage(ddp, "pretrain")["path"])
@@ -84,10 +89,13 @@ def test_ddp_cell_prunes_identically_on_every_rank_and_like_one_process(tmp_path
     target = ArchSpec.from_json((prune_dir / "spec.json").read_text())
     model = build(large_spec)
     model.load_state_dict(torch.load(pretrain_dir / "weights.pt", map_location="cpu", weights_only=True))
-    assert decision_digest(prune(model, large_spec, target, "l1", ddp["cell"]["seed"])[0]) == decision_digest(keep)
+    pruner = create(FilterTargetSettings(variant="B"), "resnet56")
+    assert pruner.decide(PruneContext(model, large_spec, "resnet56", ddp["cell"]["seed"], target)).keep == keep
 
     # a single-process run of the same cell: same pruned spec (its own trained weights pick its own filters)
-    single = run_cell(compose_config(*CELL, "trainer=cpu", f"paths.artifact_dir={tmp_path / 'art'}"), tmp_path / "one")
+    single = run_cell(
+        compose_settings(*CELL, "trainer=cpu", f"paths.artifact_dir={tmp_path / 'art'}"), tmp_path / "one"
+    )
     assert single["pruning"]["widths"]["after"] == ddp["pruning"]["widths"]["after"]
     assert single["pruning"]["widths"]["before"] == ddp["pruning"]["widths"]["before"]
     assert (single["params"], single["flops"]) == (ddp["params"], ddp["flops"])
@@ -96,3 +104,34 @@ def test_ddp_cell_prunes_identically_on_every_rank_and_like_one_process(tmp_path
     single_keep = json.loads((single_prune / "keep.json").read_text())
     assert {n: len(i) for n, i in single_keep.items()} == {n: len(i) for n, i in keep.items()}
     assert (tmp_path / "one" / "spec.json").read_text() == (tmp_path / "ddp_run" / "spec.json").read_text()
+
+
+def test_ddp_data_driven_pruner_decides_once_on_rank_0_from_calibration_data(tmp_path: Path) -> None:
+    """A pruner from the user's own package (tests/toy_plugins.py, named by ``_target_`` in a config option on the
+    search path) that reads calibration batches: one decision, on rank 0; both ranks end with its spec and weights."""
+    options = tmp_path / "conf" / "pruner"
+    options.mkdir(parents=True)
+    (options / "activation.yaml").write_text(
+        "_target_: toy_plugins.ActivationPruner\nname: activation\nkeep_fraction: 0.5\n"
+    )
+    decisions = tmp_path / "decisions"
+    decisions.mkdir()
+    cell = (
+        *CELL[:3], "pruner=activation", "schedule=finetune", "pretrain.epochs=1", "calibration.batches=2",
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+    )  # fmt: skip
+    run = _run_ddp(
+        tmp_path / "run", tmp_path / "art", cell, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO)]),
+        TOY_DECISIONS_DIR=str(decisions),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert [p.name.split("-")[0] for p in decisions.iterdir()] == ["rank0"]  # decided once, on rank 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert [(s["stage"], s["status"]) for s in result["stages"]] == [
+        ("pretrain", "computed"), ("prune", "computed"), ("retrain", "computed")
+    ]  # fmt: skip
+    prune_dir = Path(_stage(result, "prune")["path"])
+    assert json.loads((prune_dir / "decision.json").read_text()) == {"calibration_batches": 2, "calibration_images": 64}
+    stored = torch.load(prune_dir / "weights.pt", map_location="cpu", weights_only=True)
+    assert _stage(result, "prune")["installed_sha256_per_rank"] == [state_digest(stored)] * 2
+    assert (tmp_path / "run" / "spec.json").read_text() == (prune_dir / "spec.json").read_text()

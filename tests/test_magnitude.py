@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rethink.arch import build, default_spec
-from rethink.cost import count_cost
-from rethink.pruning.magnitude import (
+from rethink.arch.cost import count_cost
+from rethink.pruning.masks import (
     MaskKeeper,
     apply_masks,
     check_masks,

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_settings
 
-from rethink.budget import scratch_b_budget
 from rethink.errors import UserError
-from rethink.plan import build_plan
-from rethink.pruning.magnitude import load_masks
-from rethink.run import run_cell
+from rethink.pipeline.budget import scratch_b_budget
+from rethink.pipeline.plan import build_plan
+from rethink.pipeline.result import run_cell
+from rethink.pruning.masks import load_masks
 
 CELL = ("dataset=synthetic", "model=vgg19_bn", "model.width_multiplier=0.125", "trainer=cpu", "pruner=magnitude")
 
@@ -25,7 +25,7 @@ def test_magnitude_cells_keep_masks_and_stretch_scratch_b(tmp_path: Path) -> Non
     store = f"paths.artifact_dir={tmp_path / 'artifacts'}"
     runs = {
         schedule: run_cell(
-            compose_config(*CELL, "pruner.ratio=0.8", f"schedule={schedule}", store), tmp_path / schedule
+            compose_settings(*CELL, "pruner.ratio=0.8", f"schedule={schedule}", store), tmp_path / schedule
         )
         for schedule in ("finetune", "scratch_b", "lottery")
     }
@@ -50,7 +50,7 @@ def test_magnitude_cells_keep_masks_and_stretch_scratch_b(tmp_path: Path) -> Non
 
 
 def test_layer_scope_prunes_every_conv_by_the_ratio(tmp_path: Path) -> None:
-    cfg = compose_config(
+    cfg = compose_settings(
         *CELL, "pruner.scope=layer", "pruner.ratio=0.5", "schedule=scratch_e", f"paths.artifact_dir={tmp_path}"
     )
     result = run_cell(cfg, tmp_path / "run")
@@ -60,31 +60,34 @@ def test_layer_scope_prunes_every_conv_by_the_ratio(tmp_path: Path) -> None:
     assert _zero_where_masked(weights, masks)
 
 
-def test_iterative_magnitude_pruning_resets_to_init_each_round(tmp_path: Path) -> None:
-    cfg = compose_config(
+def test_iterative_magnitude_pruning_resets_to_init_each_round(tmp_path: Path, fit_starts: dict) -> None:
+    cfg = compose_settings(
         *CELL, "pruner.rounds=2", "pruner.round_ratio=0.5", "schedule=lottery", f"paths.artifact_dir={tmp_path}"
     )
     result = run_cell(cfg, tmp_path / "run")
-    assert [s["stage"] for s in result["stages"]] == ["pretrain", "imp", "prune", "retrain"]
-    masks = load_masks(Path(result["stages"][2]["path"]) / "masks.pt")
+    # each round is a decision (a prune stage) and a retraining of the original init under it
+    assert [s["stage"] for s in result["stages"]] == ["pretrain", "prune", "imp", "prune", "retrain"]
+    first, masks = (load_masks(Path(result["stages"][i]["path"]) / "masks.pt") for i in (1, 3))
     density = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
     assert abs(density - 0.25) < 0.001  # two rounds of 50% of what remains
-    round_two = torch.load(Path(result["stages"][1]["path"]) / "weights.pt", weights_only=True)
+    assert all(bool((masks[n] <= first[n]).all()) for n in masks)  # a pruned weight never comes back
+    round_two = torch.load(Path(result["stages"][2]["path"]) / "weights.pt", weights_only=True)
     original = torch.load(Path(result["stages"][0]["path"]) / "init.pt", weights_only=True)
     name = next(iter(masks))
+    assert torch.equal(fit_starts["imp"][f"{name}.weight"], original[f"{name}.weight"] * first[name])  # reset
     assert not torch.equal(round_two[f"{name}.weight"], original[f"{name}.weight"])  # round 2 was trained
     with pytest.raises(UserError, match="needs pruner.round_ratio"):
-        build_plan(compose_config(*CELL, "pruner.rounds=3", "schedule=lottery"))
+        build_plan(compose_settings(*CELL, "pruner.rounds=3", "schedule=lottery"))
 
 
 def test_lottery_retraining_starts_from_exactly_the_masked_original_init(tmp_path: Path, fit_starts: dict) -> None:
     starts = fit_starts
-    result = run_cell(compose_config(*CELL, "schedule=lottery", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
+    result = run_cell(compose_settings(*CELL, "schedule=lottery", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
     original = torch.load(Path(result["stages"][0]["path"]) / "init.pt", weights_only=True)
     masks = load_masks(Path(result["stages"][1]["path"]) / "masks.pt")
     for name, tensor in original.items():
         module = name.rsplit(".", 1)[0]
         expected = tensor * masks[module] if name.endswith("weight") and module in masks else tensor
         assert torch.equal(starts["retrain"][name], expected), name
-    plan = build_plan(compose_config(*CELL, "schedule=scratch_b")).to_dict()
+    plan = build_plan(compose_settings(*CELL, "schedule=scratch_b")).to_dict()
     assert "decided_by_training" in plan["pruning"] and plan["budget"] is None  # dry run: masks come from training

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONF_DIR, compose_config
+from conftest import CONF_DIR, compose_config, compose_settings
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from rethink.plan import build_plan
+from rethink.pipeline.plan import build_plan
 from rethink.results import progress
 
 PAPER = CONF_DIR / "experiment" / "paper"
@@ -75,7 +75,7 @@ def covering_cells(axes: dict[str, list[str]]) -> list[tuple[str, ...]]:
 
 
 def plan_of(name: str, *overrides: str) -> dict[str, Any]:
-    return build_plan(compose_config(f"experiment=paper/{name}", *overrides)).to_dict()
+    return build_plan(compose_settings(f"experiment=paper/{name}", *overrides)).to_dict()
 
 
 def retrain(plan: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def test_quick_variant_has_the_same_cells_in_miniature(name: str) -> None:
     assert quick.model.width_multiplier <= 0.25 and quick.pretrain.epochs <= 4
     assert "multirun_outputs/paper/quick/" in quick.hydra.sweep.dir
     for cell in [job for job in progress.sweep_jobs(quick) if "seed=1" in job]:  # every cell plans (no narrow-width
-        plan = build_plan(compose_config(*cell)).to_dict()  # pruning error is left for the sweep to find)
+        plan = build_plan(compose_settings(*cell)).to_dict()  # pruning error is left for the sweep to find)
         assert plan["cell"]["dataset"] == "synthetic"
         assert all(stage.get("epochs") is None or stage["epochs"] <= 40 for stage in plan["stages"])
 

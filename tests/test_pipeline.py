@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, compose_config
+from conftest import REPO, compose_settings
 
 from rethink.errors import UserError
-from rethink.run import run_cell
+from rethink.pipeline.result import run_cell
 
 CELL = (
     "dataset=synthetic",
@@ -33,14 +33,14 @@ def _statuses(result: dict) -> list[tuple[str, str]]:
 
 def test_cells_share_pretrain_and_prune_and_record_it(tmp_path: Path) -> None:
     store = f"paths.artifact_dir={tmp_path / 'artifacts'}"
-    finetune = run_cell(compose_config(*CELL, "schedule=finetune", store), tmp_path / "a")
+    finetune = run_cell(compose_settings(*CELL, "schedule=finetune", store), tmp_path / "a")
     assert _statuses(finetune) == [("pretrain", "computed"), ("prune", "computed"), ("retrain", "computed")]
-    lottery = run_cell(compose_config(*CELL, "schedule=lottery", store), tmp_path / "b")
+    lottery = run_cell(compose_settings(*CELL, "schedule=lottery", store), tmp_path / "b")
     assert _statuses(lottery) == [("pretrain", "reused"), ("prune", "reused"), ("retrain", "computed")]
     assert [s["key"] for s in lottery["stages"][:2]] == [s["key"] for s in finetune["stages"][:2]]
-    again = run_cell(compose_config(*CELL, "schedule=finetune", store), tmp_path / "c")
+    again = run_cell(compose_settings(*CELL, "schedule=finetune", store), tmp_path / "c")
     assert _statuses(again)[-1] == ("retrain", "reused") and again["accuracy"] == finetune["accuracy"]
-    scratch = run_cell(compose_config(*CELL, "schedule=scratch_b", store), tmp_path / "d")
+    scratch = run_cell(compose_settings(*CELL, "schedule=scratch_b", store), tmp_path / "d")
     assert [s for s, _ in _statuses(scratch)] == ["prune", "retrain"] and scratch["stages"][0]["key"] is None
 
     # each stage directory holds the config that made it; the prune artifact the kept channels
@@ -55,7 +55,7 @@ def test_cells_share_pretrain_and_prune_and_record_it(tmp_path: Path) -> None:
 
 
 def test_lottery_starts_from_the_saved_initialisation_sliced(tmp_path: Path) -> None:
-    result = run_cell(compose_config(*CELL, "schedule=lottery", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
+    result = run_cell(compose_settings(*CELL, "schedule=lottery", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
     pretrain, prune = (Path(s["path"]) for s in result["stages"][:2])
     init = torch.load(pretrain / "init.pt", weights_only=True)
     sliced = torch.load(prune / "init.pt", weights_only=True)
@@ -66,7 +66,7 @@ def test_lottery_starts_from_the_saved_initialisation_sliced(tmp_path: Path) -> 
 
 
 def test_corrupted_artifact_is_detected_and_recomputed(tmp_path: Path) -> None:
-    cfg = compose_config(
+    cfg = compose_settings(
         "dataset=synthetic",
         "model=vgg11",
         "model.width_multiplier=0.125",
@@ -145,10 +145,10 @@ def test_two_processes_needing_one_pretrain_train_it_once(tmp_path: Path) -> Non
 
 def test_imported_weights_are_checked_evaluated_and_pruned(tmp_path: Path) -> None:
     store = f"paths.artifact_dir={tmp_path / 'artifacts'}"
-    trained = run_cell(compose_config(*CELL, "schedule=finetune", store), tmp_path / "a")
+    trained = run_cell(compose_settings(*CELL, "schedule=finetune", store), tmp_path / "a")
     weights = Path(trained["stages"][0]["path"]) / "weights.pt"
     imported = run_cell(
-        compose_config(*CELL, "schedule=finetune", store, f"pretrain.weights={weights}"), tmp_path / "b"
+        compose_settings(*CELL, "schedule=finetune", store, f"pretrain.weights={weights}"), tmp_path / "b"
     )
     assert _statuses(imported)[0] == ("pretrain", "imported")
     assert imported["stages"][0]["accuracy"]["top1_final"] == trained["stages"][0]["accuracy"]["top1_final"]
@@ -166,7 +166,7 @@ def test_imported_weights_are_checked_evaluated_and_pruned(tmp_path: Path) -> No
 def test_bad_imported_weights_are_reported(tmp_path: Path, make, message: str) -> None:
     path = tmp_path / "weights.pt"
     make(path)
-    cfg = compose_config(*CELL, "schedule=finetune", f"paths.artifact_dir={tmp_path}", f"pretrain.weights={path}")
+    cfg = compose_settings(*CELL, "schedule=finetune", f"paths.artifact_dir={tmp_path}", f"pretrain.weights={path}")
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
         run_cell(cfg, tmp_path / "run")
     assert not list(tmp_path.glob("pretrain/*/manifest.json"))
@@ -174,7 +174,7 @@ def test_bad_imported_weights_are_reported(tmp_path: Path, make, message: str) -
 
 def test_structured_lottery_retraining_starts_from_the_sliced_original_init(tmp_path: Path, fit_starts: dict) -> None:
     starts = fit_starts
-    result = run_cell(compose_config(*CELL, "schedule=lottery", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
+    result = run_cell(compose_settings(*CELL, "schedule=lottery", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
     original = torch.load(Path(result["stages"][0]["path"]) / "init.pt", weights_only=True)
     keep = json.loads((Path(result["stages"][1]["path"]) / "keep.json").read_text())
     conv = starts["retrain"]["features.0.weight"]  # conv1_1, pruned by half in VGG-16-A

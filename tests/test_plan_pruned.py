@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import compose_config
+from conftest import compose_settings
 
 from rethink.errors import UserError
-from rethink.plan import build_plan
+from rethink.pipeline.plan import build_plan
 
 # (model, dataset, variant, pruned params, Scratch-B epochs, milestones): paper-spec §5.1
 TARGETS = [
@@ -22,7 +22,7 @@ TARGETS = [
 
 @pytest.mark.parametrize("model, dataset, variant, params, epochs, milestones", TARGETS)
 def test_l1_targets_and_scratch_b_budget(model, dataset, variant, params, epochs, milestones) -> None:
-    cfg = compose_config(
+    cfg = compose_settings(
         f"model={model}", f"dataset={dataset}", "pruner=l1", f"pruner.variant={variant}", "schedule=scratch_b"
     )
     plan = build_plan(cfg).to_dict()
@@ -47,7 +47,7 @@ def test_l1_targets_and_scratch_b_budget(model, dataset, variant, params, epochs
     ],
 )
 def test_retraining_schedules(schedule: str, init: str, epochs: int, lr: float, milestones: list[int]) -> None:
-    cfg = compose_config("model=resnet56", "dataset=cifar10", "pruner=l1", "pruner.variant=A", f"schedule={schedule}")
+    cfg = compose_settings("model=resnet56", "dataset=cifar10", "pruner=l1", "pruner.variant=A", f"schedule={schedule}")
     stages = build_plan(cfg).to_dict()["stages"]
     needs_large = init != "random"
     assert [s["name"] for s in stages] == (["pretrain", "retrain"] if needs_large else ["retrain"])
@@ -56,7 +56,7 @@ def test_retraining_schedules(schedule: str, init: str, epochs: int, lr: float, 
 
 
 def test_lr_rewind_replays_the_end_of_the_pretrain_schedule() -> None:
-    cfg = compose_config(
+    cfg = compose_settings(
         "model=resnet56",
         "dataset=cifar10",
         "pruner=l1",
@@ -69,7 +69,7 @@ def test_lr_rewind_replays_the_end_of_the_pretrain_schedule() -> None:
 
 
 def test_imagenet_scratch_b_is_capped_at_twice_the_epochs() -> None:
-    cfg = compose_config(
+    cfg = compose_settings(
         "model=resnet34", "dataset=imagenet", "pruner=l1", "pruner.stage_ratios=[0.7,0.7,0.7,0.7]", "schedule=scratch_b"
     )
     budget = build_plan(cfg).to_dict()["budget"]
@@ -81,7 +81,7 @@ def test_imagenet_scratch_b_is_capped_at_twice_the_epochs() -> None:
 
 
 def test_user_defined_l1_target() -> None:
-    cfg = compose_config(
+    cfg = compose_settings(
         "model=resnet56",
         "dataset=cifar10",
         "pruner=l1",
@@ -112,15 +112,15 @@ def test_user_defined_l1_target() -> None:
 def test_bad_pruning_input(overrides: list[str], message: str) -> None:
     base = ["dataset=cifar10", "pruner=l1", "schedule=scratch_e"]
     with pytest.raises(UserError) as err:
-        build_plan(compose_config(*base, *overrides))
+        build_plan(compose_settings(*base, *overrides))
     assert message in str(err.value)
 
 
 def test_imported_weights_must_exist_and_cannot_make_a_lottery_ticket(tmp_path) -> None:
     base = ["model=resnet56", "dataset=cifar10", "pruner=l1", "pruner.variant=A"]
     with pytest.raises(UserError, match="pretrain.weights='/no/such.pt': no such file"):
-        build_plan(compose_config(*base, "schedule=finetune", "pretrain.weights=/no/such.pt"))
+        build_plan(compose_settings(*base, "schedule=finetune", "pretrain.weights=/no/such.pt"))
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"x")
     with pytest.raises(UserError, match="original initialisation, which imported"):
-        build_plan(compose_config(*base, "schedule=lottery", f"pretrain.weights={weights}"))
+        build_plan(compose_settings(*base, "schedule=lottery", f"pretrain.weights={weights}"))

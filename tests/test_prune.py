@@ -1,13 +1,22 @@
-"""The prune step end to end on planted weights: L1 keeps exactly the largest filters, random the seeded ones."""
+"""The L1 and random pruners' decisions on planted weights: L1 keeps exactly the largest filters, random the seeded
+ones (docs/protocol.md#l1, #random)."""
 
 from __future__ import annotations
 
 import torch
 
 from rethink.arch import build, default_spec
-from rethink.pruning.prune import prune, select_channels
-from rethink.pruning.surgery import prunable_groups
+from rethink.arch.surgery import prunable_groups
+from rethink.pruning import PruneContext, create
+from rethink.pruning.l1 import FilterTargetSettings
+from rethink.pruning.random import RandomSettings
 from rethink.pruning.targets import l1_target_spec
+
+
+def _decide(settings, model: torch.nn.Module, seed: int):
+    large = default_spec("resnet56", 10)
+    pruner = create(settings, "resnet56")
+    return pruner.decide(PruneContext(model, large, "resnet56", seed, pruner.target(large)))
 
 
 def _planted_resnet56() -> tuple[torch.nn.Module, dict[str, list[int]]]:
@@ -35,17 +44,16 @@ def _planted_resnet56() -> tuple[torch.nn.Module, dict[str, list[int]]]:
 
 def test_l1_keeps_exactly_the_largest_filters_of_every_pruned_layer() -> None:
     model, expected = _planted_resnet56()
-    large = default_spec("resnet56", 10)
-    keep, spec, pruned = prune(model, large, l1_target_spec(large, "resnet56", "B"), "l1", seed=0)
-    assert keep == expected and len(keep) == 21  # 27 blocks, 6 skipped (paper-spec §5.1)
-    assert pruned.layer1[0].conv1.weight.shape[0] == 6
-    assert torch.equal(pruned.layer1[0].conv1.weight, model.layer1[0].conv1.weight[expected["layer1.0.conv1"]])
+    decision = _decide(FilterTargetSettings(variant="B"), model, seed=0)
+    assert decision.keep == expected and len(decision.keep) == 21  # 27 blocks, 6 skipped (docs/protocol.md#l1)
+    assert decision.spec == l1_target_spec(default_spec("resnet56", 10), "resnet56", "B")
+    conv = decision.state["layer1.0.conv1.weight"]
+    assert conv.shape[0] == 6 and torch.equal(conv, model.layer1[0].conv1.weight[expected["layer1.0.conv1"]])
 
 
 def test_random_criterion_is_seeded_and_ignores_the_weights() -> None:
     model, _ = _planted_resnet56()
-    large = default_spec("resnet56", 10)
-    target = l1_target_spec(large, "resnet56", "B")
-    first = select_channels(model, large, target, "random", seed=3)
-    assert first == select_channels(build(large), large, target, "random", seed=3)
-    assert first != select_channels(model, large, target, "random", seed=4)
+    settings = RandomSettings(variant="B")
+    first = _decide(settings, model, seed=3).keep
+    assert first == _decide(settings, build(default_spec("resnet56", 10)), seed=3).keep
+    assert first != _decide(settings, model, seed=4).keep

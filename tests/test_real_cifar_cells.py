@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
+from conftest import compose_settings
 
-from rethink.run import run_cell
+from rethink.pipeline.result import run_cell
 
 PRUNERS = {
     "slimming": ("model=vgg19", "model.head=linear", "pruner=slimming", "pruner.ratio=0.5"),
@@ -47,7 +47,7 @@ def test_pruner_cells_on_real_cifar10(pruner: str, tmp_path: Path, cifar10_npz: 
     )
     for schedule in ("finetune", "scratch_e", "scratch_b"):
         overrides = [o for o in base if not (schedule != "finetune" and o == "schedule.epochs=1")]
-        run_cell(compose_config(*overrides, f"schedule={schedule}"), tmp_path / schedule)
+        run_cell(compose_settings(*overrides, f"schedule={schedule}"), tmp_path / schedule)
         result = json.loads((tmp_path / schedule / "result.json").read_text())
         assert set(result) >= KEYS and result["cell"]["schedule"] == schedule
         assert 0 <= result["accuracy"]["top1_final"] <= 100 and result["pruning"]["achieved"]["flops_ratio"] > 1

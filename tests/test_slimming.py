@@ -12,17 +12,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from rethink.arch import ArchSpec, build, default_spec
+from rethink.arch.surgery import group_widths, mask, prunable_groups, shrink, with_group_widths
 from rethink.pruning.slimming import (
     BNSparsity,
     add_bn_sparsity_grad,
     bn_scores,
     global_threshold_keep,
     slimming_bn_paths,
-    uniform_keep_widths,
-    uniform_target,
-    with_group_widths,
 )
-from rethink.pruning.surgery import group_widths, mask, prunable_groups, shrink
+from rethink.pruning.uniform import uniform_keep_widths, uniform_target
 
 BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 

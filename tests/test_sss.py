@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from rethink.arch import ArchSpec, build, default_spec
-from rethink.budget import stretch_stages
-from rethink.cost import count_params, spec_cost
+from rethink.arch import ArchSpec, build, default_spec, spec_cost
+from rethink.arch.cost import count_params
+from rethink.arch.surgery import prunable_groups
+from rethink.pipeline.budget import stretch_stages
 from rethink.pruning.sss import (
     SSSPenalty,
     blocks_to_keep,
@@ -23,7 +24,6 @@ from rethink.pruning.sss import (
     sss_target_spec,
     with_branch_scale,
 )
-from rethink.pruning.surgery import prunable_groups
 from rethink.pruning.targets import prunable_convs
 
 # paper-spec §5.5: params, FLOPs ratio to ResNet-50, Scratch-B epochs and LR drops from stretch_stages([30, 60, 90]).

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
+from conftest import compose_settings
 
 from rethink.errors import UserError
-from rethink.plan import build_plan
-from rethink.run import run_cell
+from rethink.pipeline.plan import build_plan
+from rethink.pipeline.result import run_cell
 
 SSS_BASE = ("dataset=imagenet", "model=resnet50", "pruner=sss", "pretrain.epochs=100", "pretrain.milestones=[30,60,90]")
 
@@ -24,7 +24,7 @@ SSS_BASE = ("dataset=imagenet", "model=resnet50", "pruner=sss", "pretrain.epochs
     ],
 )
 def test_sss_targets_stretch_every_lr_stage(variant: str, params: int, epochs: int, milestones: list[int]) -> None:
-    plan = build_plan(compose_config(*SSS_BASE, f"pruner.variant={variant}", "schedule=scratch_b")).to_dict()
+    plan = build_plan(compose_settings(*SSS_BASE, f"pruner.variant={variant}", "schedule=scratch_b")).to_dict()
     assert plan["models"]["pruned"]["params"] == params
     assert (plan["budget"]["epochs"], plan["budget"]["milestones"]) == (epochs, milestones)
     assert [s["name"] for s in plan["stages"]] == ["retrain"]
@@ -33,7 +33,10 @@ def test_sss_targets_stretch_every_lr_stage(variant: str, params: int, epochs: i
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["dataset=cifar10", "model=vgg16", "schedule=finetune"], "sss needs residual blocks"),
+        (
+            ["dataset=cifar10", "model=vgg16", "schedule=finetune"],
+            "pruner=sss cannot prune model 'vgg16': its family 'cifar_vgg' does not declare its removable residual",
+        ),
         (
             ["dataset=imagenet", "model=resnet50", "pruner.variant=resnet18", "schedule=scratch_e"],
             "unknown SSS variant",
@@ -46,7 +49,7 @@ def test_sss_targets_stretch_every_lr_stage(variant: str, params: int, epochs: i
 )
 def test_bad_sss_input(overrides: list[str], message: str) -> None:
     with pytest.raises(UserError, match=message):
-        build_plan(compose_config("pruner=sss", *overrides))
+        build_plan(compose_settings("pruner=sss", *overrides))
 
 
 def test_automatic_sss_removes_branches_and_retrains(tmp_path: Path) -> None:
@@ -60,8 +63,8 @@ def test_automatic_sss_removes_branches_and_retrains(tmp_path: Path) -> None:
         "pruner.threshold=0.5",
         f"paths.artifact_dir={tmp_path / 'artifacts'}",
     )
-    finetune = run_cell(compose_config(*base, "schedule=finetune"), tmp_path / "finetune")
-    scratch = run_cell(compose_config(*base, "schedule=scratch_b"), tmp_path / "scratch_b")
+    finetune = run_cell(compose_settings(*base, "schedule=finetune"), tmp_path / "finetune")
+    scratch = run_cell(compose_settings(*base, "schedule=scratch_b"), tmp_path / "scratch_b")
     assert [(s["stage"], s["status"]) for s in scratch["stages"]] == [
         ("pretrain", "reused"),
         ("prune", "reused"),

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from rethink.arch import ArchSpec, build, default_spec
-from rethink.pruning.surgery import ChannelGroup, group_widths, mask, prunable_groups, shrink
+from rethink.arch.surgery import ChannelGroup, group_widths, mask, prunable_groups, shrink
 
 # (model, options, input size): every family, small widths.
 CASES: list[tuple[str, dict[str, Any], int]] = [

@@ -129,20 +129,22 @@ def test_wandb_offline_runs_carry_group_and_job_type(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     group = "synthetic/vgg16/l1 A/finetune"  # the cell of the paper's table; its seeds are the group's runs
-    for seed in (1, 2):  # each cell's W&B runs (one per trained stage) lie in its own Hydra run directory
+    for seed in (1, 2):  # each cell's W&B runs (one per stage) lie in its own Hydra run directory
         (cell_dir,) = (tmp_path / "sweep").glob(f"*_seed{seed}")
         runs = sorted(cell_dir.glob("wandb/offline-run-*"))
-        assert len(runs) == 2, runs
+        assert len(runs) == 3, runs
         names = set()
         for run_dir in runs:
             (log,) = run_dir.glob("run-*.wandb")
             record = log.read_bytes()
             assert group.encode() in record and b"experiment/paper/row=vgg16_a" in record  # a tag
-            assert b"final/top1_final" in record and b"final/top1_best" in record  # the run summary
-            names |= {stage for stage in ("pretrain", "retrain") if f"{group}/seed{seed}/{stage}".encode() in record}
+            assert b"final/top1_final" in record  # the run summary (and the best epoch of a training stage)
+            stages = ("pretrain", "prune", "retrain")
+            names |= {stage for stage in stages if f"{group}/seed{seed}/{stage}".encode() in record}
+            assert b"final/top1_best" in record or f"{group}/seed{seed}/prune".encode() in record
             debug = (run_dir / "logs" / "debug.log").read_text()
             assert "finishing run" in debug  # wandb.finish() ran: the run is complete and ready for `wandb sync`
-        assert names == {"pretrain", "retrain"}
+        assert names == {"pretrain", "prune", "retrain"}  # prune: the pruned model evaluated before retraining
     assert not list(artifacts.rglob("wandb"))  # nothing of W&B's inside the shared artifact store
 
 

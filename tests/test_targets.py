@@ -9,10 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from rethink.arch import build, default_spec
+from rethink.arch import build, default_spec, spec_cost
 from rethink.arch.spec import ArchSpec
-from rethink.budget import scratch_b_budget
-from rethink.cost import spec_cost
+from rethink.pipeline.budget import scratch_b_budget
 from rethink.pruning.criteria import keep_largest, keep_random, l1_filter_scores
 from rethink.pruning.targets import (
     PREDEFINED,
@@ -226,9 +225,9 @@ def test_criteria_errors(call: Callable[[], object], message: str) -> None:
         ("resnet56", 10, {"variant": "C"}, "model 'resnet56' has no predefined L1-norm variant 'C'; accepted: A, B"),
         ("vgg19", 10, {"variant": "A"},
          "model 'vgg19' has no predefined L1-norm variants (these exist: resnet110 A, B; resnet34 A, B;"),
-        ("densenet40", 10, {"variant": "A"}, "L1-norm targets support the families cifar_resnet, cifar_vgg, "
-         "resnet_imagenet, vgg_imagenet, but model 'densenet40' is family 'cifar_densenet'"),
-        ("preresnet164", 10, {"stage_ratios": [0.1] * 3}, "model 'preresnet164' is family 'cifar_preresnet'"),
+        ("densenet40", 10, {"variant": "A"}, "model 'densenet40' (family 'cifar_densenet') declares no reference conv "
+         "numbering (Family.filter_numbering), which L1-norm targets need"),
+        ("preresnet164", 10, {"stage_ratios": [0.1] * 3}, "model 'preresnet164' (family 'cifar_preresnet') declares"),
         ("resnet56", 10, {"stage_ratios": [0.1, 1.0, 0.1]},
          "prune ratio 1.0 for model 'resnet56' is invalid; accepted: numbers in [0, 1)"),
         ("resnet56", 10, {"stage_ratios": [-0.1, 0.1, 0.1]}, "prune ratio -0.1 for model 'resnet56' is invalid"),

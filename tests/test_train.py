@@ -7,29 +7,29 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from conftest import compose_config
+from conftest import compose_settings
 
 from rethink.arch import ArchSpec, build
-from rethink.data import load_arrays
+from rethink.data import DatasetSettings, load_arrays
 from rethink.data.augment import normalize
-from rethink.run import run_cell
+from rethink.pipeline.result import run_cell
 
 FAST = ("dataset=synthetic", "model=vgg11", "model.width_multiplier=0.125", "trainer=cpu")
 
 
-def _test_accuracy(run_dir: Path, dataset_cfg: dict) -> float:
+def _test_accuracy(run_dir: Path, dataset: DatasetSettings) -> float:
     """Top-1 (percent) of the saved spec + weights on the data set's test split."""
     model = build(ArchSpec.from_json((run_dir / "spec.json").read_text()))
     model.load_state_dict(torch.load(run_dir / "weights.pt", weights_only=True), strict=True)
-    arrays = load_arrays(dataset_cfg)
-    x = normalize(arrays.x_test, torch.tensor(dataset_cfg["mean"]), torch.tensor(dataset_cfg["std"]))
+    arrays = load_arrays(dataset)
+    x = normalize(arrays.x_test, torch.tensor(dataset.mean), torch.tensor(dataset.std))
     with torch.no_grad():
         predictions = model.eval()(x).argmax(1)
     return 100 * (predictions == arrays.y_test).float().mean().item()
 
 
 def test_cell_writes_complete_result_and_reloadable_weights(tmp_path: Path) -> None:
-    cfg = compose_config(*FAST, "seed=3", f"paths.artifact_dir={tmp_path / 'artifacts'}")
+    cfg = compose_settings(*FAST, "seed=3", f"paths.artifact_dir={tmp_path / 'artifacts'}")
     result = run_cell(cfg, tmp_path)
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
@@ -58,14 +58,13 @@ def test_cell_writes_complete_result_and_reloadable_weights(tmp_path: Path) -> N
     assert 0 <= acc["top1_final"] <= acc["top1_best"] <= 100 and "top5_final" not in acc
     rows = (tmp_path / "pretrain" / "metrics.csv").read_text().splitlines()
     assert "test/top1" in rows[0] and len([r for r in rows[1:] if r.split(",")[0]]) >= 2
-    dataset_cfg = dict(cfg.dataset)
-    assert abs(_test_accuracy(tmp_path, dataset_cfg) - acc["top1_final"]) < 1e-3
+    assert abs(_test_accuracy(tmp_path, cfg.dataset) - acc["top1_final"]) < 1e-3
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path) -> None:
     weights = []
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        cfg = compose_config(*FAST, f"seed={seed}", "pretrain.epochs=1", f"paths.artifact_dir={tmp_path / name}")
+        cfg = compose_settings(*FAST, f"seed={seed}", "pretrain.epochs=1", f"paths.artifact_dir={tmp_path / name}")
         run_cell(cfg, tmp_path / name)
         weights.append(torch.load(tmp_path / name / "weights.pt", weights_only=True))
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -74,7 +73,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path) -> None
 
 def test_narrow_vgg_learns_real_cifar10(tmp_path: Path, cifar10_npz: Path) -> None:
     """A quarter-width VGG-11, 2 epochs on 5,000 real CIFAR-10 images, tested on all 10,000: >= 30% top-1."""
-    cfg = compose_config(
+    cfg = compose_settings(
         "dataset=cifar10",
         f"dataset.npz_path={cifar10_npz}",
         "dataset.train_subset=5000",
@@ -90,7 +89,7 @@ def test_narrow_vgg_learns_real_cifar10(tmp_path: Path, cifar10_npz: Path) -> No
 
 
 def test_wandb_offline_run_is_grouped_by_cell(tmp_path: Path) -> None:
-    cfg = compose_config(*FAST, "logger=wandb", "pretrain.epochs=1", f"paths.artifact_dir={tmp_path}")
+    cfg = compose_settings(*FAST, "logger=wandb", "pretrain.epochs=1", f"paths.artifact_dir={tmp_path}")
     result = run_cell(cfg, tmp_path / "run")
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))  # in the run directory, not the shared store
     assert len(runs) == 1 and not (Path(result["stages"][0]["path"]) / "wandb").exists()

@@ -1,4 +1,4 @@
-"""Helpers shared by the ImageNet families: option parsing, width scaling and He-family initialisation."""
+"""The initialisation shared by the ImageNet families (He family, torchvision layout; docs/protocol.md#init)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,6 @@ from torch import nn
 
 CONV_BIAS_INITS = ("zero", "pytorch_default")
 LINEAR_INITS = ("normal_0.01", "pytorch_default")
-
-
-def parse_options(model: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``options`` over ``defaults``; a clear ValueError names any option ``model`` does not accept."""
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"model '{model}' got unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"accepted options: {', '.join(sorted(defaults))}"
-        )
-    merged = {**defaults, **options}
-    multiplier = merged["width_multiplier"]
-    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or multiplier <= 0:
-        raise ValueError(f"model '{model}': width_multiplier must be a positive number, got {multiplier!r}")
-    return merged
-
-
-def scaled(width: int, multiplier: float) -> int:
-    """A default width scaled by ``multiplier``: rounded, at least 1."""
-    return max(1, round(width * multiplier))
 
 
 def init_config(conv_bias: str, bn_weight: float, linear: str) -> dict[str, Any]:
@@ -49,7 +29,7 @@ def check_init(init: dict[str, Any]) -> None:
 
 
 def init_weights(model: nn.Module, init: dict[str, Any]) -> None:
-    """Initialise ``model`` in place as described by ``init`` (paper-spec §2.5).
+    """Initialise ``model`` in place as described by ``init`` (docs/protocol.md#init).
 
     Conv: He normal with fan-out (std sqrt(2 / (k*k*out))); conv bias zero or PyTorch default;
     BatchNorm (1d and 2d): weight ``bn_weight``, bias 0; Linear: N(0, 0.01) with zero bias, or PyTorch default.

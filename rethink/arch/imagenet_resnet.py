@@ -1,13 +1,29 @@
-"""ImageNet ResNets (torchvision layout and parameter names) with an explicit width for every pruned conv."""
+"""Family ``resnet_imagenet``: ImageNet ResNets (torchvision layout and parameter names) with an explicit width for
+every pruned conv (docs/protocol.md#models).
+
+Prunable channels: every branch conv but the last of each block (the last writes the residual stream). Branches can
+be removed (Sparse Structure Selection) where the block has a projection shortcut.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from rethink.arch.imagenet_common import init_config, init_weights, scaled
+from rethink.arch.family import (
+    Block,
+    Family,
+    GroupSlot,
+    NumberedConv,
+    ResidualBlocks,
+    drop_branches,
+    inner_group,
+)
+from rethink.arch.imagenet_common import init_config, init_weights
+from rethink.arch.layers import resolve_options, scaled
+from rethink.arch.registry import register_family, register_model
 from rethink.arch.spec import ArchSpec
 
 # Block kind -> (kernel size of each branch conv, index of the strided conv, default expansion).
@@ -195,3 +211,91 @@ def build_resnet(spec: ArchSpec) -> nn.Module:
     model = ImageNetResNet(spec.config, spec.num_classes)
     init_weights(model, spec.config["init"])
     return model
+
+
+def channel_groups(config: dict[str, Any]) -> list[GroupSlot]:
+    """The output of every branch conv but the last, read by the next conv of its block."""
+    return [
+        inner_group(f"layer{s + 1}.{b}", i + 1, i + 1, ("inner_widths", s, b, i), width)
+        for s, stage in enumerate(config["inner_widths"])
+        for b, inner in enumerate(stage)
+        for i, width in enumerate(inner)
+    ]
+
+
+def filter_numbering(config: dict[str, Any]) -> list[NumberedConv]:
+    """Reference ids count the 3x3/1x1 branch convs only (the stem is 1, projection shortcuts are not counted), a
+    block taking as many ids as it has convs; a removed branch keeps its ids reserved."""
+    per_block = len(BLOCK_KINDS[config["block"]][0])
+    convs, first_id = [], 2
+    for stage, blocks in enumerate(config["inner_widths"]):
+        for j, inner in enumerate(blocks):
+            convs += [NumberedConv(first_id + k, stage, f"layer{stage + 1}.{j}.conv{k + 1}") for k in range(len(inner))]
+            first_id += per_block
+    return convs
+
+
+def _blocks(spec: ArchSpec) -> list[list[Block]]:
+    config = spec.config
+    check_resnet_config(config)
+    last_bn = f"bn{len(BLOCK_KINDS[config['block']][0])}"
+    in_width, stages = config["stem_width"], []
+    for s, (blocks, out_width, stride) in enumerate(
+        zip(config["inner_widths"], config["stage_out_widths"], config["strides"])
+    ):
+        stage = []
+        for b, inner in enumerate(blocks):
+            downsamples = (stride if b == 0 else 1) != 1 or in_width != out_width
+            stage.append(Block(s, b, bool(inner), downsamples, last_bn))
+            in_width = out_width
+        stages.append(stage)
+    return stages
+
+
+def _without(spec: ArchSpec, keep: Sequence[Sequence[bool]]) -> tuple[dict[str, Any], dict[str, Block]]:
+    stages, old_of_new = drop_branches(_blocks(spec), spec.config["inner_widths"], keep, [])
+    config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
+    config.update(inner_widths=stages, blocks_per_stage=[len(stage) for stage in stages])
+    return config, old_of_new
+
+
+def _with_branch_scale(config: dict[str, Any], on: Any) -> dict[str, Any]:
+    """``config`` plus ``branch_scale: true`` when ``on``; the key is left out when off, so existing specs (and
+    their JSON hashes) are unchanged."""
+    if not isinstance(on, bool):
+        raise ValueError(f"branch_scale must be a bool, got {on!r}")
+    return {**config, "branch_scale": True} if on else config
+
+
+def resnet34_spec(num_classes: int, **options: Any) -> ArchSpec:
+    """ResNet-34 of the L1-norm ImageNet experiments (options: width_multiplier, branch_scale)."""
+    opts = resolve_options("resnet34", options, {"width_multiplier": 1.0, "branch_scale": False})
+    config = resnet_config("basic", [3, 4, 6, 3], opts["width_multiplier"], downsample_bias=False)
+    return ArchSpec(FAMILY, num_classes, _with_branch_scale(config, opts["branch_scale"]))
+
+
+def resnet50_spec(num_classes: int, **options: Any) -> ArchSpec:
+    """ResNet-50 (options: width_multiplier, downsample_bias=True for the ThiNet/regression definition,
+    branch_scale=True for Sparse Structure Selection's per-block factors)."""
+    defaults = {"width_multiplier": 1.0, "downsample_bias": False, "branch_scale": False}
+    opts = resolve_options("resnet50", options, defaults)
+    if not isinstance(opts["downsample_bias"], bool):
+        raise ValueError(f"model 'resnet50': downsample_bias must be a bool, got {opts['downsample_bias']!r}")
+    config = resnet_config("bottleneck", [3, 4, 6, 3], opts["width_multiplier"], opts["downsample_bias"])
+    return ArchSpec(FAMILY, num_classes, _with_branch_scale(config, opts["branch_scale"]))
+
+
+FAMILY = "resnet_imagenet"
+register_family(
+    Family(
+        FAMILY,
+        build_resnet,
+        channel_groups=channel_groups,
+        filter_numbering=filter_numbering,
+        residual_blocks=ResidualBlocks(_blocks, _without),
+    )
+)
+register_model("resnet34", "imagenet", resnet34_spec, "ResNet-34, torchvision layout, L1-norm base (21.8M params)")
+register_model(
+    "resnet50", "imagenet", resnet50_spec, "ResNet-50, torchvision layout; downsample_bias=True = ThiNet/regression"
+)

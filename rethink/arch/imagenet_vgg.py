@@ -1,4 +1,7 @@
-"""ImageNet VGGs (torchvision layout and parameter names) with explicit conv and classifier widths."""
+"""Family ``vgg_imagenet``: ImageNet VGGs (torchvision layout and parameter names) with explicit conv and classifier
+widths (docs/protocol.md#models). Every conv and hidden Linear is prunable: a chain ending at the classifier, the
+first Linear reading each channel's flattened 7x7 map.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from rethink.arch.imagenet_common import init_config, init_weights, scaled
+from rethink.arch.family import Family, GroupSlot, Layer, chain, vgg_numbering
+from rethink.arch.imagenet_common import init_config, init_weights
+from rethink.arch.layers import POOL, resolve_options, scaled
+from rethink.arch.registry import register_family, register_model
 from rethink.arch.spec import ArchSpec
 
-POOL = "M"
 VGG_FEATURES: dict[str, list[int | str]] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -107,3 +112,61 @@ def build_vgg(spec: ArchSpec) -> nn.Module:
     model = ImageNetVGG(spec.config, spec.num_classes)
     init_weights(model, spec.config["init"])
     return model
+
+
+def channel_groups(config: dict[str, Any]) -> list[GroupSlot]:
+    """Every conv and hidden Linear, in order."""
+    conv_bn, fc_bn = config["batch_norm"], config["classifier_bn"]
+    layers, index = [], 0
+    for position, width in enumerate(config["features"]):
+        if width != POOL:
+            bn = f"features.{index + 1}" if conv_bn else None
+            layers.append(Layer(f"features.{index}", bn, "conv", ("features", position), width))
+        index += 1 if width == POOL else 2 + conv_bn  # conv, [BN], ReLU
+    index, fan = 0, POOLED_SIZE * POOLED_SIZE  # the first Linear reads each channel's flattened 7x7 map
+    for position, width in enumerate(config["classifier"]):
+        bn = f"classifier.{index + 1}" if fc_bn else None
+        layers.append(Layer(f"classifier.{index}", bn, "linear", ("classifier", position), width, fan))
+        index, fan = index + 2 + fc_bn + (config["dropout"] > 0), 1  # Linear, [BN1d], ReLU, [Dropout]
+    return chain(layers, (f"classifier.{index}", fan))
+
+
+def vgg11_bn_spec(num_classes: int, **options: Any) -> ArchSpec:
+    """Network-slimming VGG-11 with BN2d and BN1d, no dropout, BN gamma 0.5 (options: width_multiplier)."""
+    opts = resolve_options("vgg11_bn", options, {"width_multiplier": 1.0})
+    config = vgg_config("A", opts["width_multiplier"], batch_norm=True, classifier_bn=True, dropout=0.0, bn_weight=0.5)
+    return ArchSpec(FAMILY, num_classes, config)
+
+
+def vgg16_imagenet_spec(num_classes: int, **options: Any) -> ArchSpec:
+    """torchvision VGG-16 without BN (ThiNet/regression base; options: width_multiplier)."""
+    opts = resolve_options("vgg16_imagenet", options, {"width_multiplier": 1.0})
+    config = vgg_config(
+        "D", opts["width_multiplier"], batch_norm=False, classifier_bn=False, dropout=0.5, bn_weight=1.0
+    )
+    return ArchSpec(FAMILY, num_classes, config)
+
+
+def vgg16_bn_spec(num_classes: int, **options: Any) -> ArchSpec:
+    """torchvision VGG-16-BN (weight-level pruning base; options: width_multiplier)."""
+    opts = resolve_options("vgg16_bn", options, {"width_multiplier": 1.0})
+    config = vgg_config("D", opts["width_multiplier"], batch_norm=True, classifier_bn=False, dropout=0.5, bn_weight=1.0)
+    return ArchSpec(FAMILY, num_classes, config)
+
+
+FAMILY = "vgg_imagenet"
+register_family(
+    Family(
+        FAMILY,
+        build_vgg,
+        channel_groups=channel_groups,
+        filter_numbering=lambda config: vgg_numbering(config["features"], 3 if config["batch_norm"] else 2),
+    )
+)
+register_model(
+    "vgg11_bn", "imagenet", vgg11_bn_spec, "VGG-11 with BN2d + BN1d classifier, slimming base (132.9M params)"
+)
+register_model(
+    "vgg16_imagenet", "imagenet", vgg16_imagenet_spec, "VGG-16 without BN, ThiNet/regression base (138.4M params)"
+)
+register_model("vgg16_bn", "imagenet", vgg16_bn_spec, "torchvision VGG-16-BN, weight-level base (138.4M params)")

@@ -1,14 +1,25 @@
-"""Name -> architecture lookup: model names (as used in ``conf/model``) and family builders."""
+"""Families and named models, registered by their own modules: ``register_family`` and ``register_model``.
+
+A model name (``model=resnet56``) maps to its input domain and the function making its unpruned spec; a spec's
+family maps to its builder and structure declarations (:class:`rethink.arch.family.Family`). Registering a model
+from Python also offers it as a config option (``model=<name>``) when no ``conf/model/<name>.yaml`` exists.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from functools import lru_cache
+from typing import Any, Callable, Mapping
 
+import torch
 from torch import nn
 
-from rethink.arch import cifar_models, imagenet_models
+from rethink.arch.cost import Cost, count_cost, register_layer_cost
+from rethink.arch.family import Family
 from rethink.arch.spec import ArchSpec
+from rethink.options import offer_option
+
+INPUT_SIZE = {"cifar": 32, "imagenet": 224}
 
 
 @dataclass(frozen=True)
@@ -16,23 +27,41 @@ class ModelInfo:
     """A named architecture: its input domain and the function making its unpruned spec."""
 
     name: str
-    domain: str  # "cifar" (32x32 inputs) or "imagenet" (224x224 inputs)
+    domain: str  # a key of INPUT_SIZE: "cifar" (32x32 inputs) or "imagenet" (224x224 inputs)
     make_spec: Callable[..., ArchSpec]  # (num_classes, **options) -> ArchSpec
     description: str
 
 
-INPUT_SIZE = {"cifar": 32, "imagenet": 224}
-
-FAMILIES: dict[str, Callable[[ArchSpec], nn.Module]] = {**cifar_models.FAMILIES, **imagenet_models.FAMILIES}
-MODELS: dict[str, ModelInfo] = {
-    name: ModelInfo(name, domain, make_spec, description)
-    for table in (cifar_models.MODELS, imagenet_models.MODELS)
-    for name, (domain, make_spec, description) in table.items()
-}
+FAMILIES: dict[str, Family] = {}
+MODELS: dict[str, ModelInfo] = {}
 
 
 class UnknownModelError(ValueError):
     """Raised for a model or family name that does not exist."""
+
+
+def register_family(family: Family) -> Family:
+    """Make specs of ``family.name`` buildable, and its layer cost rules known to the counter."""
+    FAMILIES[family.name] = family
+    for layer_type, rule in family.layer_costs.items():
+        register_layer_cost(layer_type, rule)
+    return family
+
+
+def register_model(
+    name: str,
+    domain: str,
+    make_spec: Callable[..., ArchSpec],
+    description: str,
+    options: Mapping[str, Any] | None = None,
+) -> ModelInfo:
+    """Register model ``name``; ``options`` (its default options) also offer it as the config option ``model=name``."""
+    if domain not in INPUT_SIZE:
+        raise ValueError(f"model '{name}': domain must be one of {', '.join(INPUT_SIZE)}, got {domain!r}")
+    info = MODELS[name] = ModelInfo(name, domain, make_spec, description)
+    if options is not None:
+        offer_option("model", name, {"name": name, **options})
+    return info
 
 
 def model_info(name: str) -> ModelInfo:
@@ -47,8 +76,25 @@ def default_spec(name: str, num_classes: int, **options: Any) -> ArchSpec:
     return model_info(name).make_spec(num_classes, **options)
 
 
-def build(spec: ArchSpec) -> nn.Module:
-    """Build a freshly initialised model from its spec (seed torch first for reproducibility)."""
+def family_of(spec: ArchSpec) -> Family:
+    """The registered family of ``spec``."""
     if spec.family not in FAMILIES:
         raise UnknownModelError(f"unknown architecture family '{spec.family}'; accepted: {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[spec.family](spec)
+    return FAMILIES[spec.family]
+
+
+def build(spec: ArchSpec) -> nn.Module:
+    """Build a freshly initialised model from its spec (seed torch first for reproducibility)."""
+    return family_of(spec).build(spec)
+
+
+def spec_cost(spec: ArchSpec, input_size: int) -> Cost:
+    """Dense cost of the model described by ``spec``, built on the meta device (no memory); cached."""
+    return _cached_spec_cost(spec.to_json(), input_size)
+
+
+@lru_cache(maxsize=256)
+def _cached_spec_cost(spec_json: str, input_size: int) -> Cost:
+    with torch.device("meta"):
+        model = build(ArchSpec.from_json(spec_json))
+    return count_cost(model, input_size)

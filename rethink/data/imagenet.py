@@ -1,4 +1,5 @@
-"""ImageNet as torchvision ImageFolder with the standard augmentation (paper-spec §2.4) and worker processes."""
+"""ImageNet as torchvision ImageFolder with the standard augmentation (docs/protocol.md#recipes-imagenet) and worker
+processes."""
 
 from __future__ import annotations
 
@@ -77,6 +78,17 @@ class ImageFolderDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             generator=generator,
         )
+
+    def calibration_batches(self, batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Up to ``batches`` training batches for a data-driven pruner: training images in an order seeded by the
+        cell's seed, with the test-time transform (no augmentation), on the CPU; the same on every rank."""
+        from torchvision.datasets import ImageFolder
+
+        dataset = ImageFolder(str(self.root / "train"), transform=self._transform(train=False))
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))
+        subset = Subset(dataset, order[: batches * self.batch_size].tolist())
+        loader = DataLoader(subset, batch_size=self.batch_size, num_workers=self.num_workers)
+        return list(loader)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True, subset=self.train_subset)

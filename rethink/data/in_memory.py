@@ -131,6 +131,14 @@ class InMemoryImageDataModule(pl.LightningDataModule):
             self._epoch_seeded = epoch
         return self._generator
 
+    def calibration_batches(self, batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Up to ``batches`` training batches for a data-driven pruner: the first images of an order seeded by the
+        cell's seed, normalised, never augmented, on the CPU; the same on every rank."""
+        order = torch.randperm(self.num_train, generator=torch.Generator().manual_seed(self.seed))
+        chosen = order[: batches * self.batch_size].split(self.batch_size)
+        x, y = self.arrays.x_train, self.arrays.y_train
+        return [(normalize(x[index], self.mean, self.std), y[index]) for index in chosen]
+
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
         images, labels = batch
         training = self.trainer is not None and self.trainer.training

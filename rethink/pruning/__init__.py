@@ -1,1 +1,20 @@
-"""Structured pruning: surgery (spec + weights of the smaller model), criteria and predefined targets."""
+"""Pruners: one module each, registered by name (:mod:`rethink.pruning.registry`); the pruning callback decides at a
+stage boundary inside a Lightning run (:mod:`rethink.pruning.callback`)."""
+
+from rethink.pruning import l1, magnitude, none, random, slimming, sss, uniform  # noqa: F401  (each registers itself)
+from rethink.pruning.context import PruneContext
+from rethink.pruning.decision import Decision
+from rethink.pruning.registry import PRUNERS, Needs, Pruner, PrunerSettings, create, lookup, pruner_class, register
+
+__all__ = [
+    "PRUNERS",
+    "Decision",
+    "Needs",
+    "PruneContext",
+    "Pruner",
+    "PrunerSettings",
+    "create",
+    "lookup",
+    "pruner_class",
+    "register",
+]

@@ -1,7 +1,8 @@
-"""Network Slimming (Liu et al., 2017; paper-spec §2.1, §5.4): L1 sparsity on BN scales, then one global threshold.
+"""Network Slimming (Liu et al., 2017; docs/protocol.md#slimming): L1 sparsity on BN scales, then one global
+threshold (``pruner=slimming``).
 
 *Pool*: the BN scaling factors slimming looks at are those of the prunable channel groups that have a BN
-(:func:`rethink.pruning.surgery.prunable_groups`). For the slimming models this is every BN of the network: VGG-19
+(:func:`rethink.arch.surgery.prunable_groups`). For the slimming models this is every BN of the network: VGG-19
 (5,504 channels), PreResNet-164 (12,112: bn1 via its channel selection, bn2, bn3 and the final BN), DenseNet-40
 (9,360, all via selections) and the ImageNet VGG-11 (10,944: BatchNorm2d plus the classifier's BatchNorm1d). In
 families whose residual-stream BNs cannot shrink (plain ResNets) those BNs are left out of the pool. A selection group
@@ -13,25 +14,27 @@ optimizer step (:class:`BNSparsity`). Pruning concatenates ``|gamma|`` over the 
 a channel iff ``|gamma| > sorted[int(total * ratio)]`` (strict, as the reference code: even ratio 0 drops the smallest
 channel). Unlike the reference, a group is never emptied: see ``min_channels`` / ``on_empty`` of
 :func:`global_threshold_keep`.
-
-:func:`uniform_target` is the control of the paper's Figure 3: the same number of kept channels spread over the pool
-groups with one common keep fraction.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from rethink.arch.family import ChannelGroup, config_get
 from rethink.arch.spec import ArchSpec
+from rethink.arch.surgery import group_slots, prunable_groups, shrink
+from rethink.errors import UserError
+from rethink.pruning.context import PruneContext
 from rethink.pruning.criteria import keep_largest
-from rethink.pruning.surgery import ChannelGroup, _get, _put, _slots, prunable_groups
+from rethink.pruning.decision import Decision
+from rethink.pruning.registry import Needs, Pruner, PrunerSettings, register
+from rethink.settings.typed import NonNegativeFloat, PositiveInt, Ratio
 
 ON_EMPTY = ("keep_min", "error")
 
@@ -139,13 +142,13 @@ def bn_scores(model: nn.Module, spec: ArchSpec) -> dict[str, Tensor]:
     """
     groups = {group.name for group in slimming_groups(spec)}
     scores: dict[str, Tensor] = {}
-    for slot in _slots(spec):
+    for slot in group_slots(spec):
         group = slot.group
         if group.name not in groups:
             continue
         gamma = _bn_module(model, str(group.bn)).weight.detach().float().cpu().abs()
         if slot.selection_path is not None:
-            chosen = _get(spec.config, slot.selection_path)
+            chosen = config_get(spec.config, slot.selection_path)
             indices = getattr(model.get_submodule(group.name), "indices", None)
             if indices is None or indices.tolist() != chosen:
                 raise ValueError(f"group '{group.name}': the model's selected channels differ from the spec's")
@@ -159,7 +162,7 @@ def bn_scores(model: nn.Module, spec: ArchSpec) -> dict[str, Tensor]:
 def global_threshold_keep(
     model: nn.Module, spec: ArchSpec, ratio: float, min_channels: int = 1, on_empty: str = "keep_min"
 ) -> dict[str, list[int]]:
-    """Kept channels per pool group under network slimming's global BN threshold (paper-spec §5.4).
+    """Kept channels per pool group under network slimming's global BN threshold (docs/protocol.md#slimming).
 
     ``thr = sorted(|gamma| over the pool)[int(total * ratio)]``; a channel is kept iff ``|gamma| > thr``. A group
     that would keep fewer than ``min_channels``: ``on_empty="keep_min"`` keeps its ``min_channels`` largest-``|gamma|``
@@ -193,51 +196,63 @@ def global_threshold_keep(
     return keep
 
 
-# ----------------------------------------------------------------------------------------------- uniform control
+# --------------------------------------------------------------------------------------------------------- pruner
 
 
-def uniform_keep_widths(spec: ArchSpec, total_channels: int) -> dict[str, int]:
-    """Kept channels per pool group: ``total_channels`` spread with one common keep fraction.
+@dataclass(frozen=True)
+class SlimmingSettings(PrunerSettings):
+    """``pruner=slimming``: remove ``ratio`` of the BN channels by one global threshold after sparsity training."""
 
-    Each group of width ``w`` keeps ``round_half_up(w * total_channels / pool_width)``, at least 1 (so the sum
-    matches ``total_channels`` up to rounding).
-    """
-    groups = slimming_groups(spec, "uniform slimming control")
-    full = sum(group.width for group in groups)
-    if isinstance(total_channels, bool) or not isinstance(total_channels, int) or not 1 <= total_channels <= full:
-        raise ValueError(
-            f"total kept channels must be an integer in [1, {full}] (the pool width), got {total_channels}"
-        )
-    fraction = total_channels / full
-    return {group.name: max(1, min(group.width, math.floor(group.width * fraction + 0.5))) for group in groups}
+    name: str = "slimming"
+    ratio: Ratio = 0.5
+    sparsity: NonNegativeFloat | None = None  # the L1 penalty s; None: default_sparsity of the model
+    default_sparsity: dict[str, float] | None = None  # the paper's s per model
+    fallback_sparsity: NonNegativeFloat = 1.0e-4  # s of a model default_sparsity does not list
+    min_channels: PositiveInt = 1  # a layer the threshold would empty keeps this many channels ...
+    on_empty: Literal["keep_min", "error"] = "keep_min"  # ... or the run stops with a message
 
 
-def with_group_widths(spec: ArchSpec, widths: Mapping[str, int]) -> ArchSpec:
-    """``spec`` with the named groups narrowed to ``widths`` (their first channels; selections keep their first
-    selected positions). Equal to ``shrink(build(spec), spec, {name: range(k)})[0]`` without building a model.
-    """
-    slots = {slot.group.name: slot for slot in _slots(spec)}
-    unknown = sorted(set(widths) - set(slots))
-    if unknown:
-        raise ValueError(f"unknown channel group(s) {unknown} for {spec.family}")
-    config = copy.deepcopy(spec.config)
-    for name, k in widths.items():
-        slot = slots[name]
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= slot.group.width:
-            raise ValueError(f"group '{name}': width must be an integer in [1, {slot.group.width}], got {k!r}")
-        _put(config, slot.width_path, k)
-        if slot.selection_path is not None:
-            _put(config, slot.selection_path, _get(spec.config, slot.selection_path)[:k])
-    return ArchSpec(spec.family, spec.num_classes, config)
+@register
+class Slimming(Pruner):
+    """Network Slimming: BN sparsity during pretraining, then a global BN threshold over the trained model."""
 
+    name = "slimming"
+    title = "Network Slimming (Liu et al., 2017)"
+    table_order = 30
+    settings_type = SlimmingSettings
+    needs = Needs(trained_model=True, regularizer=True, family=("channel_groups",))
 
-def uniform_target(spec: ArchSpec, reference_spec: ArchSpec) -> ArchSpec:
-    """The uniform control of ``reference_spec`` (``spec`` pruned by slimming): as many kept pool channels, spread
-    with one common keep fraction (:func:`uniform_keep_widths`, :func:`with_group_widths`)."""
-    if reference_spec.family != spec.family:
-        raise ValueError(f"reference spec family '{reference_spec.family}' differs from '{spec.family}'")
-    names = [group.name for group in slimming_groups(spec, "uniform slimming control")]
-    reference = {group.name: group.width for group in slimming_groups(reference_spec, "uniform slimming control")}
-    if list(reference) != names:
-        raise ValueError("the reference spec's channel groups differ from the large spec's (not a pruned version?)")
-    return with_group_widths(spec, uniform_keep_widths(spec, sum(reference.values())))
+    def __init__(self, settings: SlimmingSettings, model_name: str) -> None:
+        super().__init__(settings, model_name)
+        defaults = settings.default_sparsity or {}
+        fallback = float(defaults.get(model_name, settings.fallback_sparsity))
+        self.sparsity = fallback if settings.sparsity is None else settings.sparsity
+
+    def check(self, large: ArchSpec) -> None:
+        slimming_bn_paths(large)  # ValueError for a model without BN scaling factors
+
+    def regularizer(self, large: ArchSpec) -> dict[str, Any]:
+        return {"bn_sparsity": self.sparsity, "bn_paths": slimming_bn_paths(large)}
+
+    def pretrain_callbacks(self, large: ArchSpec) -> list[pl.Callback]:
+        return [BNSparsity(self.sparsity, slimming_bn_paths(large))]
+
+    def requested(self) -> dict[str, Any]:
+        s = self.settings
+        return {"ratio": s.ratio, "sparsity": self.sparsity, "min_channels": s.min_channels, "on_empty": s.on_empty}
+
+    def decide(self, context: PruneContext) -> Decision:
+        s = self.settings
+        try:
+            keep = global_threshold_keep(context.model, context.spec, s.ratio, s.min_channels, s.on_empty)
+        except ValueError as exc:  # the threshold would empty a layer and on_empty=error
+            raise UserError(f"pruner=slimming: {exc}") from None
+        spec, pruned = shrink(context.model, context.spec, keep)
+        return Decision(spec, pruned.state_dict(), keep)
+
+    @classmethod
+    def row_setting(cls, requested: dict[str, Any]) -> dict[str, Any]:
+        out = {"ratio": requested.get("ratio")}
+        if requested.get("sparsity") is not None:
+            out["sparsity"] = requested["sparsity"]
+        return out

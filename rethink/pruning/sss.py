@@ -1,5 +1,6 @@
-"""Sparse Structure Selection (Huang & Wang, 2018; paper-spec §5.5): learnable residual-branch factors, sparse
-penalty, then removal of the branches whose factor is zero.
+"""Sparse Structure Selection (Huang & Wang, 2018; docs/protocol.md#sss): learnable residual-branch factors, sparse
+penalty, then removal of the branches whose factor is zero (``pruner=sss``), for every family that declares its
+removable residual blocks (``Family.residual_blocks``).
 
 *Factors*: a residual spec with ``branch_scale: true`` in its config (model option ``branch_scale=True`` of
 resnet56/resnet110/resnet34/resnet50, or :func:`with_branch_scale`) builds every block that has a branch with a
@@ -22,7 +23,6 @@ whose shortcut downsamples keeps the shortcut only (``inner`` 0 in ``cifar_resne
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -30,15 +30,16 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from rethink.arch.cifar_models import BasicBlock
-from rethink.arch.imagenet_resnet import BLOCK_KINDS, ResidualBlock, check_resnet_config
-from rethink.arch.registry import build
+from rethink.arch.family import Block, ResidualBlocks
+from rethink.arch.registry import build, family_of
 from rethink.arch.spec import ArchSpec
-
-SSS_FAMILIES = ("cifar_resnet", "resnet_imagenet")
+from rethink.pruning.context import PruneContext
+from rethink.pruning.decision import Decision
+from rethink.pruning.registry import Needs, Pruner, PrunerSettings, register
+from rethink.settings.typed import NonNegativeFloat
 
 # Per stage (a, b): a = residual branches kept in the stage, b = whether the first block's branch is one of them
-# (if not, that block keeps only its projection shortcut). paper-spec §5.5.
+# (if not, that block keeps only its projection shortcut). docs/protocol.md#sss.
 SSS_VARIANTS: dict[str, tuple[tuple[int, bool], ...]] = {
     "resnet41": ((0, False), (4, True), (6, True), (3, True)),
     "resnet32": ((1, False), (4, True), (4, True), (1, True)),
@@ -46,65 +47,24 @@ SSS_VARIANTS: dict[str, tuple[tuple[int, bool], ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class Block:
-    """One residual block of a spec: where it is, whether it has a branch and whether its shortcut downsamples."""
-
-    stage: int  # 0-based stage index (module ``layer{stage + 1}``)
-    index: int  # 0-based index in its stage
-    has_branch: bool
-    downsamples: bool  # shortcut is not the identity (option-A pad/pool or a projection)
-    last_bn: str  # the branch's last BN, relative to the block ("bn2" basic, "bn3" bottleneck)
-
-    @property
-    def path(self) -> str:
-        return f"layer{self.stage + 1}.{self.index}"
-
-
-def check_sss_family(spec: ArchSpec) -> None:
-    """ValueError unless ``spec`` is a ResNet family whose residual branches SSS can scale and remove."""
-    if spec.family not in SSS_FAMILIES:
+def _declaration(spec: ArchSpec) -> ResidualBlocks:
+    declared = family_of(spec).residual_blocks
+    if declared is None:
         raise ValueError(
-            f"sss needs residual blocks: Sparse Structure Selection scales and removes residual branches, supported "
-            f"for the families {', '.join(SSS_FAMILIES)} (resnet56, resnet110, resnet34, resnet50), but the model is "
-            f"family '{spec.family}'"
+            f"sss needs residual blocks: Sparse Structure Selection scales and removes residual branches, but family "
+            f"'{spec.family}' declares none (Family.residual_blocks; e.g. resnet56, resnet110, resnet34, resnet50 do)"
         )
+    return declared
 
 
 def residual_blocks(spec: ArchSpec) -> list[list[Block]]:
-    """The residual blocks of ``spec`` per stage, in network order."""
-    check_sss_family(spec)
-    config = spec.config
-    stages: list[list[Block]] = []
-    if spec.family == "cifar_resnet":
-        widths = iter(config["inner"])
-        inplanes = config["stages"][0]
-        for s, (planes, count) in enumerate(zip(config["stages"], config["blocks"])):
-            stage = []
-            for b in range(count):
-                downsamples = (s > 0 and b == 0) or inplanes != planes
-                stage.append(Block(s, b, next(widths) > 0, downsamples, "bn2"))
-                inplanes = planes
-            stages.append(stage)
-        return stages
-    check_resnet_config(config)
-    last_bn = f"bn{len(BLOCK_KINDS[config['block']][0])}"
-    in_width = config["stem_width"]
-    for s, (blocks, out_width, stride) in enumerate(
-        zip(config["inner_widths"], config["stage_out_widths"], config["strides"])
-    ):
-        stage = []
-        for b, inner in enumerate(blocks):
-            downsamples = (stride if b == 0 else 1) != 1 or in_width != out_width
-            stage.append(Block(s, b, bool(inner), downsamples, last_bn))
-            in_width = out_width
-        stages.append(stage)
-    return stages
+    """The residual blocks of ``spec`` per stage, in network order (its family's declaration)."""
+    return _declaration(spec).blocks(spec)
 
 
 def with_branch_scale(spec: ArchSpec, on: bool = True) -> ArchSpec:
     """``spec`` with the SSS branch factors switched on (``branch_scale: true``) or off (key removed)."""
-    check_sss_family(spec)
+    _declaration(spec)
     config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
     if on:
         config["branch_scale"] = True
@@ -112,11 +72,12 @@ def with_branch_scale(spec: ArchSpec, on: bool = True) -> ArchSpec:
 
 
 def branch_scales(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Block path (e.g. ``layer2.0``) -> its branch factor, for every residual block of ``model`` that has one."""
+    """Block path (e.g. ``layer2.0``) -> its branch factor: every module of ``model`` with a scalar parameter
+    ``scale`` (how the residual families build a factor when ``branch_scale`` is on)."""
     return {
         name: module.scale
         for name, module in model.named_modules()
-        if isinstance(module, (BasicBlock, ResidualBlock)) and module.scale is not None
+        if isinstance(getattr(module, "scale", None), nn.Parameter) and module.scale.numel() == 1
     }
 
 
@@ -233,27 +194,7 @@ def remove_blocks(model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool
             if flag and not block.has_branch:
                 raise ValueError(f"block {block.path} has no residual branch to keep")
 
-    cifar = spec.family == "cifar_resnet"
-    if cifar:
-        flat = iter(spec.config["inner"])
-        inner_widths: list[list[Any]] = [[next(flat) for _ in stage] for stage in blocks]
-    else:
-        inner_widths = spec.config["inner_widths"]
-    old_of_new: dict[str, Block] = {}  # new block path -> the old block it copies
-    stages: list[list[Any]] = []
-    for s, (stage, flags) in enumerate(zip(blocks, keep)):
-        kept: list[Any] = []
-        for block, flag, inner in zip(stage, flags, inner_widths[s]):
-            if not flag and not block.downsamples:
-                continue  # identity shortcut only: the block is relu(x) = x, drop it
-            old_of_new[f"layer{s + 1}.{len(kept)}"] = block
-            kept.append(copy.deepcopy(inner) if flag else (0 if cifar else []))
-        stages.append(kept)
-    config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
-    if cifar:
-        config.update(inner=[w for stage in stages for w in stage], blocks=[len(stage) for stage in stages])
-    else:
-        config.update(inner_widths=stages, blocks_per_stage=[len(stage) for stage in stages])
+    config, old_of_new = _declaration(spec).without(spec, keep)
     pruned_spec = ArchSpec(spec.family, spec.num_classes, config)
 
     old_state = model.state_dict()
@@ -281,26 +222,81 @@ def remove_blocks(model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool
 
 
 def sss_target_spec(spec: ArchSpec, variant: str) -> ArchSpec:
-    """The paper's pruned ResNet-50 ``variant`` ("resnet41", "resnet32", "resnet26"; paper-spec §5.5) of ``spec``.
+    """The paper's pruned ResNet-50 ``variant`` ("resnet41", "resnet32", "resnet26"; docs/protocol.md#sss) of ``spec``.
 
-    ``spec`` must be a (possibly width-scaled) bottleneck ResNet-50. Per stage (a, b): with b the stage keeps its
-    first block and a - 1 further blocks; without, the first block keeps only its projection shortcut (``[]``) and
-    a further blocks follow. The result has no ``branch_scale`` (targets are trained from scratch).
+    ``spec`` must be a (possibly width-scaled) bottleneck ResNet-50 with every branch. Per stage (a, b): with b the
+    stage keeps its first block and a - 1 further blocks; without, the first block keeps only its projection
+    shortcut and a further blocks follow. The result has no ``branch_scale`` (targets are trained from scratch).
     """
     if variant not in SSS_VARIANTS:
         raise ValueError(f"unknown SSS variant {variant!r}; accepted: {', '.join(sorted(SSS_VARIANTS))}")
-    check_sss_family(spec)
+    blocks = residual_blocks(spec)
     config = spec.config
-    if (
-        spec.family != "resnet_imagenet"
-        or config["block"] != "bottleneck"
-        or config["blocks_per_stage"] != [3, 4, 6, 3]
-    ):
+    if config.get("block") != "bottleneck" or [len(stage) for stage in blocks] != [3, 4, 6, 3]:
         raise ValueError("the SSS ResNet-41/32/26 targets are pruned ResNet-50s: they need the resnet50 spec")
-    inner = []
-    for (kept, first_kept), blocks in zip(SSS_VARIANTS[variant], config["inner_widths"]):
-        if any(not widths for widths in blocks):
-            raise ValueError("sss_target_spec needs the unpruned resnet50 spec (every block with its branch)")
-        inner.append(copy.deepcopy(blocks[:kept] if first_kept else [[]] + blocks[1 : kept + 1]))
-    changes = {"inner_widths": inner, "blocks_per_stage": [len(blocks) for blocks in inner]}
-    return with_branch_scale(spec.replace_config(**changes), on=False)
+    if not all(block.has_branch for stage in blocks for block in stage):
+        raise ValueError("sss_target_spec needs the unpruned resnet50 spec (every block with its branch)")
+    keep = [
+        [index < kept if first_kept else 1 <= index <= kept for index in range(len(stage))]
+        for (kept, first_kept), stage in zip(SSS_VARIANTS[variant], blocks)
+    ]
+    config, _ = _declaration(spec).without(spec, keep)
+    return ArchSpec(spec.family, spec.num_classes, config)
+
+
+# ---------------------------------------------------------------------------------------------------------- pruner
+
+
+@dataclass(frozen=True)
+class SSSSettings(PrunerSettings):
+    """``pruner=sss``: a predefined ``variant`` (ResNet-41/32/26), or branch factors trained with the sparse penalty
+    ``gamma`` and the branches whose factor ends at or below ``threshold`` removed."""
+
+    name: str = "sss"
+    variant: str | None = None
+    gamma: NonNegativeFloat = 0.01
+    threshold: NonNegativeFloat = 0.0
+
+
+@register
+class SSS(Pruner):
+    """Sparse Structure Selection: removes whole residual branches."""
+
+    name = "sss"
+    title = "Sparse Structure Selection (Huang & Wang, 2018)"
+    table_order = 50
+    settings_type = SSSSettings
+    stretches_scratch_b = True  # SSS's Scratch-B stretches every LR stage (docs/protocol.md#scratch-b)
+
+    def requirements(self) -> Needs:
+        if self.settings.variant is not None:
+            return Needs(trained_model=False, predefined_target=True, family=("residual_blocks",))
+        return Needs(trained_model=True, regularizer=True, family=("residual_blocks",))
+
+    def prepare(self, large: ArchSpec) -> ArchSpec:
+        return large if self.settings.variant is not None else with_branch_scale(large)
+
+    def target(self, large: ArchSpec) -> ArchSpec | None:
+        return None if self.settings.variant is None else sss_target_spec(large, str(self.settings.variant))
+
+    def regularizer(self, large: ArchSpec) -> dict[str, Any] | None:
+        return None if self.settings.variant is not None else {"sss_gamma": self.settings.gamma}
+
+    def pretrain_callbacks(self, large: ArchSpec) -> list[pl.Callback]:
+        return [] if self.settings.variant is not None else [SSSPenalty(self.settings.gamma)]
+
+    def decide(self, context: PruneContext) -> Decision:
+        blocks = blocks_to_keep(context.model, context.spec, self.settings.threshold)
+        spec, pruned = remove_blocks(context.model, context.spec, blocks)
+        keep = {f"stage{i}": [int(b) for b in flags] for i, flags in enumerate(blocks)}
+        return Decision(spec, pruned.state_dict(), keep)
+
+    def apply(self, model: nn.Module, spec: ArchSpec, decision: Decision) -> nn.Module:
+        flags = [[bool(b) for b in decision.keep[f"stage{i}"]] for i in range(len(decision.keep))]
+        return remove_blocks(model, spec, flags)[1]
+
+    @classmethod
+    def row_setting(cls, requested: dict[str, Any]) -> dict[str, Any]:
+        if requested.get("variant"):
+            return {"variant": str(requested["variant"])}
+        return {k: requested[k] for k in ("gamma", "threshold") if requested.get(k) is not None}

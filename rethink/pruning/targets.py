@@ -1,27 +1,24 @@
-"""L1-norm filter pruning targets (Li et al., 2017; paper-spec §5.1): how many filters each prunable conv keeps.
+"""L1-norm filter pruning targets (Li et al., 2017; docs/protocol.md#l1): how many filters each prunable conv keeps.
 
-Conv ids follow the reference code. ResNets: the stem conv is 1, then every residual-branch conv in module order
-(the 1x1 projection shortcuts are not counted), so in a basic-block net block ``b`` (0-based over all stages) has
-conv1 = ``2 + 2b`` and conv2 = ``3 + 2b``; only branch convs before the last one of a block are prunable (the last
-one writes the residual stream). VGGs: every conv from 1, all prunable. A stage is a ResNet stage, or for VGGs the
-convs between two max-pools.
+Conv ids and stages follow the reference code; each family declares them (``Family.filter_numbering``): in a
+basic-block ResNet the stem is conv 1 and block ``b`` (0-based over all stages) has conv1 = ``2 + 2b``; only branch
+convs before the last one of a block are prunable (the last one writes the residual stream). VGGs: every conv from 1,
+all prunable; a stage is a ResNet stage, or for VGGs the convs between two max-pools.
 
 A rule gives a prune ratio ``p`` per stage or per prunable conv, plus conv ids to leave alone; a conv of width
-``w`` keeps ``int(w * (1 - p))`` filters (floor, forgiving floating error).
+``w`` keeps ``int(w * (1 - p))`` filters (floor, forgiving floating error). The predefined targets of the paper are
+data (:data:`PREDEFINED`).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
-from rethink.arch.imagenet_resnet import BLOCK_KINDS
+from rethink.arch.registry import family_of
 from rethink.arch.spec import ArchSpec
-from rethink.budget import floor
-
-L1_FAMILIES = ("cifar_resnet", "cifar_vgg", "resnet_imagenet", "vgg_imagenet")
-POOL = "M"
+from rethink.arch.surgery import group_widths, with_group_widths
+from rethink.rounding import floor
 
 
 @dataclass(frozen=True)
@@ -30,8 +27,7 @@ class PrunableConv:
 
     conv_id: int  # id in the reference numbering (module docstring)
     stage: int  # 0-based
-    module: str  # module path in the built model, e.g. "layer1.0.conv1" or "features.0"
-    position: tuple[str | int, ...]  # where its width sits in ``spec.config``, e.g. ("inner", 7)
+    module: str  # module path in the built model (= its channel group), e.g. "layer1.0.conv1" or "features.0"
     width: int
 
 
@@ -44,7 +40,7 @@ class L1Rule:
     skip: tuple[int, ...] = ()
 
 
-# Li et al.'s predefined targets, as in the reference prune scripts (paper-spec §5.1).
+# Li et al.'s predefined targets, as in the reference prune scripts (docs/protocol.md#l1).
 _RESNET34_SKIP = (2, 8, 14, 16, 26, 28, 30, 32)
 PREDEFINED: dict[tuple[str, str], L1Rule] = {
     # conv1_1 and conv4_1..conv5_3 pruned by half: cfg [32, 64, M, 128, 128, M, 256 x3, M, 256 x3, M, 256 x3]
@@ -58,63 +54,16 @@ PREDEFINED: dict[tuple[str, str], L1Rule] = {
 }
 
 
-# ----------------------------------------------------------------------------------------------------- numbering
-
-
 def prunable_convs(spec: ArchSpec, model_name: str) -> list[PrunableConv]:
-    """The prunable convs of ``spec`` in id order; ValueError for a family L1-norm pruning does not support."""
-    check_family(spec, model_name)
-    config = spec.config
-    if spec.family == "cifar_resnet":
-        return list(_cifar_resnet_convs(config))
-    if spec.family == "resnet_imagenet":
-        return list(_imagenet_resnet_convs(config))
-    if spec.family == "cifar_vgg":
-        return list(_vgg_convs(config["cfg"], "cfg", modules_per_conv=3))
-    return list(_vgg_convs(config["features"], "features", modules_per_conv=3 if config["batch_norm"] else 2))
-
-
-def check_family(spec: ArchSpec, model_name: str) -> None:
-    """ValueError unless L1-norm targets are defined for the family of ``spec``."""
-    if spec.family not in L1_FAMILIES:
+    """The prunable convs of ``spec`` in id order; ValueError when its family declares no numbering."""
+    numbering = family_of(spec).filter_numbering
+    if numbering is None:
         raise ValueError(
-            f"L1-norm targets support the families {', '.join(L1_FAMILIES)}, but model '{model_name}' is family "
-            f"'{spec.family}'"
+            f"model '{model_name}' (family '{spec.family}') declares no reference conv numbering "
+            "(Family.filter_numbering), which L1-norm targets need"
         )
-
-
-def _cifar_resnet_convs(config: dict[str, Any]) -> Iterator[PrunableConv]:
-    block = 0
-    for stage, count in enumerate(config["blocks"]):
-        for j in range(count):
-            module = f"layer{stage + 1}.{j}.conv1"
-            if config["inner"][block]:  # 0 for a removed branch (SSS): its ids stay reserved
-                yield PrunableConv(2 + 2 * block, stage, module, ("inner", block), config["inner"][block])
-            block += 1
-
-
-def _imagenet_resnet_convs(config: dict[str, Any]) -> Iterator[PrunableConv]:
-    convs_per_block = len(BLOCK_KINDS[config["block"]][0])
-    first_id = 2
-    for stage, blocks in enumerate(config["inner_widths"]):
-        for j, inner in enumerate(blocks):
-            for k, width in enumerate(inner):  # empty for a removed branch: its ids stay reserved
-                position = ("inner_widths", stage, j, k)
-                yield PrunableConv(first_id + k, stage, f"layer{stage + 1}.{j}.conv{k + 1}", position, width)
-            first_id += convs_per_block
-
-
-def _vgg_convs(cfg: Sequence[int | str], key: str, modules_per_conv: int) -> Iterator[PrunableConv]:
-    conv_id, stage, module = 1, 0, 0
-    stage_has_conv = False
-    for index, item in enumerate(cfg):
-        if item == POOL:
-            if stage_has_conv:
-                stage, stage_has_conv = stage + 1, False
-            module += 1
-            continue
-        yield PrunableConv(conv_id, stage, f"features.{module}", (key, index), int(item))
-        conv_id, stage_has_conv, module = conv_id + 1, True, module + modules_per_conv
+    widths = group_widths(spec)
+    return [PrunableConv(c.conv_id, c.stage, c.group, widths[c.group]) for c in numbering(spec.config)]
 
 
 # --------------------------------------------------------------------------------------------------------- rules
@@ -222,15 +171,10 @@ def _format_ids(ids: list[int]) -> str:
 
 def with_widths(spec: ArchSpec, model_name: str, widths: dict[int, int]) -> ArchSpec:
     """``spec`` with the prunable convs named by id in ``widths`` set to those output widths."""
-    config = copy.deepcopy(spec.config)
-    for conv in prunable_convs(spec, model_name):
-        if conv.conv_id in widths:
-            *path, last = conv.position
-            container = config
-            for key in path:
-                container = container[key]
-            container[last] = widths[conv.conv_id]
-    return ArchSpec(spec.family, spec.num_classes, config)
+    by_group = {
+        conv.module: widths[conv.conv_id] for conv in prunable_convs(spec, model_name) if conv.conv_id in widths
+    }
+    return with_group_widths(spec, by_group)
 
 
 def l1_target_spec(
@@ -242,6 +186,6 @@ def l1_target_spec(
     skip: Sequence[int] | None = None,
 ) -> ArchSpec:
     """The L1-norm pruned spec of unpruned ``spec``: a predefined ``variant`` or user ratios (see :func:`l1_rule`)."""
-    check_family(spec, model_name)
+    prunable_convs(spec, model_name)  # the family declares the reference numbering
     rule = l1_rule(model_name, variant, stage_ratios, layer_ratios, skip)
     return with_widths(spec, model_name, target_widths(spec, model_name, rule))

@@ -13,7 +13,7 @@ def upload_wandb(written: dict[str, Any], out: Path, problems: list[str]) -> str
     key, or as WANDB_MODE says); returns the run's directory. The run is always finished."""
     import wandb
 
-    from rethink.training import wandb_mode
+    from rethink.training.loggers import wandb_mode
 
     run = wandb.init(
         project=os.environ.get("WANDB_PROJECT", "rethink"),

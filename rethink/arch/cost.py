@@ -1,29 +1,30 @@
-"""Parameter and FLOP counting with the paper's convention (paper-spec §3).
+"""Parameter and FLOP counting with the paper's convention (docs/protocol.md#flops).
 
 FLOPs count multiplies and adds separately (2x MACs) and are gathered by forward hooks on *leaf modules* only,
-so functional ops (inline pooling, channel padding, additions, concatenations) and channel selection cost
-nothing. Per image (batch of one):
+so functional ops (inline pooling, channel padding, additions, concatenations) cost nothing. Per image (batch of
+one), by layer type:
 
 - Conv2d: ``(2*kh*kw*Cin/groups + bias) * Cout * Hout * Wout``; sparse: ``(2*nonzero + bias*Cout) * Hout * Wout``.
 - Linear: ``2*in*out + out`` (``+ out`` only with a bias).
 - BatchNorm2d: 2 per input element. ReLU: 1 per input element, every call.
 - MaxPool2d / AvgPool2d: ``k*k`` per output element. Upsample: 12 per output element.
-- Nothing else (BatchNorm1d, selection layers, ...).
+- Not counted, as in the reference counter: BatchNorm1d, AdaptiveAvgPool2d, Dropout, Identity, Flatten, an empty
+  Sequential.
 
-MACs are the usual multiply-accumulate count of Conv2d and Linear only.
+Any other leaf layer type needs a rule: a family declares rules for its own layers (``Family.layer_costs``, e.g.
+channel selection costs nothing), and counting a model with a layer type nobody declared raises ValueError naming
+it, never counts it as 0. MACs are the usual multiply-accumulate count of Conv2d and Linear only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from rethink.arch.spec import ArchSpec
+LayerCost = Callable[[nn.Module, Tensor, Tensor], tuple[int, int]]  # (module, input, output) -> (MACs, FLOPs)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def _conv_cost(conv: nn.Conv2d, out: Tensor, sparse: bool) -> tuple[int, int]:
     return per_output * outputs, (2 * per_output + has_bias) * outputs
 
 
-def _linear_cost(linear: nn.Linear, inp: Tensor) -> tuple[int, int]:
+def _linear_cost(linear: nn.Module, inp: Tensor, out: Tensor) -> tuple[int, int]:
     """(macs, flops) of a Linear for one image (``inp`` may carry extra leading dims)."""
     rows = inp.numel() // inp.shape[0] // linear.in_features
     macs = linear.in_features * linear.out_features * rows
@@ -71,23 +72,48 @@ def _linear_cost(linear: nn.Linear, inp: Tensor) -> tuple[int, int]:
     return macs, 2 * macs + bias
 
 
-def _module_cost(module: nn.Module, inp: Tensor, out: Tensor, sparse: bool) -> tuple[int, int]:
-    """(macs, flops) of one call of a leaf module, for one image (batch dimension removed)."""
+def _per_input(flops_per_element: int) -> LayerCost:
+    return lambda module, inp, out: (0, flops_per_element * inp[0].numel())
+
+
+def _pool_cost(module: nn.Module, inp: Tensor, out: Tensor) -> tuple[int, int]:
+    kh, kw = _pair(module.kernel_size)
+    return 0, kh * kw * out[0].numel()
+
+
+def no_cost(module: nn.Module, inp: Tensor, out: Tensor) -> tuple[int, int]:
+    """A layer the paper's counter does not count."""
+    return 0, 0
+
+
+LAYER_COSTS: dict[type, LayerCost] = {
+    nn.Linear: _linear_cost,
+    nn.BatchNorm2d: _per_input(2),
+    nn.ReLU: _per_input(1),
+    nn.MaxPool2d: _pool_cost,
+    nn.AvgPool2d: _pool_cost,
+    nn.Upsample: lambda module, inp, out: (0, 12 * out[0].numel()),
+    **{kind: no_cost for kind in (nn.BatchNorm1d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity, nn.Flatten)},
+    nn.Sequential: no_cost,  # a leaf only when empty (e.g. a stage whose every block SSS removed): the identity
+}
+
+
+def register_layer_cost(layer_type: type, rule: LayerCost) -> None:
+    """Count layers of ``layer_type`` (and its subclasses) with ``rule``; families call it for their own layers."""
+    LAYER_COSTS[layer_type] = rule
+
+
+def _module_cost(module: nn.Module, inp: Tensor, out: Tensor, sparse: bool, path: str) -> tuple[int, int]:
+    """(macs, flops) of one call of a leaf module, for one image."""
     if isinstance(module, nn.Conv2d):
         return _conv_cost(module, out[0], sparse)
-    if isinstance(module, nn.Linear):
-        return _linear_cost(module, inp)
-    per_image_in = inp[0].numel()
-    if isinstance(module, nn.BatchNorm2d):
-        return 0, 2 * per_image_in
-    if isinstance(module, nn.ReLU):
-        return 0, per_image_in
-    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        kh, kw = _pair(module.kernel_size)
-        return 0, kh * kw * out[0].numel()
-    if isinstance(module, nn.Upsample):
-        return 0, 12 * out[0].numel()
-    return 0, 0
+    rule = next((LAYER_COSTS[kind] for kind in type(module).__mro__ if kind in LAYER_COSTS), None)
+    if rule is None:
+        raise ValueError(
+            f"cannot count the FLOPs of layer '{path}' of type {type(module).__name__}: no cost rule is declared for "
+            "it. Declare one in its family (Family.layer_costs) or with rethink.arch.cost.register_layer_cost."
+        )
+    return rule(module, inp, out)
 
 
 def _input_like(model: nn.Module, input_size: int) -> Tensor:
@@ -102,15 +128,18 @@ def count_cost(model: nn.Module, input_size: int, sparse: bool = False) -> Cost:
     """Params, MACs and FLOPs of ``model`` for one ``3 x input_size x input_size`` image (works on meta models)."""
     totals = {"macs": 0, "flops": 0}
 
-    def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-        if inputs and isinstance(inputs[0], Tensor) and isinstance(output, Tensor):
-            macs, flops = _module_cost(module, inputs[0], output, sparse)
-            totals["macs"] += macs
-            totals["flops"] += flops
+    def hook_for(path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if inputs and isinstance(inputs[0], Tensor) and isinstance(output, Tensor):
+                macs, flops = _module_cost(module, inputs[0], output, sparse, path)
+                totals["macs"] += macs
+                totals["flops"] += flops
+
+        return hook
 
     modes = {module: module.training for module in model.modules()}
-    leaves = [m for m in model.modules() if next(m.children(), None) is None]
-    handles = [leaf.register_forward_hook(hook) for leaf in leaves]
+    leaves = [(path, m) for path, m in model.named_modules() if next(m.children(), None) is None]
+    handles = [leaf.register_forward_hook(hook_for(path)) for path, leaf in leaves]
     try:
         model.eval()
         with torch.no_grad():
@@ -121,18 +150,3 @@ def count_cost(model: nn.Module, input_size: int, sparse: bool = False) -> Cost:
         for module, mode in modes.items():
             module.training = mode
     return Cost(params=count_params(model), macs=totals["macs"], flops=totals["flops"])
-
-
-def spec_cost(spec: "ArchSpec", input_size: int) -> Cost:
-    """Dense cost of the model described by ``spec``, built on the meta device (no memory); cached."""
-    return _cached_spec_cost(spec.to_json(), input_size)
-
-
-@lru_cache(maxsize=256)
-def _cached_spec_cost(spec_json: str, input_size: int) -> Cost:
-    from rethink.arch.registry import build  # local import: the registry imports every model module
-    from rethink.arch.spec import ArchSpec
-
-    with torch.device("meta"):
-        model = build(ArchSpec.from_json(spec_json))
-    return count_cost(model, input_size)

@@ -1,4 +1,5 @@
-"""Scratch-B training budget (paper-spec §1.2): stretch the epochs so a pruned model gets the large model's FLOPs.
+"""Scratch-B training budget (docs/protocol.md#scratch-b): stretch the epochs so a pruned model gets the large
+model's FLOPs.
 
 Pure functions of numbers. ``flops_ratio`` is FLOPs(large) / FLOPs(pruned), both per image. Every ``int(x)`` of the
 reference code is reproduced as a floor that forgives floating error (``90 * 1.4`` gives 126, not 125).
@@ -19,9 +20,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-MilestoneRule = Literal["fraction", "step"]
+from rethink.rounding import floor
 
-_EPS = 1e-9
+MilestoneRule = Literal["fraction", "step"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,6 @@ class Budget:
     flops_ratio: float
     cap: float | None
     capped: bool
-
-
-def floor(value: float) -> int:
-    """``int(value)`` for non-negative values, robust to floating error just below an integer."""
-    return math.floor(value + _EPS)
 
 
 def scratch_b_budget(

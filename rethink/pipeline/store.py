@@ -1,9 +1,14 @@
 """Content-addressed artifact store: ``<root>/<stage>/<key>/``, one directory per stage output.
 
-A stage's key is a hash of everything that determines its output (OpenLTH's approach), so cells that need the same
-pretrained or pruned model share it. An artifact is complete once its ``manifest.json`` (sha256 of every file) is
-written — last, atomically. A complete artifact whose files no longer match their checksums is moved aside and
-recomputed, never reused. Concurrent processes take an exclusive file lock per artifact, so a model is trained once.
+A stage's key is a hash of everything that determines its output (OpenLTH's approach; :mod:`rethink.pipeline.keys`),
+so cells that need the same pretrained or pruned model share it. An artifact is complete once its ``manifest.json``
+(sha256 of every file) is written — last, atomically. A complete artifact whose files no longer match their
+checksums is moved aside and recomputed, never reused. Concurrent processes take an exclusive file lock per
+artifact, so a model is trained once.
+
+``<root>/store.json`` records the key scheme the store's artifacts were written with. A store written by an older
+scheme is reported once: its artifacts keep their directories but are never reused, because their keys no longer
+match (they did not cover every setting).
 """
 
 from __future__ import annotations
@@ -12,26 +17,18 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
+from rethink.distributed import is_distributed_follower
 from rethink.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 MANIFEST = "manifest.json"
-STORE_VERSION = 1  # bump when the meaning of stored files changes
-
-
-def content_key(payload: dict[str, Any]) -> str:
-    """A short stable hash of a JSON-serialisable payload."""
-    text = json.dumps({"store_version": STORE_VERSION, **payload}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+STORE_FILE = "store.json"
 
 
 def sha256_file(path: Path) -> str:
@@ -42,57 +39,32 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def is_distributed_follower() -> bool:
-    """True in DDP ranks other than 0: they follow rank 0 and never lock or write artifacts."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0
-
-
-# Under Lightning's DDP launcher, ranks > 0 are started by rank 0's first ``Trainer.fit`` and re-run the cell from the
-# top: stages rank 0 finished before that fit are complete artifacts they reuse without a process group; from that
-# fit on, the process group is up and they follow rank 0 through these helpers (no-ops in a single process).
-
-
-def _group_size() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def leader_value(compute: Callable[[], T]) -> T:
-    """``compute()`` on rank 0, broadcast to every rank when a process group is up; else ``compute()`` locally."""
-    if _group_size() == 1:
-        return compute()
-    import torch.distributed as dist
-
-    box = [compute() if dist.get_rank() == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def barrier() -> None:
-    """Wait for every rank (e.g. until rank 0 has committed an artifact the others read next)."""
-    if _group_size() > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def all_ranks(value: Any) -> list[Any]:
-    """``value`` as each rank has it, in rank order (``[value]`` without a process group)."""
-    if _group_size() == 1:
-        return [value]
-    import torch.distributed as dist
-
-    values: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(values, value)
-    return values
-
-
 class ArtifactStore:
-    """Stage outputs under ``root/<stage>/<key>``."""
+    """Stage outputs under ``root/<stage>/<key>``, keyed by key scheme ``scheme``."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, scheme: int) -> None:
         self.root = Path(root)
+        self.scheme = scheme
+        if not is_distributed_follower():
+            self._note_scheme()
+
+    def _note_scheme(self) -> None:
+        """Record this store's key scheme; report once a store whose artifacts were written by an older one."""
+        marker = self.root / STORE_FILE
+        try:
+            recorded = json.loads(marker.read_text()).get("key_scheme")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if recorded == self.scheme:
+            return
+        if recorded is not None or next(self.root.glob(f"*/*/{MANIFEST}"), None) is not None:
+            log.warning(
+                "artifact store %s holds artifacts of an older key scheme (%s); they are not reused (their keys did "
+                "not cover every setting) and can be deleted. This is reported once.",
+                self.root,
+                recorded or "1, rethink <= 0.1",
+            )
+        write_json_atomic(marker, {"key_scheme": self.scheme})
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key

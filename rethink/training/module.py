@@ -1,8 +1,9 @@
-"""The LightningModule of every cell: an architecture built from its ArchSpec, trained with the paper's SGD recipe."""
+"""The LightningModule of every stage: an architecture built from its ArchSpec, trained with the paper's SGD recipe."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import asdict
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -10,36 +11,34 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from rethink.arch import ArchSpec, build
+from rethink.training.recipes import Recipe
 
 
 class ClassificationModule(pl.LightningModule):
     """Cross-entropy classification with SGD (momentum, weight decay on all parameters) and a multi-step LR.
 
     Each epoch ends with a pass over the test set (as the reference code does); ``test/top1`` is logged per epoch and
-    ``test/top1_best`` tracks the best epoch. ``top5`` adds top-5 accuracy (ImageNet).
+    ``test/top1_best`` tracks the best epoch. ``top5`` adds top-5 accuracy (ImageNet). ``stage`` names the stage the
+    module trains or evaluates (pretrain, prune, imp, retrain).
     """
 
-    def __init__(
-        self,
-        spec: dict[str, Any],
-        lr: float,
-        milestones: Sequence[int],
-        lr_gamma: float = 0.1,
-        momentum: float = 0.9,
-        weight_decay: float = 1e-4,
-        nesterov: bool = False,
-        top5: bool = False,
-    ) -> None:
+    def __init__(self, spec: ArchSpec, recipe: Recipe, top5: bool = False, stage: str = "") -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.spec = ArchSpec.from_dict(spec)
-        self.model = build(self.spec)
-        num_classes = self.spec.num_classes
+        self.save_hyperparameters({"spec": spec.to_dict(), "recipe": asdict(recipe), "top5": top5, "stage": stage})
+        self.spec, self.recipe, self.stage = spec, recipe, stage
+        self.model = build(spec)
+        num_classes = spec.num_classes
         self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.test_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.test_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if top5 else None
         self.best: dict[str, float] = {}
         self.last: dict[str, float] = {}
+
+    def install(self, spec: ArchSpec, state: dict[str, torch.Tensor]) -> None:
+        """Make ``spec`` carrying ``state`` the network of this module (before a run sets up its optimizers)."""
+        if spec != self.spec:
+            self.spec, self.model = spec, build(spec)
+        self.model.load_state_dict(state, strict=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -75,12 +74,18 @@ class ClassificationModule(pl.LightningModule):
             self.log(f"test/{name}_best", self.best[name])
         self.last = metrics
 
-    def configure_optimizers(self):
-        hp = self.hparams
+    def configure_optimizers(self) -> dict[str, Any]:
+        recipe = self.recipe
         optimizer = torch.optim.SGD(
-            self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=hp.nesterov
+            self.parameters(),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            nesterov=recipe.nesterov,
         )
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.milestones), gamma=hp.lr_gamma)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(recipe.milestones), gamma=recipe.lr_gamma
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

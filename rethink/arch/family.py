@@ -1,0 +1,205 @@
+"""What an architecture family declares about its own structure, so that surgery, pruning targets, pruners and the
+cost counter need no table of families: each family module builds one :class:`Family` and registers it.
+
+A family may declare:
+
+- ``channel_groups``: the prunable sets of channels (:class:`GroupSlot`): which layer produces them, which BN
+  normalises them, which layers read them (residual / concatenated streams are coupled by simply not being a group:
+  only channels whose readers are all listed can be thinned), and where their width sits in the spec's config.
+  Surgery (:mod:`rethink.arch.surgery`), L1-norm, random, slimming and uniform pruning need it.
+- ``filter_numbering``: the conv ids and stages of the reference L1-norm code (:class:`NumberedConv`), for the paper's
+  predefined per-stage / per-layer targets.
+- ``residual_blocks``: the removable residual branches (:class:`ResidualBlocks`), for Sparse Structure Selection.
+- ``layer_costs``: FLOP rules for layer types of its own (the counter refuses a layer type it has no rule for).
+
+A pruner names what it needs; a model whose family lacks it is refused when the cell's plan is built.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+from torch import nn
+
+from rethink.arch.spec import ArchSpec
+
+Config = dict[str, Any]
+ConfigPath = tuple[str | int, ...]  # keys into a spec config, e.g. ("block_widths", 3, 1)
+CostRule = Callable[[nn.Module, Any, Any], tuple[int, int]]  # (module, input, output) -> (MACs, FLOPs) per image
+
+# what each declaration gives a pruner, for the message refusing a model whose family lacks it
+DECLARATIONS = {
+    "channel_groups": "its prunable channel groups (which layer produces, normalises and reads each set of channels)",
+    "filter_numbering": "the conv numbering and stages of the reference L1-norm code (for stage / layer ratios)",
+    "residual_blocks": "its removable residual blocks",
+}
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """One prunable set of ``width`` channels.
+
+    name: stable id = module path of the producing conv / Linear, or of the ChannelSelection (kind "selection").
+    producer: that conv / Linear path (None for selection groups: their stream cannot shrink).
+    bn: the BatchNorm whose scaling factors belong to these channels (for a selection group the full-size BN before
+        it; kept channels are positions inside the current selection). None where the model has no BN there.
+    kind: "conv", "linear" or "selection".
+    """
+
+    name: str
+    width: int
+    producer: str | None
+    bn: str | None
+    kind: str
+
+
+class GroupSlot(NamedTuple):
+    """A group plus what surgery needs: its readers (module, input columns per channel) and its config entries."""
+
+    group: ChannelGroup
+    consumers: tuple[tuple[str, int], ...]
+    width_path: ConfigPath  # config entry set to the kept count
+    selection_path: ConfigPath | None = None  # config entry holding the selected stream indices
+
+
+class Layer(NamedTuple):
+    """A layer of a feed-forward chain; ``fan`` = its input columns per channel of the previous layer."""
+
+    name: str
+    bn: str | None
+    kind: str
+    path: ConfigPath
+    width: int
+    fan: int = 1
+
+
+def chain(layers: Sequence[Layer], head: tuple[str, int]) -> list[GroupSlot]:
+    """Groups of a plain chain: each layer's outputs are read by the next layer (the last one by ``head``)."""
+    readers = [(layer.name, layer.fan) for layer in layers[1:]] + [head]
+    return [
+        GroupSlot(ChannelGroup(layer.name, layer.width, layer.name, layer.bn, layer.kind), (reader,), layer.path)
+        for layer, reader in zip(layers, readers)
+    ]
+
+
+def inner_group(block: str, conv: int, bn: int, path: ConfigPath, width: int) -> GroupSlot:
+    """Outputs of ``block.conv{conv}``, normalised by ``block.bn{bn}`` and read by ``block.conv{conv + 1}``."""
+    name = f"{block}.conv{conv}"
+    return GroupSlot(
+        ChannelGroup(name, width, name, f"{block}.bn{bn}", "conv"), ((f"{block}.conv{conv + 1}", 1),), path
+    )
+
+
+def selection_group(
+    owner: str, bn: str, reader: str, width_path: ConfigPath, selection_path: ConfigPath, chosen: list[int]
+) -> GroupSlot:
+    """The selection ``{owner}select`` after the full-size ``{owner}{bn}``, read by ``{owner}{reader}``."""
+    group = ChannelGroup(f"{owner}select", len(chosen), None, f"{owner}{bn}", "selection")
+    return GroupSlot(group, ((f"{owner}{reader}", 1),), width_path, selection_path)
+
+
+def stage_blocks(blocks_per_stage: Sequence[int]) -> list[str]:
+    """Module paths ``layer{s}.{b}`` of every block, stages numbered from 1."""
+    return [f"layer{s + 1}.{b}" for s, count in enumerate(blocks_per_stage) for b in range(count)]
+
+
+@dataclass(frozen=True)
+class NumberedConv:
+    """A conv L1-norm pruning may thin, numbered as in the reference prune scripts."""
+
+    conv_id: int
+    stage: int  # 0-based
+    group: str  # its channel group (the conv's module path)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One residual block: where it is, whether it has a branch and whether its shortcut downsamples."""
+
+    stage: int  # 0-based stage index (module ``layer{stage + 1}``)
+    index: int  # 0-based index in its stage
+    has_branch: bool
+    downsamples: bool  # shortcut is not the identity (option-A pad/pool or a projection)
+    last_bn: str  # the branch's last BN, relative to the block ("bn2" basic, "bn3" bottleneck)
+
+    @property
+    def path(self) -> str:
+        return f"layer{self.stage + 1}.{self.index}"
+
+
+@dataclass(frozen=True)
+class ResidualBlocks:
+    """Removable residual branches. ``blocks(spec)``: per stage, per block. ``without(spec, keep)``: the config with
+    the branches ``keep`` marks False removed (identity blocks dropped, downsampling ones keep their shortcut) and a
+    map from each new block path to the old block it copies. Blocks with a branch take a learnable factor when the
+    config has ``branch_scale: true``."""
+
+    blocks: Callable[[ArchSpec], list[list[Block]]]
+    without: Callable[[ArchSpec, Sequence[Sequence[bool]]], tuple[Config, dict[str, Block]]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """An architecture family: how to build a model from its spec, and what it declares about its structure."""
+
+    name: str
+    build: Callable[[ArchSpec], nn.Module]
+    channel_groups: Callable[[Config], list[GroupSlot]] | None = None
+    filter_numbering: Callable[[Config], list[NumberedConv]] | None = None
+    residual_blocks: ResidualBlocks | None = None
+    layer_costs: Mapping[type, CostRule] = field(default_factory=dict)
+
+    def missing(self, needed: Sequence[str]) -> list[str]:
+        """Which of the ``needed`` declarations (keys of :data:`DECLARATIONS`) this family does not make."""
+        unknown = sorted(set(needed) - set(DECLARATIONS))
+        if unknown:
+            raise ValueError(f"unknown family declaration(s) {unknown}; known: {', '.join(DECLARATIONS)}")
+        return [name for name in needed if getattr(self, name) is None]
+
+
+def config_get(config: Config, path: ConfigPath) -> Any:
+    """The entry of a (nested) spec config at ``path``."""
+    for key in path:
+        config = config[key]  # type: ignore[index]
+    return config
+
+
+def config_put(config: Config, path: ConfigPath, value: Any) -> None:
+    """Set the entry of a (nested) spec config at ``path``."""
+    config_get(config, path[:-1])[path[-1]] = value
+
+
+def vgg_numbering(widths: Sequence[int | str], modules_per_conv: int, pool: str = "M") -> list[NumberedConv]:
+    """Reference L1-norm numbering of a VGG width list (``pool`` = a max-pool module): every conv from 1, a stage is
+    the convs between two pools, a conv's group is its module path ``features.<index>``."""
+    convs, conv_id, stage, module, stage_has_conv = [], 1, 0, 0, False
+    for item in widths:
+        if item == pool:
+            if stage_has_conv:
+                stage, stage_has_conv = stage + 1, False
+            module += 1
+            continue
+        convs.append(NumberedConv(conv_id, stage, f"features.{module}"))
+        conv_id, stage_has_conv, module = conv_id + 1, True, module + modules_per_conv
+    return convs
+
+
+def drop_branches(
+    blocks: Sequence[Sequence[Block]], inner: Sequence[Sequence[Any]], keep: Sequence[Sequence[bool]], removed: Any
+) -> tuple[list[list[Any]], dict[str, Block]]:
+    """Per stage, the inner-width entries left once the branches ``keep`` marks False are removed: an identity block
+    leaves its stage (its ``relu(x)`` is ``x``), a downsampling block stays with ``removed`` as its entry (shortcut
+    only). Also the map from each new block path to the old block it copies."""
+    stages: list[list[Any]] = []
+    old_of_new: dict[str, Block] = {}
+    for s, (stage, flags, widths) in enumerate(zip(blocks, keep, inner)):
+        kept: list[Any] = []
+        for block, flag, width in zip(stage, flags, widths):
+            if not flag and not block.downsamples:
+                continue
+            old_of_new[f"layer{s + 1}.{len(kept)}"] = block
+            kept.append(copy.deepcopy(width) if flag else removed)
+        stages.append(kept)
+    return stages, old_of_new

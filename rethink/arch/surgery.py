@@ -1,0 +1,143 @@
+"""Channel surgery, for every family that declares its channel groups (:class:`rethink.arch.family.Family`):
+(model, spec, kept channels per group) -> the physically smaller model.
+
+A *channel group* is one set of channels a pruner may thin: the outputs of a conv / hidden Linear (named by that
+layer's module path) or the positions of a channel-selection layer (named by the selection's path; the BN before it
+and the residual / concatenated stream it reads keep their full size). The family's declaration says which BN
+normalises a group, which layers read it and which config entries hold its width. :func:`shrink` edits only those
+entries, rebuilds the model and copies every kept weight; :func:`mask` zeroes the pruned channels in a copy of the
+large model instead, which must compute the same function (the invariance test).
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from rethink.arch.family import ChannelGroup, GroupSlot, config_get, config_put
+from rethink.arch.registry import build, family_of
+from rethink.arch.spec import ArchSpec
+
+
+def group_slots(spec: ArchSpec) -> list[GroupSlot]:
+    """The channel groups ``spec``'s family declares, with their couplings; ValueError when it declares none."""
+    family = family_of(spec)
+    if family.channel_groups is None:
+        raise ValueError(f"family '{spec.family}' declares no channel groups (Family.channel_groups)")
+    return family.channel_groups(spec.config)
+
+
+def prunable_groups(spec: ArchSpec) -> list[ChannelGroup]:
+    """The prunable channel groups of ``spec``, in network order."""
+    return [slot.group for slot in group_slots(spec)]
+
+
+def group_widths(spec: ArchSpec) -> dict[str, int]:
+    """Group name -> current number of channels."""
+    return {group.name: group.width for group in prunable_groups(spec)}
+
+
+def _kept(group: ChannelGroup, values: Sequence[int]) -> list[int]:
+    """``values`` as a validated list of kept indices of ``group``."""
+    try:
+        kept = [operator.index(v) for v in values]
+    except TypeError:
+        raise ValueError(f"group '{group.name}': kept indices must be integers, got {values!r}") from None
+    if not kept:
+        raise ValueError(f"group '{group.name}' would keep zero channels; at least one channel must be kept")
+    if any(b <= a for a, b in zip(kept, kept[1:])):
+        raise ValueError(f"group '{group.name}': kept indices must be sorted and unique, got {kept}")
+    if kept[0] < 0 or kept[-1] >= group.width:
+        raise ValueError(f"group '{group.name}': kept indices must lie in [0, {group.width}), got {kept}")
+    return kept
+
+
+def _plan(spec: ArchSpec, keep: Mapping[str, Sequence[int]]) -> list[tuple[GroupSlot, list[int]]]:
+    """The groups named in ``keep`` with their validated kept indices, in network order."""
+    slots = {slot.group.name: slot for slot in group_slots(spec)}
+    unknown = sorted(set(keep) - set(slots))
+    if unknown:
+        raise ValueError(f"unknown channel group(s) {unknown} for {spec.family}; known e.g. {list(slots)[:4]}")
+    return [(slot, _kept(slot.group, keep[name])) for name, slot in slots.items() if name in keep]
+
+
+def _slice(state: dict[str, Tensor], module: str, names: Sequence[str], dim: int, index: Tensor) -> None:
+    """Keep ``index`` along ``dim`` of the state entries ``module.<name>`` that exist."""
+    for key in (f"{module}.{name}" for name in names):
+        if key in state:
+            state[key] = state[key].index_select(dim, index.to(state[key].device))
+
+
+def shrink(model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) -> tuple[ArchSpec, nn.Module]:
+    """The pruned spec and the smaller model with every kept weight of ``model`` (built from ``spec``) copied.
+
+    ``keep[name]``: sorted indices (relative to the group's current channels) to keep; groups not named keep all.
+    The result has ``model``'s device, floating dtype and train/eval mode.
+    """
+    config, state = copy.deepcopy(spec.config), dict(model.state_dict())
+    for slot, kept in _plan(spec, keep):
+        group, index = slot.group, torch.tensor(kept, dtype=torch.long)
+        config_put(config, slot.width_path, len(kept))
+        if slot.selection_path is not None:
+            chosen, key = config_get(spec.config, slot.selection_path), f"{group.name}.indices"
+            if state[key].tolist() != chosen:
+                raise ValueError(f"group '{group.name}': the model's selected channels differ from the spec's")
+            config_put(config, slot.selection_path, [chosen[i] for i in kept])
+            state[key] = state[key].index_select(0, index.to(state[key].device))
+        else:
+            _slice(state, str(group.producer), ("weight", "bias"), 0, index)
+            if group.bn is not None:
+                _slice(state, group.bn, ("weight", "bias", "running_mean", "running_var"), 0, index)
+        for reader, fan in slot.consumers:
+            _slice(state, reader, ("weight",), 1, (index[:, None] * fan + torch.arange(fan)).flatten())
+    pruned = ArchSpec(spec.family, spec.num_classes, config)
+    small = build(pruned)
+    small.load_state_dict(state, strict=True)
+    reference = next(model.parameters(), None)
+    if reference is not None:
+        small.to(reference.device, reference.dtype)
+    return pruned, small.train(model.training)
+
+
+def mask(model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) -> nn.Module:
+    """A copy of ``model`` with the pruned channels zeroed: producer rows (weight, bias) and BN weight and bias.
+
+    For a selection group the BN entries of the dropped selected stream channels are zeroed. In eval mode the
+    result computes what ``shrink(model, spec, keep)[1]`` computes.
+    """
+    masked, plan = copy.deepcopy(model), _plan(spec, keep)
+    modules = dict(masked.named_modules())
+    with torch.no_grad():
+        for slot, kept in plan:
+            group = slot.group
+            dropped = torch.tensor(sorted(set(range(group.width)) - set(kept)), dtype=torch.long)
+            if slot.selection_path is not None:
+                dropped = torch.tensor(config_get(spec.config, slot.selection_path), dtype=torch.long)[dropped]
+            for name in (group.producer, group.bn):
+                for param in () if name is None else (modules[name].weight, modules[name].bias):
+                    if param is not None:
+                        param.index_fill_(0, dropped.to(param.device), 0.0)
+    return masked
+
+
+def with_group_widths(spec: ArchSpec, widths: Mapping[str, int]) -> ArchSpec:
+    """``spec`` with the named groups narrowed to ``widths`` (their first channels; selections keep their first
+    selected positions). Equal to ``shrink(build(spec), spec, {name: range(k)})[0]`` without building a model.
+    """
+    slots = {slot.group.name: slot for slot in group_slots(spec)}
+    unknown = sorted(set(widths) - set(slots))
+    if unknown:
+        raise ValueError(f"unknown channel group(s) {unknown} for {spec.family}")
+    config = copy.deepcopy(spec.config)
+    for name, k in widths.items():
+        slot = slots[name]
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= slot.group.width:
+            raise ValueError(f"group '{name}': width must be an integer in [1, {slot.group.width}], got {k!r}")
+        config_put(config, slot.width_path, k)
+        if slot.selection_path is not None:
+            config_put(config, slot.selection_path, config_get(spec.config, slot.selection_path)[:k])
+    return ArchSpec(spec.family, spec.num_classes, config)

@@ -1,0 +1,97 @@
+"""The door: a composed Hydra config becomes :class:`Settings` — typed, frozen, validated once — or one
+:class:`UserError` naming the bad key.
+
+Each group is parsed with the schema of its selected option: the data set's (:mod:`rethink.data.registry`), the
+pruner's own (its registered class, found by name or ``_target_``), the schedule's
+(:mod:`rethink.pipeline.schedules`), and the fixed groups of :mod:`rethink.settings.schema`. A key no schema knows —
+also one added with ``+`` — a wrong type or a value out of range stops here, before any data is loaded.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any, Literal, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from rethink.data.registry import dataset_kind
+from rethink.errors import UserError
+from rethink.pipeline.schedules import schedule_schema
+from rethink.pruning.registry import pruner_class
+from rethink.settings.schema import (
+    CalibrationSettings,
+    LoggerSettings,
+    ModelSettings,
+    OptimSettings,
+    PathsSettings,
+    PretrainSettings,
+    Settings,
+    TrainerSettings,
+)
+from rethink.settings.typed import NonNegativeInt, coerce, parse
+
+GROUPS = ("dataset", "model", "pruner", "schedule", "pretrain", "optim", "calibration", "trainer", "logger", "paths")
+SCALARS: dict[str, Any] = {"seed": NonNegativeInt, "progress_bar": Literal["rich", "tqdm"], "dry_run": bool}
+
+
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    except Exception as exc:  # omegaconf raises several error types for bad interpolations and missing values
+        raise UserError(f"the config cannot be resolved: {exc}".replace("\n", " ")) from None
+
+
+def _group(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    node = config.get(name)
+    if not isinstance(node, Mapping):
+        raise UserError(f"{name}: expected a group of settings (e.g. {name}=<option>), got {node!r}.")
+    return dict(node)
+
+
+def _option(node: Mapping[str, Any], group: str) -> str:
+    name = node.get("name")
+    if not isinstance(name, str):
+        raise UserError(f"{group}.name={name!r}: every {group} option names itself; pick one with {group}=<name>.")
+    return name
+
+
+def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
+    """The validated, immutable settings of a composed config."""
+    config = _resolved(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
+    unknown = sorted(set(config) - set(GROUPS) - set(SCALARS))
+    if unknown:
+        raise UserError(
+            f"{unknown[0]}: no such setting; the settings are the groups {', '.join(GROUPS)} and {', '.join(SCALARS)}."
+        )
+    dataset_node = _group(config, "dataset")
+    dataset = parse(dataset_kind(_option(dataset_node, "dataset")).schema, dataset_node, "dataset")
+    model_node = _group(config, "model")
+    model = ModelSettings(
+        _option(model_node, "model"), MappingProxyType({k: v for k, v in model_node.items() if k != "name"})
+    )
+    pruner_node = _group(config, "pruner")
+    pruner_type = pruner_class(pruner_node)
+    pruner = parse(
+        pruner_type.settings_type,
+        {"name": pruner_type.name, **{k: v for k, v in pruner_node.items() if k != "_target_"}},
+        "pruner",
+        f"pruner={pruner_type.name}",
+    )
+    schedule_node = _group(config, "schedule")
+    schedule_name = _option(schedule_node, "schedule")
+    schedule = parse(schedule_schema(schedule_name), schedule_node, "schedule", f"schedule={schedule_name}")
+    scalars = {key: coerce(config[key], kind, key) for key, kind in SCALARS.items() if key in config}
+    return Settings(
+        dataset=dataset,
+        model=model,
+        pruner=pruner,
+        schedule=schedule,
+        pretrain=parse(PretrainSettings, _group(config, "pretrain"), "pretrain"),
+        optim=parse(OptimSettings, _group(config, "optim"), "optim"),
+        calibration=parse(CalibrationSettings, config.get("calibration") or {}, "calibration"),
+        trainer=TrainerSettings.parse(_group(config, "trainer")),
+        logger=parse(LoggerSettings, _group(config, "logger"), "logger"),
+        paths=parse(PathsSettings, _group(config, "paths"), "paths"),
+        resolved=MappingProxyType(config),
+        **scalars,
+    )

@@ -1,0 +1,114 @@
+"""Stage keys: a stage's artifact directory is named by a hash of everything that can change what it computes.
+
+Every setting of the groups a stage depends on is hashed by default (data set, model, SGD, Lightning's trainer
+arguments — including ones added with ``+trainer.*`` — the seed, the stage's recipe, the pruner's settings, the
+upstream stage's key), so a new setting can never make a stage reuse an artifact computed without it. Only the
+settings in :data:`NOT_HASHED` are left out, each known not to change results; groups that never change a model
+(``paths``, ``logger``, ``progress_bar``, ``dry_run``) are not hashed at all, and ``calibration`` only in the prune
+key of a pruner that reads calibration data. ``tests/test_keys.py`` pins the keys of reference cells: a change that
+moves them must update the pinned values in the same commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from rethink.arch.spec import ArchSpec
+    from rethink.pipeline.plan import CellPlan, StagePlan
+
+KEY_SCHEME = 2  # 1: rethink <= 0.1 (hashed an allowlist of trainer settings); bump when key contents change meaning
+
+NOT_HASHED: dict[str, str] = {
+    # where the images are read from and how fast; a data set is identified by its name, classes, size and subsets
+    "dataset.npz_path": "the file the images are read from",
+    "dataset.root": "the folder the images are read from",
+    "dataset.download": "whether missing files may be downloaded",
+    "dataset.num_workers": "loader worker processes",
+    # the test accuracy of a model does not depend on the evaluation batch size (BN in eval mode)
+    "dataset.test_batch_size": "evaluation batch size",
+    # the data set's default recipe feeds pretrain.* and schedule.*, whose resolved values the stages hash
+    "dataset.recipe": "defaults of pretrain.* and schedule.*",
+    # how a run shows and logs its progress
+    "trainer.enable_progress_bar": "progress display",
+    "trainer.enable_model_summary": "model summary display",
+    "trainer.log_every_n_steps": "logging frequency",
+    "trainer.profiler": "profiling",
+}
+
+
+def content_key(payload: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-serialisable payload (with the key scheme)."""
+    text = json.dumps({"key_scheme": KEY_SCHEME, **payload}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def hashed(group: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of ``group`` that enter a key: all of them but those in :data:`NOT_HASHED`."""
+    return {k: v for k, v in values.items() if f"{group}.{k}" not in NOT_HASHED}
+
+
+def shared(plan: "CellPlan") -> dict[str, Any]:
+    """What every stage of a cell depends on: the data, the model's options, SGD, the trainer and the seed."""
+    s = plan.settings
+    return {
+        "dataset": hashed("dataset", dataclasses.asdict(s.dataset)),
+        "model": {"name": s.model.name, **s.model.options},
+        "optim": dataclasses.asdict(s.optim),
+        "trainer": hashed("trainer", s.trainer.arguments),
+        "seed": s.seed,
+    }
+
+
+def pretrain_key(plan: "CellPlan", weights_sha256: str | None = None) -> str:
+    """The large model: its spec, recipe (or the content of imported weights) and any pruner penalty."""
+    stage = plan.stages[0]
+    origin: dict[str, Any] = (
+        {"weights_sha256": weights_sha256} if weights_sha256 else {"recipe": dataclasses.asdict(stage.recipe)}
+    )
+    regularizer = plan.pruner.regularizer(plan.large)
+    if regularizer and not weights_sha256:
+        origin["regularizer"] = regularizer
+    return content_key({"stage": "pretrain", "spec": plan.large.to_dict(), **origin, **shared(plan)})
+
+
+def prune_key(plan: "CellPlan", source_key: str, round_index: int) -> str:
+    """A decision on the weights of stage ``source_key``: the pruner's settings (and calibration when it reads
+    data); round ``round_index`` of iterative pruning."""
+    payload: dict[str, Any] = {
+        "stage": "prune",
+        "source": source_key,
+        "pruner": dataclasses.asdict(plan.settings.pruner),
+    }
+    if round_index > 1:
+        payload["round"] = round_index
+    if plan.pruner.requirements().calibration:
+        payload["calibration"] = dataclasses.asdict(plan.settings.calibration)
+    return content_key(payload)
+
+
+def round_key(plan: "CellPlan", prune: str, stage: "StagePlan") -> str:
+    """A round of iterative pruning: the original initialisation under decision ``prune``, retrained."""
+    recipe = dataclasses.asdict(stage.recipe)
+    return content_key({"stage": "imp", "prune": prune, "recipe": recipe, **shared(plan)})
+
+
+def retrain_key(plan: "CellPlan", stage: "StagePlan", prune: str | None, target: "ArchSpec") -> str:
+    """The retraining: from the prune decision ``prune`` (inherited weights, lottery init, weight masks) or, for a
+    fresh initialisation of a structured architecture, from the ``target`` spec alone; the schedule and recipe."""
+    upstream: dict[str, Any] = {"target": target.to_dict()} if stage.init == "random" else {}
+    if prune is not None and (stage.init != "random" or plan.sparse is not None):
+        upstream["prune"] = prune
+    return content_key(
+        {
+            "stage": "retrain",
+            **upstream,
+            "init": stage.init,
+            "recipe": dataclasses.asdict(stage.recipe),
+            "schedule": dataclasses.asdict(plan.settings.schedule),
+            **shared(plan),
+        }
+    )

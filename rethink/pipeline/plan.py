@@ -1,0 +1,269 @@
+"""Settings -> the immutable plan of a cell: the pruner, model specs, costs, stages and recipes.
+
+Everything here runs before any data is loaded or any training starts, so bad input fails fast and ``dry_run``
+can print the plan without touching data. A cell walks up to three stages (docs/protocol.md#cell):
+
+    pretrain (large model) -> prune (a decision in a Lightning run) -> retrain (schedule)
+
+``schedule=baseline`` is the pretrain stage alone. Retraining from random init with a predefined target needs no
+trained large model: the pruned spec is built directly. An iterative pruner adds a round (``imp``) per extra decision.
+Once training has decided an automatic pruner's architecture, :meth:`CellPlan.resolve` gives a new, complete plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rethink.arch import INPUT_SIZE, ArchSpec, UnknownModelError, default_spec, family_of, model_info, spec_cost
+from rethink.arch.family import DECLARATIONS
+from rethink.arch.surgery import group_widths
+from rethink.errors import UserError
+from rethink.pipeline.budget import Budget
+from rethink.pruning.registry import Pruner, create
+from rethink.settings.schema import Settings
+from rethink.training.recipes import Recipe, pretrain_recipe
+
+DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
+DECIDED_BY_TRAINING = ["per-layer widths", "params and FLOPs of the pruned model", "Scratch-B epochs"]
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One ``Trainer.fit``: which model it trains, where its weights start, and its recipe."""
+
+    name: str  # "pretrain" | "imp" (a round of iterative pruning) | "retrain"
+    model: str  # "large" | "pruned"
+    init: str  # "random" | "pretrained" | "original"
+    recipe: Recipe | None  # None: decided by training (Scratch-B of an automatic pruner)
+
+
+@dataclass(frozen=True)
+class SparseCost:
+    """Unstructured pruning: params and FLOPs of the nonzero weights, and the sparsity report."""
+
+    params: int
+    flops: dict[str, int]
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """A planned cell: its settings, the configured pruner, the specs, the stages in order and the budget."""
+
+    settings: Settings
+    cell: dict[str, Any]
+    pruner: Pruner
+    large: ArchSpec
+    pruned: ArchSpec | None
+    input_size: int
+    stages: tuple[StagePlan, ...]
+    base_epochs: int  # the large model's epochs (Scratch-B: schedule.base_epochs)
+    pretrained_weights: str | None = None  # pretrain.weights: a trained large model to import instead of training
+    budget: Budget | None = None
+    sparse: SparseCost | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.settings.model.name
+
+    @property
+    def specs(self) -> dict[str, ArchSpec]:
+        return {"large": self.large} | ({} if self.pruned is None else {"pruned": self.pruned})
+
+    @property
+    def needs_pretrain(self) -> bool:
+        return self.stages[0].name == "pretrain"
+
+    @property
+    def retrain(self) -> StagePlan:
+        return self.stages[-1]
+
+    def cost(self, model: str) -> dict[str, Any]:
+        """Params and FLOPs (MACs and the paper's 2x-MAC convention) of one of the cell's models."""
+        if model == "pruned" and self.sparse is not None:  # masks: only nonzero weights count (protocol #flops)
+            return {"params": self.sparse.params, "flops": self.sparse.flops}
+        c = spec_cost(self.specs[model], self.input_size)
+        return {"params": c.params, "flops": {"macs": c.macs, "paper": c.flops}}
+
+    def pruning_summary(self) -> dict[str, Any] | None:
+        """Requested settings beside achieved ratios and the per-layer widths before/after."""
+        if not self.pruner.prunes:
+            return None
+        name, requested = self.pruner.name, self.pruner.requested()
+        if self.pruned is None:
+            return {"pruner": name, "requested": requested, "decided_by_training": DECIDED_BY_TRAINING}
+        large, pruned = self.cost("large"), self.cost("pruned")
+        groups = family_of(self.large).channel_groups is not None
+        before, after = (group_widths(self.large), group_widths(self.pruned)) if groups else ({}, {})
+        achieved = (
+            {"channels_pruned_fraction": round(1 - sum(after.values()) / sum(before.values()), 6)} if before else {}
+        )
+        achieved |= {
+            "params_pruned_fraction": round(1 - pruned["params"] / large["params"], 6),
+            "flops_pruned_fraction": round(1 - pruned["flops"]["paper"] / large["flops"]["paper"], 6),
+            "flops_ratio": round(large["flops"]["paper"] / pruned["flops"]["paper"], 6),
+        }
+        summary: dict[str, Any] = {"pruner": name, "requested": requested, "achieved": achieved}
+        if before:
+            summary["widths"] = {"before": before, "after": after}
+        if self.sparse is not None:
+            summary["sparsity"] = self.sparse.report
+        return summary
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``dry_run``."""
+        budget = self.budget
+        return {
+            "cell": self.cell,
+            "input_size": self.input_size,
+            "models": {name: self.cost(name) for name in self.specs},
+            "pruning": self.pruning_summary(),
+            "budget": None if budget is None else {**dataclasses.asdict(budget), "base_epochs": self.base_epochs},
+            "stages": [
+                {"name": s.name, "model": s.model, "init": s.init, **(dataclasses.asdict(s.recipe) if s.recipe else {})}
+                | ({} if s.recipe else {"recipe": "decided by training (Scratch-B of the pruned model's FLOPs)"})
+                for s in self.stages
+            ],
+        }
+
+    def resolve(self, pruned: ArchSpec, sparse: SparseCost | None = None) -> "CellPlan":
+        """The plan once training has decided the pruned spec (and, for masks, its sparse cost): a new plan whose
+        retraining recipe and Scratch-B budget follow from it."""
+        plan = dataclasses.replace(self, pruned=pruned, sparse=sparse)
+        retrain, budget = _retrain_stage(plan)
+        return dataclasses.replace(plan, stages=(*self.stages[:-1], retrain), budget=budget)
+
+
+def _large_spec(settings: Settings) -> ArchSpec:
+    name, dataset = settings.model.name, settings.dataset
+    try:
+        info = model_info(name)
+    except UnknownModelError as exc:
+        raise UserError(f"model.name: {exc}. Pick one with model=<name>.") from None
+    size = INPUT_SIZE[info.domain]
+    if size != dataset.image_size:
+        raise UserError(
+            f"model '{name}' is {DOMAIN_NAMES.get(info.domain, info.domain)} architecture for {size}x{size} inputs, "
+            f"but dataset '{dataset.name}' has {dataset.image_size}x{dataset.image_size} images. Pick a model for "
+            f"that input size, e.g. model={'resnet56' if dataset.image_size == 32 else 'resnet50'}."
+        )
+    try:
+        spec = default_spec(name, dataset.num_classes, **settings.model.options)
+    except (TypeError, ValueError) as exc:
+        message = str(exc) if str(exc).startswith(f"model '{name}'") else f"model '{name}': {exc}"
+        raise UserError(f"{message}. Fix the model.* override (conf/model/{name}.yaml lists the options).") from None
+    try:
+        spec_cost(spec, size)  # every layer type has a FLOP rule (docs/protocol.md#flops)
+    except ValueError as exc:
+        raise UserError(f"model '{name}': {exc}") from None
+    return spec
+
+
+def _configured_pruner(settings: Settings, large: ArchSpec) -> tuple[Pruner, ArchSpec, ArchSpec | None]:
+    """The pruner for this model (checked against what its family declares), the large spec it trains, and its
+    predefined target (None when training decides)."""
+    pruner, model = create(settings.pruner, settings.model.name), settings.model.name
+    missing = family_of(large).missing(pruner.requirements().family)
+    if missing:
+        what = "; ".join(f"{DECLARATIONS[m]} (Family.{m})" for m in missing)
+        raise UserError(
+            f"pruner={pruner.name} cannot prune model '{model}': its family '{large.family}' does not declare {what}, "
+            f"which {pruner.name} needs. Declare it in the family's module, or pick another pruner."
+        )
+    try:
+        pruner.check(large)
+        prepared = pruner.prepare(large)
+        return pruner, prepared, pruner.target(prepared)
+    except ValueError as exc:
+        raise UserError(f"pruner={pruner.name} with model '{model}': {exc}. Fix the pruner.* overrides.") from None
+
+
+def _pretrained_weights(settings: Settings) -> str | None:
+    """``pretrain.weights`` if set: it must name an existing file."""
+    weights = settings.pretrain.weights
+    if weights is None:
+        return None
+    if not Path(weights).is_file():
+        raise UserError(
+            f"pretrain.weights={weights!r}: no such file. Give the path of a saved state_dict of the large model, or "
+            "null to train it."
+        )
+    return str(Path(weights).resolve())
+
+
+def _pretrain(settings: Settings) -> Recipe:
+    return pretrain_recipe(settings.pretrain, settings.dataset.recipe.milestone_fractions, settings.optim)
+
+
+def _retrain_stage(plan: CellPlan) -> tuple[StagePlan, Budget | None]:
+    """The retraining stage of ``plan``'s schedule (its recipe waits for the pruned spec when Scratch-B needs it)."""
+    settings = plan.settings
+    ratio = None
+    if plan.pruned is not None:
+        ratio = plan.cost("large")["flops"]["paper"] / plan.cost("pruned")["flops"]["paper"]
+    recipe, budget = settings.schedule.retrain_recipe(
+        _pretrain(settings), settings.optim, ratio, plan.pruner.stretches_scratch_b
+    )
+    return StagePlan("retrain", "pruned", str(settings.schedule.init), recipe), budget
+
+
+def build_plan(settings: Settings) -> CellPlan:
+    """Plan the cell of ``settings``; raises :class:`UserError` on input that does not fit together."""
+    schedule, model = settings.schedule, settings.model.name
+    large = _large_spec(settings)
+    pruner, large, target = _configured_pruner(settings, large)
+    baseline = schedule.init is None
+    if (not pruner.prunes) != baseline:
+        fix = (
+            "pick a pruner, e.g. pruner=l1"
+            if not pruner.prunes
+            else "pick a retraining schedule, e.g. schedule=finetune"
+        )
+        raise UserError(
+            f"schedule={schedule.name} with pruner={pruner.name}: schedule=baseline trains the unpruned model and "
+            f"every other schedule retrains a pruned one; {fix}."
+        )
+    pretrain = _pretrain(settings)
+    cell = {
+        "dataset": settings.dataset.name,
+        "model": model,
+        "pruner": pruner.name,
+        "schedule": schedule.name,
+        "seed": settings.seed,
+    }
+    plan = CellPlan(
+        settings=settings,
+        cell=cell,
+        pruner=pruner,
+        large=large,
+        pruned=target,
+        input_size=settings.dataset.image_size,
+        stages=(StagePlan("pretrain", "large", "random", pretrain),),
+        base_epochs=getattr(schedule, "base_epochs", pretrain.epochs),
+        pretrained_weights=_pretrained_weights(settings),
+    )
+    if baseline:
+        return plan
+    retrain, budget = _retrain_stage(plan)
+    needs = pruner.requirements()
+    if retrain.init != "random" and not needs.trained_model:
+        raise UserError(
+            f"pruner={pruner.name} with a fixed target architecture has no trained weights to inherit; train it from "
+            f"scratch (schedule=scratch_e or scratch_b), not schedule={schedule.name}."
+        )
+    iterative = pruner.rounds() > 1
+    if (retrain.init == "original" or iterative) and plan.pretrained_weights:
+        what = f"iterative pruning (pruner.rounds={pruner.rounds()})" if iterative else f"schedule={schedule.name}"
+        raise UserError(
+            f"{what} starts from the large model's original initialisation, which imported "
+            f"pretrain.weights='{plan.pretrained_weights}' do not have; train the large model here "
+            "(pretrain.weights=null)."
+        )
+    stages: tuple[StagePlan, ...] = ()
+    if retrain.init != "random" or target is None:  # the decision needs the trained large model
+        rounds = tuple(StagePlan("imp", "large", "original", pretrain) for _ in range(pruner.rounds() - 1))
+        stages = (*plan.stages, *rounds)
+    return dataclasses.replace(plan, stages=(*stages, retrain), budget=budget)

@@ -1,0 +1,69 @@
+"""Run one cell and write what it produced: ``result.json`` (schema in the README), the final ``spec.json`` and
+``weights.pt``, and each trained stage's per-epoch ``metrics.csv``, in the cell's run directory."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from rethink.data import build_datamodule
+from rethink.distributed import is_distributed_follower
+from rethink.io import write_json_atomic, write_text_atomic
+from rethink.pipeline.plan import CellPlan, build_plan
+from rethink.pipeline.runner import CellRunner
+from rethink.provenance import git_sha, versions
+from rethink.settings.schema import Settings
+
+
+def _budget(plan: CellPlan) -> dict[str, Any] | None:
+    final = plan.retrain
+    if final.name != "retrain":
+        return None
+    large, pruned = plan.cost("large"), plan.cost("pruned")
+    return {
+        "epochs": final.recipe.epochs,
+        "milestones": final.recipe.milestones,
+        "flops_ratio": round(large["flops"]["paper"] / pruned["flops"]["paper"], 6),
+        "base_epochs": plan.base_epochs,
+        "cap": None if plan.budget is None else plan.budget.cap,
+        "capped": plan.budget is not None and plan.budget.capped,
+    }
+
+
+def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
+    """Run the cell of ``settings``; write ``result.json`` (and the final spec and weights) under ``run_dir``."""
+    plan = build_plan(settings)
+    datamodule = build_datamodule(settings.dataset, settings.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    runner = CellRunner(plan, datamodule, run_dir)
+    metrics = runner.run()
+    plan, final = runner.plan, runner.plan.retrain
+    cost = plan.cost(final.model)
+    result = {
+        "cell": plan.cell,
+        "params": cost["params"],
+        "flops": cost["flops"],
+        "accuracy": metrics["accuracy"],
+        "epochs": final.recipe.epochs,
+        "pruning": plan.pruning_summary(),
+        "budget": _budget(plan),
+        "stages": runner.records,
+        "wall_time_s": round(time.perf_counter() - start, 3),
+        "git_sha": git_sha(),
+        "versions": versions(),
+        "config": settings.config(),
+    }
+    if not is_distributed_follower():
+        for record in runner.records:  # per-epoch metrics of every trained stage, beside the result
+            csv = Path(record["path"] or "/nonexistent") / "metrics.csv"
+            if csv.is_file():
+                (run_dir / record["stage"]).mkdir(exist_ok=True)
+                shutil.copyfile(csv, run_dir / record["stage"] / "metrics.csv")
+        final_dir = Path(runner.records[-1]["path"])
+        write_text_atomic(run_dir / "spec.json", plan.specs[final.model].to_json() + "\n")
+        shutil.copyfile(final_dir / "weights.pt", run_dir / "weights.pt")
+        write_json_atomic(run_dir / "result.json", result)
+    return result

@@ -1,0 +1,214 @@
+"""Walk the stages of one planned cell through the stage path: pretrain (or import) the large model, prune it in a
+Lightning run (and, for iterative pruning, retrain the original initialisation under each decision), retrain.
+Each stage records whether it was computed, resumed, reused or imported."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+
+from rethink.arch import ArchSpec, build, spec_cost
+from rethink.arch.cost import count_cost
+from rethink.distributed import is_distributed_follower
+from rethink.io import save_tensors_atomic, write_json_atomic, write_text_atomic
+from rethink.pipeline import keys
+from rethink.pipeline.plan import CellPlan, SparseCost, StagePlan
+from rethink.pipeline.stages import Outcome, Produced, StagePath
+from rethink.pipeline.store import ArtifactStore, sha256_file
+from rethink.pruning.callback import PruningCallback
+from rethink.pruning.context import PruneContext
+from rethink.pruning.decision import Decision
+from rethink.pruning.masks import MaskKeeper, sparse_he_init_, sparsity_report
+from rethink.results.naming import cell_group
+from rethink.training.checkpoints import load_weights
+from rethink.training.module import ClassificationModule
+from rethink.training.trainer import RunContext, fit, validate
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _metrics(path: Path) -> dict[str, Any]:
+    return json.loads((path / "metrics.json").read_text())
+
+
+class CellRunner:
+    """Runs the stages of ``plan``; ``plan`` becomes the resolved plan once a pruner has decided."""
+
+    def __init__(self, plan: CellPlan, datamodule: pl.LightningDataModule, run_dir: Path) -> None:
+        settings = plan.settings
+        self.plan = plan
+        group = cell_group(plan.cell, settings.config()["pruner"])
+        self.run_context = RunContext(settings, plan.cell, group, datamodule, run_dir)
+        store = ArtifactStore(settings.paths.artifact_dir, keys.KEY_SCHEME)
+        self.stages = StagePath(store, OmegaConf.to_yaml(settings.config()))
+        self.records: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------------------------------------ records
+
+    def _record(self, outcome: Outcome, **extra: Any) -> None:
+        record = {"stage": outcome.stage, "key": outcome.key, "path": str(outcome.path), "status": outcome.status}
+        self.records.append({**record, **extra})
+
+    # --------------------------------------------------------------------------------------------- training
+
+    def _fit(
+        self,
+        stage: StagePlan,
+        key: str,
+        spec: ArchSpec,
+        initial: dict[str, torch.Tensor] | None,
+        callbacks: list[pl.Callback],
+        save_init: bool = False,
+    ) -> Outcome:
+        """A training stage: ``spec`` from ``initial`` (None: fresh) with ``stage.recipe``; ``save_init`` keeps the
+        original initialisation (``init.pt``) for lottery tickets."""
+
+        def before_fit(module: ClassificationModule) -> None:
+            path = self.stages.store.path(stage.name, key) / "init.pt"
+            if save_init and not path.exists() and not is_distributed_follower():
+                save_tensors_atomic(path, module.model.state_dict())
+
+        def compute(path: Path) -> Produced:
+            result = fit(self.run_context, stage.name, spec, stage.recipe, path, initial, before_fit, callbacks)
+            metrics = {"accuracy": result.accuracy, "recipe": asdict(stage.recipe)}
+            if result.is_global_zero:
+                save_tensors_atomic(path / "weights.pt", result.module.model.state_dict())
+                write_text_atomic(path / "spec.json", spec.to_json() + "\n")
+                write_json_atomic(path / "metrics.json", metrics)
+            files = [
+                f for f in ("weights.pt", "spec.json", "metrics.json", "metrics.csv", "init.pt") if (path / f).exists()
+            ]
+            return Produced(files, metrics, "resumed" if result.resumed else "computed")
+
+        outcome = self.stages.run(stage.name, key, compute, _metrics)
+        self._record(outcome, accuracy=outcome.payload["accuracy"])
+        return outcome
+
+    def _import(self, key: str) -> Outcome:
+        """The pretrain stage from user-given weights (``pretrain.weights``): check, evaluate, store."""
+        plan, spec = self.plan, self.plan.large
+
+        def compute(path: Path) -> Produced:
+            state = load_weights(plan.pretrained_weights, spec, plan.model_name)
+            _, accuracy = validate(self.run_context, "evaluate", spec, state, path)
+            metrics = {"accuracy": accuracy, "imported_from": plan.pretrained_weights}
+            if not is_distributed_follower():
+                save_tensors_atomic(path / "weights.pt", state)
+                write_text_atomic(path / "spec.json", spec.to_json() + "\n")
+                write_json_atomic(path / "metrics.json", metrics)
+            return Produced(["weights.pt", "spec.json", "metrics.json"], metrics, "imported")
+
+        outcome = self.stages.run("pretrain", key, compute, _metrics)
+        self._record(outcome, accuracy=outcome.payload["accuracy"])
+        return outcome
+
+    def _pretrain(self) -> Outcome:
+        plan = self.plan
+        if plan.pretrained_weights:
+            return self._import(keys.pretrain_key(plan, sha256_file(Path(plan.pretrained_weights))))
+        regularizer = plan.pruner.regularizer(plan.large)
+        outcome = self._fit(
+            plan.stages[0], keys.pretrain_key(plan), plan.large, None, plan.pruner.pretrain_callbacks(plan.large), True
+        )
+        if regularizer:  # trained with a pruner's sparsity penalty: not the normally trained model of Unpruned
+            self.records[-1]["regularizer"] = {k: v for k, v in regularizer.items() if k != "bn_paths"}
+        return outcome
+
+    # ---------------------------------------------------------------------------------------------- pruning
+
+    def _prune(self, source: Outcome, original: Path, round_index: int, previous: Decision | None) -> Outcome:
+        """Decide on the weights of ``source`` in the prune stage's Lightning run; the artifact also keeps the
+        original initialisation (``original``, when there is one) cut the same way."""
+        plan, large = self.plan, self.plan.large
+        pruner, seed, batches = plan.pruner, plan.cell["seed"], plan.settings.calibration.batches
+
+        def context_of(network: torch.nn.Module, trainer: pl.Trainer) -> PruneContext:
+            return PruneContext(
+                network, large, plan.model_name, seed, plan.pruned, round_index, pruner.rounds(), previous, trainer,
+                batches,
+            )  # fmt: skip
+
+        def compute(path: Path) -> Produced:
+            callback = PruningCallback(pruner, context_of, path)
+            _, accuracy = validate(
+                self.run_context, "prune", large, load_state(source.path / "weights.pt"), path, [callback]
+            )
+            files = list(callback.files)
+            if (original / "init.pt").exists() and not is_distributed_follower():
+                init = build(large)
+                init.load_state_dict(load_state(original / "init.pt"), strict=True)
+                save_tensors_atomic(path / "init.pt", pruner.apply(init, large, callback.decision).state_dict())
+                files.append("init.pt")
+            meta = {"accuracy": accuracy, "installed_sha256_per_rank": callback.installed}
+            return Produced(files, callback.decision, meta=meta)
+
+        outcome = self.stages.run("prune", keys.prune_key(plan, source.key, round_index), compute, Decision.load)
+        self._record(outcome, **outcome.meta)
+        return outcome
+
+    def _resolve(self, decision: Decision) -> None:
+        """The plan with the decided architecture; with masks, its cost counts only the nonzero conv weights."""
+        plan, sparse = self.plan, None
+        if decision.masks is not None:
+            model = build(decision.spec)
+            model.load_state_dict(decision.state, strict=True)
+            cost = count_cost(model, plan.input_size, sparse=True)
+            removed = sum(int((~m).sum()) for m in decision.masks.values())
+            params = spec_cost(decision.spec, plan.input_size).params - removed
+            report = sparsity_report(decision.masks)["total"]
+            sparse = SparseCost(params, {"macs": cost.macs, "paper": cost.flops}, report)
+        self.plan = plan.resolve(decision.spec, sparse)
+
+    def _sparse_init(self, spec: ArchSpec, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Scratch retraining under masks: a fresh model with the sparsity-aware He init
+        (docs/protocol.md#magnitude)."""
+        seed = self.plan.cell["seed"]
+        torch.manual_seed(seed)
+        model = build(spec)
+        sparse_he_init_(model, masks, torch.Generator().manual_seed(seed))
+        return model.state_dict()
+
+    # ------------------------------------------------------------------------------------------------- cell
+
+    def run(self) -> dict[str, Any]:
+        """All stages in order; returns the final stage's metrics."""
+        plan = self.plan
+        if not plan.pruner.prunes:
+            return self._pretrain().payload
+        decision, prune = None, None
+        if plan.needs_pretrain:
+            pretrain = source = self._pretrain()
+            for round_index, stage in enumerate(plan.stages[1:-1], start=1):  # iterative: retrain init x decision
+                prune = self._prune(source, pretrain.path, round_index, decision)
+                decision = prune.payload
+                initial = load_state(prune.path / "init.pt")
+                key = keys.round_key(plan, prune.key, stage)
+                source = self._fit(
+                    stage, key, plan.large, initial, [MaskKeeper(decision.masks)] if decision.masks else []
+                )
+            prune = self._prune(source, pretrain.path, plan.pruner.rounds(), decision)
+            decision = prune.payload
+            self._resolve(decision)
+        else:
+            self.records.append(
+                {"stage": "prune", "key": None, "path": None, "status": "predefined target: no trained model needed"}
+            )
+        plan, stage = self.plan, self.plan.retrain
+        masks = None if decision is None else decision.masks
+        initial = None
+        if stage.init == "pretrained":
+            initial = decision.state
+        elif stage.init == "original":
+            initial = load_state(prune.path / "init.pt")
+        elif masks is not None:
+            initial = self._sparse_init(plan.pruned, masks)
+        key = keys.retrain_key(plan, stage, None if prune is None else prune.key, plan.pruned)
+        return self._fit(stage, key, plan.pruned, initial, [MaskKeeper(masks)] if masks else []).payload

@@ -1,0 +1,75 @@
+"""What a pruner's ``decide`` receives: the trained model to prune and, from the Lightning run it is called in, the
+data (calibration batches of ``trainer.datamodule``), the strategy and the device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from rethink.arch.spec import ArchSpec
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from rethink.pruning.decision import Decision
+
+
+@dataclass
+class PruneContext:
+    """The inputs of one pruning decision.
+
+    model: a trained copy of the model to prune, built from ``spec``, on the CPU (the pruner may change it);
+    target: the predefined pruned architecture, when the pruner has one;
+    seed: the cell's seed (e.g. for random choices);
+    round / rounds / previous: iterative pruning, round ``round`` of ``rounds``, and the previous round's decision;
+    trainer: the Lightning run the decision is made in (None outside one, e.g. in unit tests);
+    calibration_batches: how many training batches :meth:`calibration` gives (``calibration.batches``).
+    """
+
+    model: nn.Module
+    spec: ArchSpec
+    model_name: str
+    seed: int
+    target: ArchSpec | None = None
+    round: int = 1
+    rounds: int = 1
+    previous: "Decision | None" = None
+    trainer: "pl.Trainer | None" = None
+    calibration_batches: int = 0
+
+    @property
+    def datamodule(self) -> "pl.LightningDataModule | None":
+        return None if self.trainer is None else self.trainer.datamodule
+
+    @property
+    def strategy(self) -> Any:
+        return None if self.trainer is None else self.trainer.strategy
+
+    @property
+    def device(self) -> torch.device:
+        """Where data-driven computation should run: the run's device (the CPU outside a run)."""
+        return torch.device("cpu") if self.trainer is None else self.trainer.strategy.root_device
+
+    def calibration(self) -> list[tuple[Tensor, Tensor]]:
+        """``calibration_batches`` training batches (images normalised, not augmented; labels) on :attr:`device`.
+
+        From ``datamodule.calibration_batches(n)`` when the data module has it (every rethink data module does),
+        else the first ``n`` batches of its ``train_dataloader()``.
+        """
+        datamodule, count = self.datamodule, self.calibration_batches
+        if datamodule is None:
+            raise ValueError("no calibration data: the decision is not made inside a Lightning run with a datamodule")
+        if count < 1:
+            raise ValueError("no calibration data requested: set calibration.batches >= 1")
+        if hasattr(datamodule, "calibration_batches"):
+            batches = datamodule.calibration_batches(count)
+        else:
+            batches = []
+            for batch in datamodule.train_dataloader():
+                batches.append(batch)
+                if len(batches) == count:
+                    break
+        return [(x.to(self.device), y.to(self.device)) for x, y in batches]

@@ -1,0 +1,176 @@
+"""Pruners by name. A pruner is one module defining a :class:`Pruner` subclass: its settings schema, what it needs
+(:class:`Needs`), and ``decide(context) -> Decision``; decorating it with :func:`register` makes ``pruner=<name>``
+work. The plan and the stages ask the pruner (and its needs), never a name list.
+
+A pruner can live in the user's own package: a config option naming its class with ``_target_`` (e.g.
+``conf/pruner/mine.yaml``: ``_target_: mypkg.pruners.Mine``) imports it when the config is read; a pruner registered
+from Python without a YAML option is offered as ``pruner=<name>`` directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from rethink.errors import UserError
+from rethink.options import offer_option
+from rethink.settings.schema import PrunerSettings
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+    from torch import nn
+
+    from rethink.arch.spec import ArchSpec
+    from rethink.pruning.context import PruneContext
+    from rethink.pruning.decision import Decision
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a pruner needs, so the plan knows the stages of a cell before anything runs.
+
+    trained_model: its decision reads a trained large model (so it can also hand down inherited weights);
+    calibration: it reads training batches (``PruneContext.calibration()``, from ``trainer.datamodule``);
+    regularizer: the large model is pretrained with its penalty (:meth:`Pruner.pretrain_callbacks`);
+    predefined_target: the pruned architecture is known before training (:meth:`Pruner.target`);
+    family: declarations the model's family must make (keys of :data:`rethink.arch.family.DECLARATIONS`).
+    """
+
+    trained_model: bool = True
+    calibration: bool = False
+    regularizer: bool = False
+    predefined_target: bool = False
+    family: tuple[str, ...] = ()
+
+
+class Pruner:
+    """Decides what to keep of a model. Subclasses set ``name``, ``title``, ``settings_type`` and ``needs`` and
+    implement :meth:`decide`; the other hooks have defaults."""
+
+    name: ClassVar[str]
+    title: ClassVar[str] = ""  # the heading of its table in the report
+    settings_type: ClassVar[type[PrunerSettings]] = PrunerSettings
+    needs: ClassVar[Needs] = Needs()
+    stretches_scratch_b: ClassVar[bool] = False  # Scratch-B stretches every LR stage (SSS) instead of the epochs
+    prunes: ClassVar[bool] = True  # False only for ``pruner=none``: the cell trains the unpruned model
+    prunes_weights: ClassVar[bool] = False  # zeroes weights (masks) rather than removing channels or blocks
+    table_order: ClassVar[int] = 100  # where its table comes in a report (the paper's methods first)
+
+    def __init__(self, settings: PrunerSettings, model_name: str) -> None:
+        self.settings = settings
+        self.model_name = model_name  # the model it prunes (``model.name``)
+
+    def requirements(self) -> Needs:
+        """What this configured pruner needs (may depend on its settings)."""
+        return self.needs
+
+    def check(self, large: "ArchSpec") -> None:
+        """Raise ValueError when the settings do not fit the model (the plan reports it before any training)."""
+
+    def prepare(self, large: "ArchSpec") -> "ArchSpec":
+        """The large model this pruner trains and prunes (e.g. with SSS's branch factors)."""
+        return large
+
+    def target(self, large: "ArchSpec") -> "ArchSpec | None":
+        """The predefined pruned architecture, or None when training decides it."""
+        return None
+
+    def regularizer(self, large: "ArchSpec") -> dict[str, Any] | None:
+        """The pretraining penalty as JSON (part of the pretrain stage's key and record), or None."""
+        return None
+
+    def pretrain_callbacks(self, large: "ArchSpec") -> list["pl.Callback"]:
+        """Lightning callbacks applying :meth:`regularizer` while the large model trains."""
+        return []
+
+    def rounds(self) -> int:
+        """Prune-retrain rounds (iterative pruning): each round but the last retrains the original init under the
+        decision so far, and the next round decides from the retrained weights."""
+        return 1
+
+    def requested(self) -> dict[str, Any]:
+        """The settings a run asked for (``pruning.requested`` of result.json)."""
+        return {k: v for k, v in dataclasses.asdict(self.settings).items() if k != "name"}
+
+    def decide(self, context: "PruneContext") -> "Decision":
+        """What to keep of ``context.model``."""
+        raise NotImplementedError
+
+    def apply(self, model: "nn.Module", spec: "ArchSpec", decision: "Decision") -> "nn.Module":
+        """``model`` (another copy of ``spec``, e.g. the original initialisation) cut as ``decision`` cut the trained
+        one: masked, or shrunk to the kept channels."""
+        from rethink.arch.surgery import shrink
+        from rethink.pruning.masks import apply_masks
+
+        if decision.masks is not None:
+            apply_masks(model, decision.masks)
+            return model
+        return shrink(model, spec, decision.keep)[1]
+
+    @classmethod
+    def row_setting(cls, requested: Mapping[str, Any]) -> dict[str, Any]:
+        """The setting that names a report row and keys the published numbers (``{"variant": "A"}``, ``{"ratio":
+        0.7}``); by default every requested setting that is set."""
+        return {k: v for k, v in requested.items() if v not in (None, [], {})}
+
+
+PRUNERS: dict[str, type[Pruner]] = {}
+
+
+def register(cls: type[Pruner]) -> type[Pruner]:
+    """Class decorator: make ``cls`` the pruner ``cls.name`` (and offer ``pruner=<name>`` if no YAML option exists)."""
+    if not (isinstance(cls, type) and issubclass(cls, Pruner)) or not isinstance(getattr(cls, "name", None), str):
+        raise TypeError(f"register() takes a Pruner subclass with a string `name`, got {cls!r}")
+    settings = cls.settings_type
+    if not (dataclasses.is_dataclass(settings) and issubclass(settings, PrunerSettings)):
+        raise TypeError(f"pruner '{cls.name}': settings_type must be a dataclass subclassing PrunerSettings")
+    PRUNERS[cls.name] = cls
+    try:
+        defaults = dataclasses.asdict(settings(name=cls.name))
+    except TypeError:  # a setting without default: the pruner needs a YAML option giving it
+        return cls
+    offer_option("pruner", cls.name, {"_target_": f"{cls.__module__}.{cls.__qualname__}", **defaults})
+    return cls
+
+
+def names() -> list[str]:
+    """The registered pruners: ``none`` first, then in report order."""
+    return sorted(PRUNERS, key=lambda name: (PRUNERS[name].prunes, PRUNERS[name].table_order, name))
+
+
+def lookup(name: str) -> type[Pruner] | None:
+    """The registered pruner ``name``, or None."""
+    return PRUNERS.get(name)
+
+
+def pruner_class(node: Mapping[str, Any]) -> type[Pruner]:
+    """The pruner a ``pruner`` config group selects: by ``_target_`` (a class path, imported) or by ``name``."""
+    name, target = node.get("name"), node.get("_target_")
+    cls = PRUNERS.get(name) if isinstance(name, str) else None
+    if cls is None and isinstance(target, str):
+        from hydra.utils import get_class
+
+        try:
+            cls = get_class(target)
+        except Exception as exc:  # Hydra wraps import errors of every kind
+            raise UserError(
+                f"pruner._target_={target!r} cannot be imported ({exc}); give a Pruner class path."
+            ) from None
+        if not (isinstance(cls, type) and issubclass(cls, Pruner)):
+            raise UserError(f"pruner._target_={target!r} is not a Pruner subclass (rethink.pruning.Pruner).")
+        if name is not None and name != cls.name:
+            cls = None
+        else:
+            PRUNERS.setdefault(cls.name, cls)  # a pruner from the user's package, named by its class path
+    if cls is None:
+        raise UserError(f"pruner.name={name!r} ({type(name).__name__}) is not known; accepted: {', '.join(names())}.")
+    return cls
+
+
+def create(settings: PrunerSettings, model_name: str) -> Pruner:
+    """The configured pruner of ``settings`` (an instance of a registered pruner's ``settings_type``) for a model."""
+    cls = lookup(settings.name)
+    if cls is None or not isinstance(settings, cls.settings_type):
+        raise UserError(f"pruner.name={settings.name!r} is not known; accepted: {', '.join(names())}.")
+    return cls(settings, model_name)

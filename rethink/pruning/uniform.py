@@ -1,0 +1,88 @@
+"""The uniform control of the paper's Figure 3 (``pruner=uniform``, docs/protocol.md#uniform): every BN channel group
+keeps the same fraction of its channels, from a ratio or from the channel count of a pruned spec (e.g. the one
+network slimming decided); the architecture is fixed, so it is trained from scratch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rethink.arch.spec import ArchSpec
+from rethink.arch.surgery import with_group_widths
+from rethink.errors import UserError
+from rethink.pruning.registry import Needs, Pruner, PrunerSettings, register
+from rethink.pruning.slimming import slimming_groups
+from rethink.settings.typed import Ratio
+
+
+def uniform_keep_widths(spec: ArchSpec, total_channels: int) -> dict[str, int]:
+    """Kept channels per pool group: ``total_channels`` spread with one common keep fraction.
+
+    Each group of width ``w`` keeps ``round_half_up(w * total_channels / pool_width)``, at least 1 (so the sum
+    matches ``total_channels`` up to rounding).
+    """
+    groups = slimming_groups(spec, "uniform slimming control")
+    full = sum(group.width for group in groups)
+    if isinstance(total_channels, bool) or not isinstance(total_channels, int) or not 1 <= total_channels <= full:
+        raise ValueError(
+            f"total kept channels must be an integer in [1, {full}] (the pool width), got {total_channels}"
+        )
+    fraction = total_channels / full
+    return {group.name: max(1, min(group.width, math.floor(group.width * fraction + 0.5))) for group in groups}
+
+
+def uniform_target(spec: ArchSpec, reference_spec: ArchSpec) -> ArchSpec:
+    """The uniform control of ``reference_spec`` (``spec`` pruned by slimming): as many kept pool channels, spread
+    with one common keep fraction (:func:`uniform_keep_widths`, :func:`with_group_widths`)."""
+    if reference_spec.family != spec.family:
+        raise ValueError(f"reference spec family '{reference_spec.family}' differs from '{spec.family}'")
+    names = [group.name for group in slimming_groups(spec, "uniform slimming control")]
+    reference = {group.name: group.width for group in slimming_groups(reference_spec, "uniform slimming control")}
+    if list(reference) != names:
+        raise ValueError("the reference spec's channel groups differ from the large spec's (not a pruned version?)")
+    return with_group_widths(spec, uniform_keep_widths(spec, sum(reference.values())))
+
+
+@dataclass(frozen=True)
+class UniformSettings(PrunerSettings):
+    """``pruner=uniform``: exactly one of ``ratio`` (fraction of channels removed) and ``reference`` (a pruned
+    ``spec.json`` whose channel count to match)."""
+
+    name: str = "uniform"
+    ratio: Ratio | None = None
+    reference: str | None = None
+
+    def validate(self, prefix: str) -> None:
+        if (self.reference is None) == (self.ratio is None):
+            raise UserError(
+                "pruner=uniform needs exactly one of pruner.ratio (fraction of channels removed) and "
+                "pruner.reference (a pruned spec.json whose channel count to match)."
+            )
+        if self.reference is not None and not Path(self.reference).is_file():
+            raise UserError(f"pruner.reference='{self.reference}': no such file; give a pruned model's spec.json.")
+
+
+@register
+class Uniform(Pruner):
+    """A predefined architecture with one keep fraction in every BN channel group; nothing to inherit."""
+
+    name = "uniform"
+    title = "Uniform channel pruning (control of Figure 3)"
+    table_order = 40
+    settings_type = UniformSettings
+    needs = Needs(trained_model=False, predefined_target=True, family=("channel_groups",))
+
+    def target(self, large: ArchSpec) -> ArchSpec:
+        if self.settings.reference is not None:
+            return uniform_target(large, ArchSpec.from_json(Path(self.settings.reference).read_text()))
+        pool = sum(group.width for group in slimming_groups(large, "the uniform control"))
+        return with_group_widths(large, uniform_keep_widths(large, max(1, round(pool * (1 - self.settings.ratio)))))
+
+    @classmethod
+    def row_setting(cls, requested: dict[str, Any]) -> dict[str, Any]:
+        if requested.get("ratio") is not None:
+            return {"ratio": requested["ratio"]}
+        reference = str(requested.get("reference"))
+        return {"reference": Path(reference).parent.name or reference}

@@ -1,0 +1,197 @@
+"""The schemas of the config groups and :class:`Settings`, all a cell runs with: typed, frozen, validated once at
+entry (:func:`rethink.pipeline.config.load_settings`). The data set, pruner and schedule options subclass the bases
+here with schemas of their own (:mod:`rethink.data.registry`, :mod:`rethink.pruning`,
+:mod:`rethink.pipeline.schedules`)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Mapping
+
+from rethink.errors import UserError
+from rethink.settings.typed import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """The large model's training (``pretrain.*``)."""
+
+    epochs: PositiveInt
+    lr: PositiveFloat
+    milestones: list[NonNegativeInt] | None = None  # explicit LR-drop epochs; None: the data set's fractions
+    weights: str | None = None  # a trained large model to import instead of training it
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """SGD of every stage (``optim.*``)."""
+
+    momentum: NonNegativeFloat = 0.9
+    weight_decay: NonNegativeFloat = 1.0e-4
+    nesterov: bool = False
+    lr_gamma: PositiveFloat = 0.1
+
+    def validate(self, prefix: str) -> None:
+        for name in ("momentum", "lr_gamma"):
+            if getattr(self, name) > 1:
+                raise UserError(f"{prefix}.{name}={getattr(self, name)!r}: expected a number <= 1.")
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Training images a data-driven pruner reads (``calibration.*``): the first ``batches`` batches of a seeded
+    order of the training set, without augmentation."""
+
+    batches: PositiveInt = 8
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """``model.name`` and its options (checked by the model's own spec maker when the plan is built)."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WandbSettings:
+    project: str = "rethink"
+    entity: str | None = None
+    mode: Literal["online", "offline", "disabled"] | None = None  # None: online only with an API key
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoggerSettings:
+    csv: bool = True
+    wandb: WandbSettings | None = None
+
+
+@dataclass(frozen=True)
+class PathsSettings:
+    root_dir: str = "."
+    data_dir: str = "data"
+    artifact_dir: str = "artifacts"
+    cifar10_npz: str | None = None
+    cifar100_npz: str | None = None
+    imagenet_root: str | None = None
+
+
+# Trainer arguments a stage sets itself (a schedule gives the epochs; loggers, callbacks, checkpoints are the
+# stage's): a trainer.* override of one of them is refused with the setting to use instead.
+RESERVED_TRAINER_ARGS = {
+    "max_epochs": "schedule.epochs / pretrain.epochs",
+    "min_epochs": "schedule.epochs / pretrain.epochs",
+    "max_steps": "schedule.epochs / pretrain.epochs",
+    "logger": "logger=csv|wandb",
+    "callbacks": "a pruner's or the stage's own callbacks",
+    "default_root_dir": "paths.artifact_dir",
+    "use_distributed_sampler": "nothing: the data modules shard themselves",
+    "plugins": "nothing: the stage writes its checkpoints atomically",
+    "num_sanity_val_steps": "nothing",
+}
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Keyword arguments of Lightning's ``Trainer`` (``trainer.*``), checked against its signature."""
+
+    arguments: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], prefix: str = "trainer") -> "TrainerSettings":
+        import inspect
+
+        import pytorch_lightning as pl
+
+        accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+        for key in data:
+            if key in RESERVED_TRAINER_ARGS:
+                raise UserError(f"{prefix}.{key} is set by the stage itself; use {RESERVED_TRAINER_ARGS[key]}.")
+            if key not in accepted:
+                raise UserError(
+                    f"{prefix}.{key}: not an argument of Lightning's Trainer; see "
+                    "https://lightning.ai/docs/pytorch/stable/common/trainer.html for the accepted ones."
+                )
+        return cls(MappingProxyType(dict(data)))
+
+
+@dataclass(frozen=True)
+class RecipeDefaults:
+    """The data set's paper recipe (``dataset.recipe.*``), which ``pretrain.*`` and the schedules default to."""
+
+    epochs: PositiveInt
+    lr: PositiveFloat
+    milestone_fractions: list[float]
+    finetune_epochs: PositiveInt
+    finetune_lr: PositiveFloat
+    scratch_b_milestone_rule: Literal["fraction", "step"] = "fraction"
+    scratch_b_cap: PositiveFloat | None = None
+
+    def validate(self, prefix: str) -> None:
+        fractions = self.milestone_fractions
+        if any(not 0 < f < 1 for f in fractions) or any(b <= a for a, b in zip(fractions, fractions[1:])):
+            raise UserError(
+                f"{prefix}.milestone_fractions={fractions}: expected increasing fractions of the epochs in (0, 1), "
+                "e.g. [0.5,0.75]."
+            )
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """What every data set has (``dataset.*``)."""
+
+    name: str
+    num_classes: PositiveInt
+    image_size: PositiveInt
+    batch_size: PositiveInt
+    test_batch_size: PositiveInt
+    recipe: RecipeDefaults
+    train_subset: PositiveInt | None = None  # train on the first N images of a fixed shuffle (quick runs)
+    test_subset: PositiveInt | None = None
+    mean: list[float] | None = None  # per-channel normalisation; None: computed from the training split
+    std: list[float] | None = None
+    augment: bool = True
+
+
+@dataclass(frozen=True)
+class PrunerSettings:
+    """Base of every pruner's settings schema: ``name`` selects the pruner; subclasses add their settings (each with
+    a default, and ranges in the annotations, see :mod:`rethink.settings.typed`)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """``schedule.name`` and where the retrained weights start (``init``; None for ``baseline``, which retrains
+    nothing). Each schedule option subclasses it (:mod:`rethink.pipeline.schedules`)."""
+
+    name: str
+    init: Literal["pretrained", "random", "original"] | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a cell runs with: one validated, immutable object per config group, and the resolved config."""
+
+    seed: NonNegativeInt
+    dataset: DatasetSettings
+    model: ModelSettings
+    pruner: PrunerSettings
+    schedule: ScheduleSettings
+    pretrain: PretrainSettings
+    optim: OptimSettings
+    calibration: CalibrationSettings
+    trainer: TrainerSettings
+    logger: LoggerSettings
+    paths: PathsSettings
+    progress_bar: Literal["rich", "tqdm"] = "rich"
+    dry_run: bool = False
+    resolved: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the composed config, resolved
+
+    def config(self) -> dict[str, Any]:
+        """The resolved config as a fresh plain dict (for result.json, W&B and each stage's config.yaml)."""
+        return copy.deepcopy(dict(self.resolved))

@@ -1,0 +1,164 @@
+"""Lightning runs of a stage: ``fit`` (a freshly built module, epoch checkpoints for resuming, final accuracies) and
+``validate`` (evaluate a module, e.g. with the pruning callback deciding in its setup)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import Logger
+
+from rethink.arch import ArchSpec
+from rethink.distributed import leader_value
+from rethink.errors import UserError
+from rethink.settings.schema import Settings
+from rethink.training.loggers import finish, make_loggers, summarize
+from rethink.training.module import ClassificationModule
+from rethink.training.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last.ckpt"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every Lightning run of a cell shares: its settings, identity, W&B group, data and run directory."""
+
+    settings: Settings
+    cell: dict[str, Any]
+    group: str  # the cell of a table, e.g. ``cifar10/resnet56/l1 A/scratch_b`` (W&B group)
+    datamodule: pl.LightningDataModule
+    run_dir: Path
+
+    @property
+    def top5(self) -> bool:
+        return self.settings.dataset.name == "imagenet"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temp file and renamed, so a kill mid-write never leaves a truncated checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
+def make_trainer(
+    settings: Settings, epochs: int, loggers: list[Logger], checkpoint_dir: Path, callbacks: Sequence[Callback] = ()
+) -> pl.Trainer:
+    """A Trainer for one stage; the data modules shard data themselves, so Lightning must not add samplers."""
+    kwargs = dict(settings.trainer.arguments)
+    if kwargs.get("enable_progress_bar", True) and settings.progress_bar == "rich":
+        callbacks = [RichProgressBar(), *callbacks]
+    checkpoint = ModelCheckpoint(
+        dirpath=str(checkpoint_dir), filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False
+    )
+    try:
+        return pl.Trainer(
+            **kwargs,
+            max_epochs=epochs,
+            logger=loggers,
+            default_root_dir=str(checkpoint_dir),
+            use_distributed_sampler=False,
+            num_sanity_val_steps=0,
+            callbacks=[checkpoint, *callbacks],
+            plugins=[AtomicCheckpointIO()],
+        )
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"trainer config: {exc}. Check the trainer.* overrides.") from None
+
+
+def resumable_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The stage's last epoch checkpoint if it loads; an unreadable one is removed (the stage restarts)."""
+    path = checkpoint_dir / LAST_CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable checkpoint: start the stage over rather than fail
+        log.warning("checkpoint %s is unreadable (%s); restarting the stage", path, exc)
+        path.unlink()
+        return None
+    return path
+
+
+def _accuracy(module: ClassificationModule, with_best: bool) -> dict[str, Any]:
+    accuracy: dict[str, Any] = {"unit": "percent"}
+    for name in module.last:
+        accuracy[f"{name}_final"] = round(100 * module.last[name], 4)
+        if with_best:
+            accuracy[f"{name}_best"] = round(100 * module.best[name], 4)
+    return accuracy
+
+
+@dataclass
+class FitResult:
+    """What one training stage produced."""
+
+    module: ClassificationModule
+    accuracy: dict[str, Any]
+    resumed: bool
+    is_global_zero: bool
+
+
+def fit(
+    run: RunContext,
+    stage: str,
+    spec: ArchSpec,
+    recipe: Recipe,
+    work_dir: Path,
+    initial_state: dict[str, torch.Tensor] | None = None,
+    before_fit: Callable[[ClassificationModule], None] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> FitResult:
+    """Build a seeded module (starting from ``initial_state`` if given), train it, resume from ``work_dir``."""
+    pl.seed_everything(run.cell["seed"], workers=True, verbose=False)
+    module = ClassificationModule(spec, recipe, top5=run.top5, stage=stage)
+    if initial_state is not None:
+        module.install(spec, initial_state)
+    if before_fit is not None:
+        before_fit(module)
+    checkpoint_dir = work_dir / "checkpoints"
+    resume_from = leader_value(lambda: resumable_checkpoint(checkpoint_dir))  # DDP: every rank resumes alike
+    loggers = make_loggers(run.settings, run.cell, run.group, stage, work_dir, run.run_dir)
+    trainer = make_trainer(run.settings, recipe.epochs, loggers, checkpoint_dir, callbacks)
+    try:
+        trainer.fit(module, datamodule=run.datamodule, ckpt_path=resume_from, weights_only=True)
+        accuracy = _accuracy(module, with_best=True)
+        summarize(loggers, {**accuracy, "epochs": recipe.epochs})
+    finally:
+        finish(run.settings, loggers)
+    return FitResult(module, accuracy, resume_from is not None, trainer.is_global_zero)
+
+
+def validate(
+    run: RunContext,
+    stage: str,
+    spec: ArchSpec,
+    state: dict[str, torch.Tensor],
+    work_dir: Path,
+    callbacks: Sequence[Callback] = (),
+) -> tuple[ClassificationModule, dict[str, Any]]:
+    """Test accuracy (percent) of ``spec`` carrying ``state``, in a Lightning run whose ``callbacks`` may replace the
+    network in their setup (the pruning callback); returns the module as it was evaluated and its accuracy."""
+    module = ClassificationModule(spec, Recipe(1, 0.0, [], 0.1, 0.0, 0.0, False), top5=run.top5, stage=stage)
+    module.install(spec, state)
+    loggers = make_loggers(run.settings, run.cell, run.group, stage, work_dir, run.run_dir)
+    try:
+        trainer = make_trainer(run.settings, 1, loggers, work_dir / "checkpoints", callbacks)
+        trainer.validate(module, datamodule=run.datamodule, verbose=False)
+        accuracy = _accuracy(module, with_best=False)
+        summarize(loggers, accuracy)
+    finally:
+        finish(run.settings, loggers)
+    return module, accuracy
