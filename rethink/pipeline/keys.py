@@ -69,9 +69,8 @@ def pretrain_key(plan: "CellPlan", weights_sha256: str | None = None) -> str:
     origin: dict[str, Any] = (
         {"weights_sha256": weights_sha256} if weights_sha256 else {"recipe": dataclasses.asdict(stage.recipe)}
     )
-    regularizer = plan.pruner.regularizer(plan.large)
-    if regularizer and not weights_sha256:
-        origin["regularizer"] = regularizer
+    if plan.pruner.requirements().regularizer and not weights_sha256:
+        origin["regularizer"] = plan.pruner.regularizer(plan.large)
     return content_key({"stage": "pretrain", "spec": plan.large.to_dict(), **origin, **shared(plan)})
 
 

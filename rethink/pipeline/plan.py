@@ -176,7 +176,7 @@ def _configured_pruner(settings: Settings, large: ArchSpec) -> tuple[Pruner, Arc
     try:
         pruner.check(large)
         prepared = pruner.prepare(large)
-        return pruner, prepared, pruner.target(prepared)
+        return pruner, prepared, pruner.target(prepared) if pruner.requirements().predefined_target else None
     except ValueError as exc:
         raise UserError(f"pruner={pruner.name} with model '{model}': {exc}. Fix the pruner.* overrides.") from None
 

@@ -114,11 +114,11 @@ class CellRunner:
         plan = self.plan
         if plan.pretrained_weights:
             return self._import(keys.pretrain_key(plan, sha256_file(Path(plan.pretrained_weights))))
-        regularizer = plan.pruner.regularizer(plan.large)
-        outcome = self._fit(
-            plan.stages[0], keys.pretrain_key(plan), plan.large, None, plan.pruner.pretrain_callbacks(plan.large), True
-        )
-        if regularizer:  # trained with a pruner's sparsity penalty: not the normally trained model of Unpruned
+        penalised = plan.pruner.requirements().regularizer
+        callbacks = plan.pruner.pretrain_callbacks(plan.large) if penalised else []
+        outcome = self._fit(plan.stages[0], keys.pretrain_key(plan), plan.large, None, callbacks, save_init=True)
+        if penalised:  # trained with a pruner's sparsity penalty: not the normally trained model of Unpruned
+            regularizer = plan.pruner.regularizer(plan.large) or {}
             self.records[-1]["regularizer"] = {k: v for k, v in regularizer.items() if k != "bn_paths"}
         return outcome
 

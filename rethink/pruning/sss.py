@@ -279,11 +279,11 @@ class SSS(Pruner):
     def target(self, large: ArchSpec) -> ArchSpec | None:
         return None if self.settings.variant is None else sss_target_spec(large, str(self.settings.variant))
 
-    def regularizer(self, large: ArchSpec) -> dict[str, Any] | None:
-        return None if self.settings.variant is not None else {"sss_gamma": self.settings.gamma}
+    def regularizer(self, large: ArchSpec) -> dict[str, Any]:
+        return {"sss_gamma": self.settings.gamma}
 
     def pretrain_callbacks(self, large: ArchSpec) -> list[pl.Callback]:
-        return [] if self.settings.variant is not None else [SSSPenalty(self.settings.gamma)]
+        return [SSSPenalty(self.settings.gamma)]
 
     def decide(self, context: PruneContext) -> Decision:
         blocks = blocks_to_keep(context.model, context.spec, self.settings.threshold)

@@ -77,9 +77,19 @@ def _expectation(kind: Any) -> str:
     if typing.get_origin(kind) is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(kind))) + extra
     if typing.get_origin(kind) in (list, tuple):
-        return f"a list of {_expectation(typing.get_args(kind)[0]).replace('an integer >= 0', 'non-negative integer')}s"
+        return f"a list of {_items(typing.get_args(kind)[0])}" + extra
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     return names.get(kind, getattr(kind, "__name__", str(kind))) + extra
+
+
+def _items(kind: Any) -> str:
+    """Values of ``kind`` in the plural (``non-negative integers``)."""
+    if typing.get_origin(kind) is Annotated:
+        base, constraint = typing.get_args(kind)[:2]
+        if base is int and isinstance(constraint, AtLeast) and constraint.low == 0 and not constraint.strict:
+            return "non-negative integers"
+    plural = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+    return plural.get(kind, f"values ({_expectation(kind)})")
 
 
 def _fail(key: str, value: Any, kind: Any) -> UserError:
