@@ -5,12 +5,15 @@ when the plan is built, before any training."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import toy_plugins  # noqa: F401  (registers the toy pruners and families)
-from conftest import compose_config, compose_settings
+from conftest import REPO, compose_config, compose_settings
 
 from rethink.arch import build, default_spec, spec_cost
 from rethink.arch.cost import count_cost
@@ -129,3 +132,20 @@ def test_magnitude_needs_no_declaration_and_a_layer_without_cost_rule_is_refused
     assert plan["cell"]["pruner"] == "magnitude"
     with pytest.raises(UserError, match=r"cannot count the FLOPs of layer 'gate' of type SiLU"):
         build_plan(compose_settings(*TINY, "model=toyuncounted"))
+
+
+def test_a_pruner_of_the_users_own_package_dry_runs_from_the_command_line(tmp_path: Path) -> None:
+    """The route of a pruner outside this repository: a config option on the search path names its class."""
+    options = tmp_path / "conf" / "pruner"
+    options.mkdir(parents=True)
+    (options / "every_other.yaml").write_text("_target_: toy_plugins.EveryOther\nname: every_other\noffset: 1\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)]), "WANDB_MODE": "offline"}
+    command = [
+        sys.executable, "-m", "rethink.main", *RESNET, "dataset=cifar10", "pruner=every_other", "schedule=scratch_b",
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "dry_run=true", f"hydra.run.dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plan = json.loads(proc.stdout)
+    assert plan["cell"]["pruner"] == "every_other" and plan["pruning"]["requested"] == {"offset": 1}
+    assert plan["stages"][-1]["recipe"].startswith("decided by training")  # Scratch-B waits for the decision

@@ -71,12 +71,11 @@ class CellRunner:
         """A training stage: ``spec`` from ``initial`` (None: fresh) with ``stage.recipe``; ``save_init`` keeps the
         original initialisation (``init.pt``) for lottery tickets."""
 
-        def before_fit(module: ClassificationModule) -> None:
-            path = self.stages.store.path(stage.name, key) / "init.pt"
-            if save_init and not path.exists() and not is_distributed_follower():
-                save_tensors_atomic(path, module.model.state_dict())
-
         def compute(path: Path) -> Produced:
+            def before_fit(module: ClassificationModule) -> None:
+                if save_init and not (path / "init.pt").exists() and not is_distributed_follower():
+                    save_tensors_atomic(path / "init.pt", module.model.state_dict())
+
             result = fit(self.run_context, stage.name, spec, stage.recipe, path, initial, before_fit, callbacks)
             metrics = {"accuracy": result.accuracy, "recipe": asdict(stage.recipe)}
             if result.is_global_zero:
