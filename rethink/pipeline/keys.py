@@ -16,6 +16,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Mapping
 
+from rethink.settings.schema import FRESH
+
 if TYPE_CHECKING:
     from rethink.arch.spec import ArchSpec
     from rethink.pipeline.plan import CellPlan, StagePlan
@@ -98,8 +100,8 @@ def round_key(plan: "CellPlan", prune: str, stage: "StagePlan") -> str:
 def retrain_key(plan: "CellPlan", stage: "StagePlan", prune: str | None, target: "ArchSpec") -> str:
     """The retraining: from the prune decision ``prune`` (inherited weights, lottery init, weight masks) or, for a
     fresh initialisation of a structured architecture, from the ``target`` spec alone; the schedule and recipe."""
-    upstream: dict[str, Any] = {"target": target.to_dict()} if stage.init == "random" else {}
-    if prune is not None and (stage.init != "random" or plan.sparse is not None):
+    upstream: dict[str, Any] = {"target": target.to_dict()} if stage.init == FRESH else {}
+    if prune is not None and (stage.init != FRESH or plan.sparse is not None):
         upstream["prune"] = prune
     return content_key(
         {

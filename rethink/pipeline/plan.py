@@ -23,7 +23,7 @@ from rethink.arch.surgery import group_widths
 from rethink.errors import UserError
 from rethink.pipeline.budget import Budget
 from rethink.pruning.registry import Pruner, create
-from rethink.settings.schema import Settings
+from rethink.settings.schema import FRESH, ORIGINAL, Settings
 from rethink.training.recipes import Recipe, pretrain_recipe
 
 DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
@@ -36,7 +36,7 @@ class StagePlan:
 
     name: str  # "pretrain" | "imp" (a round of iterative pruning) | "retrain"
     model: str  # "large" | "pruned"
-    init: str  # "random" | "pretrained" | "original"
+    init: str  # schedule.init: INHERITED | FRESH | ORIGINAL
     recipe: Recipe | None  # None: decided by training (Scratch-B of an automatic pruner)
 
 
@@ -241,7 +241,7 @@ def build_plan(settings: Settings) -> CellPlan:
         large=large,
         pruned=target,
         input_size=settings.dataset.image_size,
-        stages=(StagePlan("pretrain", "large", "random", pretrain),),
+        stages=(StagePlan("pretrain", "large", FRESH, pretrain),),
         base_epochs=getattr(schedule, "base_epochs", pretrain.epochs),
         pretrained_weights=_pretrained_weights(settings),
     )
@@ -249,13 +249,13 @@ def build_plan(settings: Settings) -> CellPlan:
         return plan
     retrain, budget = _retrain_stage(plan)
     needs = pruner.requirements()
-    if retrain.init != "random" and not needs.trained_model:
+    if retrain.init != FRESH and not needs.trained_model:
         raise UserError(
             f"pruner={pruner.name} with a fixed target architecture has no trained weights to inherit; train it from "
             f"scratch (schedule=scratch_e or scratch_b), not schedule={schedule.name}."
         )
     iterative = pruner.rounds() > 1
-    if (retrain.init == "original" or iterative) and plan.pretrained_weights:
+    if (retrain.init == ORIGINAL or iterative) and plan.pretrained_weights:
         what = f"iterative pruning (pruner.rounds={pruner.rounds()})" if iterative else f"schedule={schedule.name}"
         raise UserError(
             f"{what} starts from the large model's original initialisation, which imported "
@@ -263,7 +263,7 @@ def build_plan(settings: Settings) -> CellPlan:
             "(pretrain.weights=null)."
         )
     stages: tuple[StagePlan, ...] = ()
-    if retrain.init != "random" or target is None:  # the decision needs the trained large model
-        rounds = tuple(StagePlan("imp", "large", "original", pretrain) for _ in range(pruner.rounds() - 1))
+    if retrain.init != FRESH or target is None:  # the decision needs the trained large model
+        rounds = tuple(StagePlan("imp", "large", ORIGINAL, pretrain) for _ in range(pruner.rounds() - 1))
         stages = (*plan.stages, *rounds)
     return dataclasses.replace(plan, stages=(*stages, retrain), budget=budget)

@@ -26,6 +26,7 @@ from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.masks import MaskKeeper, sparse_he_init_, sparsity_report
 from rethink.results.naming import cell_group
+from rethink.settings.schema import INHERITED, ORIGINAL
 from rethink.training.checkpoints import load_weights
 from rethink.training.module import ClassificationModule
 from rethink.training.trainer import RunContext, fit, validate
@@ -203,9 +204,9 @@ class CellRunner:
         plan, stage = self.plan, self.plan.retrain
         masks = None if decision is None else decision.masks
         initial = None
-        if stage.init == "pretrained":
+        if stage.init == INHERITED:
             initial = decision.state
-        elif stage.init == "original":
+        elif stage.init == ORIGINAL:
             initial = load_state(prune.path / "init.pt")
         elif masks is not None:
             initial = self._sparse_init(plan.pruned, masks)

@@ -13,11 +13,9 @@ from typing import Literal
 
 from rethink.errors import UserError
 from rethink.pipeline.budget import Budget, scratch_b_budget, stretch_stages
-from rethink.settings.schema import OptimSettings, ScheduleSettings
+from rethink.settings.schema import FRESH, INHERITED, Init, OptimSettings, ScheduleSettings
 from rethink.settings.typed import NonNegativeInt, PositiveFloat, PositiveInt
 from rethink.training.recipes import Recipe, make_recipe, rewound
-
-Init = Literal["pretrained", "random", "original"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class BaselineSchedule(Schedule):
 class RetrainSchedule(Schedule):
     """A fixed recipe: ``epochs`` at ``lr``, dropping at ``milestones`` (None: the fractions of the epochs)."""
 
-    init: Init = "pretrained"
+    init: Init = INHERITED
     epochs: PositiveInt = 40
     lr: PositiveFloat = 0.001
     milestones: list[NonNegativeInt] | None = None
@@ -61,7 +59,7 @@ class ScratchBSchedule(Schedule):
     """Scratch-B: a fresh model trained for ``int(base_epochs x FLOPs(large) / FLOPs(pruned))`` epochs (at most
     ``base_epochs x cap``), LR drops by ``milestone_rule``; ``epochs`` / ``milestones`` override the rule."""
 
-    init: Init = "random"
+    init: Init = FRESH
     base_epochs: PositiveInt = 160
     cap: PositiveFloat | None = None
     epochs: PositiveInt | None = None
@@ -91,7 +89,7 @@ class ScratchBSchedule(Schedule):
 class LrRewindSchedule(Schedule):
     """Learning-rate rewinding: inherited weights retrained with the last ``epochs`` of the large model's schedule."""
 
-    init: Init = "pretrained"
+    init: Init = INHERITED
     epochs: PositiveInt = 40
 
     def retrain_recipe(

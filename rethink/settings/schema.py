@@ -164,13 +164,19 @@ class PrunerSettings:
     name: str
 
 
+# where a retraining's weights start (``schedule.init``): the pruned model's inherited weights, a fresh
+# initialisation, or the large model's original initialisation cut to the pruned architecture (lottery tickets)
+INHERITED, FRESH, ORIGINAL = "pretrained", "random", "original"
+Init = Literal["pretrained", "random", "original"]
+
+
 @dataclass(frozen=True)
 class ScheduleSettings:
     """``schedule.name`` and where the retrained weights start (``init``; None for ``baseline``, which retrains
     nothing). Each schedule option subclasses it (:mod:`rethink.pipeline.schedules`)."""
 
     name: str
-    init: Literal["pretrained", "random", "original"] | None = None
+    init: Init | None = None
 
 
 @dataclass(frozen=True)
