@@ -153,7 +153,7 @@ def test_resnet_conv_initialisation_is_he_fan_out() -> None:
 
 
 def test_unknown_option_is_rejected_with_accepted_list() -> None:
-    accepted = "accepted: branch_scale, downsample_bias, width_multiplier"
+    accepted = "accepted: branch_scale, downsample_bias, input_selection, width_multiplier"
     with pytest.raises(ValueError, match=rf"model 'resnet50' got unknown option\(s\) depth; {accepted}"):
         default_spec("resnet50", 1000, depth=101)
     with pytest.raises(ValueError, match="accepted: width_multiplier"):

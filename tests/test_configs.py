@@ -86,7 +86,7 @@ def test_milestones_rule() -> None:
         (["seed=one"], "seed='one' (str): expected an integer >= 0"),
         (["dataset.name=mnist"], "dataset.name='mnist' (str) is not known; accepted: cifar10, cifar100, digits"),
         (["schedule.name=finetuning"], "schedule.name='finetuning' (str) is not known; accepted: baseline, finetune"),
-        (["pruner.name=l0"], "pruner.name='l0' (str) is not known; accepted: none, l1, random"),
+        (["pruner.name=l0"], "pruner.name='l0' (str) is not known; accepted: none, l1, thinet, regression, random"),
         (["model=resnet50", "dataset=cifar10"], "model 'resnet50' is an ImageNet architecture for 224x224 inputs"),
         (["model=resnet56", "dataset=imagenet"], "model 'resnet56' is a CIFAR architecture for 32x32 inputs"),
         (["model=resnet56", "+model.depth=20"], "model 'resnet56' got unknown option(s) depth"),

@@ -48,8 +48,18 @@ def test_tiny_net_hand_count() -> None:
         params=TINY_PARAMS,
         macs=CONV_MACS + FC_MACS,
         flops=CONV_FLOPS + BN_FLOPS + RELU_FLOPS + POOL_FLOPS + FC_FLOPS,
+        reference_params=TINY_PARAMS,  # no channel selection: the reference count is the same
     )
     assert cost.flops == 15013 and cost.macs == 6992
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "reference"), [("preresnet164", 1_703_258, 1_711_338), ("densenet40", 1_059_298, 1_068_658)]
+)
+def test_reference_count_includes_the_selection_vectors(model: str, params: int, reference: int) -> None:
+    """The reference code's selection is a parameter vector over the whole stream (docs/protocol.md#model-numbers)."""
+    cost = spec_cost(default_spec(model, 10), 32)
+    assert (cost.params, cost.reference_params) == (params, reference)
 
 
 def test_conv_bias_adds_one_flop_per_output() -> None:

@@ -29,11 +29,13 @@ LayerCost = Callable[[nn.Module, Tensor, Tensor], tuple[int, int]]  # (module, i
 
 @dataclass(frozen=True)
 class Cost:
-    """Size and compute of a model for one input image."""
+    """Size and compute of a model for one input image. ``reference_params``: the parameter count of the reference
+    code, which also counts the index vector of every channel selection (here a buffer; docs/protocol.md#flops)."""
 
     params: int
     macs: int
     flops: int
+    reference_params: int = 0
 
 
 def count_params(model: nn.Module) -> int:
@@ -149,4 +151,6 @@ def count_cost(model: nn.Module, input_size: int, sparse: bool = False) -> Cost:
             handle.remove()
         for module, mode in modes.items():
             module.training = mode
-    return Cost(params=count_params(model), macs=totals["macs"], flops=totals["flops"])
+    params = count_params(model)
+    reference = params + sum(getattr(module, "reference_params", 0) for module in model.modules())
+    return Cost(params=params, macs=totals["macs"], flops=totals["flops"], reference_params=reference)

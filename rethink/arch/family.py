@@ -60,7 +60,7 @@ class GroupSlot(NamedTuple):
 
     group: ChannelGroup
     consumers: tuple[tuple[str, int], ...]
-    width_path: ConfigPath  # config entry set to the kept count
+    width_path: ConfigPath | None  # config entry set to the kept count (None: the selection's length is the width)
     selection_path: ConfigPath | None = None  # config entry holding the selected stream indices
 
 
@@ -93,10 +93,16 @@ def inner_group(block: str, conv: int, bn: int, path: ConfigPath, width: int) ->
 
 
 def selection_group(
-    owner: str, bn: str, reader: str, width_path: ConfigPath, selection_path: ConfigPath, chosen: list[int]
+    owner: str,
+    bn: str | None,
+    reader: str,
+    width_path: ConfigPath | None,
+    selection_path: ConfigPath,
+    chosen: list[int],
 ) -> GroupSlot:
-    """The selection ``{owner}select`` after the full-size ``{owner}{bn}``, read by ``{owner}{reader}``."""
-    group = ChannelGroup(f"{owner}select", len(chosen), None, f"{owner}{bn}", "selection")
+    """The selection ``{owner}select`` after the full-size ``{owner}{bn}`` (None: reading the stream directly), read
+    by ``{owner}{reader}``."""
+    group = ChannelGroup(f"{owner}select", len(chosen), None, None if bn is None else f"{owner}{bn}", "selection")
     return GroupSlot(group, ((f"{owner}{reader}", 1),), width_path, selection_path)
 
 

@@ -20,9 +20,10 @@ from rethink.arch.family import (
     ResidualBlocks,
     drop_branches,
     inner_group,
+    selection_group,
 )
 from rethink.arch.imagenet_common import init_config, init_weights
-from rethink.arch.layers import resolve_options, scaled
+from rethink.arch.layers import SELECTION_COSTS, resolve_options, scaled, selection_layer
 from rethink.arch.registry import register_family, register_model
 from rethink.arch.spec import ArchSpec
 
@@ -41,7 +42,9 @@ class ResidualBlock(nn.Module):
 
     An empty ``inner`` means the residual branch is removed (SSS-style) and the block is ``relu(shortcut(x))``;
     this needs a projection shortcut. ``branch_scale`` multiplies the branch output (after its last BN) by a
-    learnable scalar ``scale`` (init 1), the SSS factor; off, the block has no such parameter.
+    learnable scalar ``scale`` (init 1), the SSS factor; off, the block has no such parameter. ``selected``: the
+    residual-stream channels the branch reads (a channel selection before conv1, regression pruning's ResNet-50-2x;
+    the shortcut reads them all).
     """
 
     def __init__(
@@ -53,10 +56,12 @@ class ResidualBlock(nn.Module):
         stride: int,
         downsample: nn.Module | None,
         branch_scale: bool = False,
+        selected: list[int] | None = None,
     ) -> None:
         super().__init__()
         kernels, strided, _ = BLOCK_KINDS[kind]
-        widths = [in_width, *inner, out_width]
+        self.select = selection_layer(in_width, selected) if inner else None
+        widths = [in_width if self.select is None else len(selected), *inner, out_width]
         self.depth = len(kernels) if inner else 0
         for i in range(self.depth):
             conv = nn.Conv2d(
@@ -75,7 +80,7 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        out = x
+        out = x if self.select is None else self.select(x)
         for i in range(1, self.depth + 1):
             out = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out))
             if i < self.depth:
@@ -97,14 +102,16 @@ class ImageNetResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         in_width = stem
         stages = zip(config["stage_out_widths"], config["strides"], config["inner_widths"])
+        selected = config.get("selected")
         for index, (out_width, stride, blocks) in enumerate(stages, start=1):
             layer = []
             for b, inner in enumerate(blocks):
                 block_stride = stride if b == 0 else 1
                 downsample = _projection(in_width, out_width, block_stride, config["downsample_bias"])
                 scale = bool(config.get("branch_scale", False))
+                chosen = None if selected is None else selected[index - 1][b]
                 layer.append(
-                    ResidualBlock(config["block"], in_width, inner, out_width, block_stride, downsample, scale)
+                    ResidualBlock(config["block"], in_width, inner, out_width, block_stride, downsample, scale, chosen)
                 )
                 in_width = out_width
             setattr(self, f"layer{index}", nn.Sequential(*layer))
@@ -176,6 +183,9 @@ def check_resnet_config(config: dict[str, Any]) -> None:
     if not isinstance(config.get("branch_scale", False), bool):
         raise ValueError(f"resnet_imagenet: branch_scale must be a bool, got {config['branch_scale']!r}")
     inner_len = len(BLOCK_KINDS[config["block"]][0]) - 1
+    selected = config.get("selected")
+    if selected is not None and [len(stage) for stage in selected] != [len(stage) for stage in stages]:
+        raise ValueError("resnet_imagenet: selected needs one index list per block, like inner_widths")
     in_width = config["stem_width"]
     for s, blocks in enumerate(stages):
         if len(blocks) != config["blocks_per_stage"][s]:
@@ -188,6 +198,8 @@ def check_resnet_config(config: dict[str, Any]) -> None:
             has_projection = (config["strides"][s] if b == 0 else 1) != 1 or in_width != out_width
             if not inner and not has_projection:
                 raise ValueError(f"{where}: only a block with a projection shortcut may drop its branch")
+            if selected is not None and inner and not selected[s][b]:
+                raise ValueError(f"{where}: a block with a branch selects at least one input channel")
             in_width = out_width
 
 
@@ -205,6 +217,9 @@ def build_resnet(spec: ArchSpec) -> nn.Module:
       - ``downsample_bias``: bias on the 1x1 projection convs (ThiNet/regression ResNet-50)
       - ``branch_scale`` (optional, absent = false): a learnable scalar ``layer{s}.{b}.scale`` (init 1) multiplying
         every residual branch, the factor Sparse Structure Selection trains (:mod:`rethink.pruning.sss`)
+      - ``selected`` (optional, absent = none): per stage, per block, the sorted residual-stream channels its branch
+        reads (``layer{s}.{b}.select`` before conv1; the shortcut reads every channel), as regression pruning's
+        ResNet-50-2x does
       - ``init``: see :func:`rethink.arch.imagenet_common.init_weights`
     """
     check_resnet_config(spec.config)
@@ -214,13 +229,16 @@ def build_resnet(spec: ArchSpec) -> nn.Module:
 
 
 def channel_groups(config: dict[str, Any]) -> list[GroupSlot]:
-    """The output of every branch conv but the last, read by the next conv of its block."""
-    return [
-        inner_group(f"layer{s + 1}.{b}", i + 1, i + 1, ("inner_widths", s, b, i), width)
-        for s, stage in enumerate(config["inner_widths"])
-        for b, inner in enumerate(stage)
-        for i, width in enumerate(inner)
-    ]
+    """Per block with a branch: its input selection (when it has one, read by conv1), then the output of every branch
+    conv but the last, read by the next conv of its block."""
+    selected, slots = config.get("selected"), []
+    for s, stage in enumerate(config["inner_widths"]):
+        for b, inner in enumerate(stage):
+            block = f"layer{s + 1}.{b}"
+            if selected is not None and inner:
+                slots.append(selection_group(f"{block}.", None, "conv1", None, ("selected", s, b), selected[s][b]))
+            slots += [inner_group(block, i + 1, i + 1, ("inner_widths", s, b, i), w) for i, w in enumerate(inner)]
+    return slots
 
 
 def filter_numbering(config: dict[str, Any]) -> list[NumberedConv]:
@@ -253,9 +271,12 @@ def _blocks(spec: ArchSpec) -> list[list[Block]]:
 
 
 def _without(spec: ArchSpec, keep: Sequence[Sequence[bool]]) -> tuple[dict[str, Any], dict[str, Block]]:
-    stages, old_of_new = drop_branches(_blocks(spec), spec.config["inner_widths"], keep, [])
+    blocks = _blocks(spec)
+    stages, old_of_new = drop_branches(blocks, spec.config["inner_widths"], keep, [])
     config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
     config.update(inner_widths=stages, blocks_per_stage=[len(stage) for stage in stages])
+    if "selected" in config:
+        config["selected"] = drop_branches(blocks, spec.config["selected"], keep, [])[0]
     return config, old_of_new
 
 
@@ -276,13 +297,27 @@ def resnet34_spec(num_classes: int, **options: Any) -> ArchSpec:
 
 def resnet50_spec(num_classes: int, **options: Any) -> ArchSpec:
     """ResNet-50 (options: width_multiplier, downsample_bias=True for the ThiNet/regression definition,
-    branch_scale=True for Sparse Structure Selection's per-block factors)."""
-    defaults = {"width_multiplier": 1.0, "downsample_bias": False, "branch_scale": False}
+    branch_scale=True for Sparse Structure Selection's per-block factors, input_selection=True for a selection of
+    every stream channel before each conv1, which regression pruning thins)."""
+    defaults = {"width_multiplier": 1.0, "downsample_bias": False, "branch_scale": False, "input_selection": False}
     opts = resolve_options("resnet50", options, defaults)
-    if not isinstance(opts["downsample_bias"], bool):
-        raise ValueError(f"model 'resnet50': downsample_bias must be a bool, got {opts['downsample_bias']!r}")
+    for flag in ("downsample_bias", "input_selection"):
+        if not isinstance(opts[flag], bool):
+            raise ValueError(f"model 'resnet50': {flag} must be a bool, got {opts[flag]!r}")
     config = resnet_config("bottleneck", [3, 4, 6, 3], opts["width_multiplier"], opts["downsample_bias"])
-    return ArchSpec(FAMILY, num_classes, _with_branch_scale(config, opts["branch_scale"]))
+    spec = ArchSpec(FAMILY, num_classes, _with_branch_scale(config, opts["branch_scale"]))
+    return with_input_selection(spec) if opts["input_selection"] else spec
+
+
+def with_input_selection(spec: ArchSpec) -> ArchSpec:
+    """``spec`` with a selection of every stream channel before each branch (the same function, prunable inputs)."""
+    config = spec.config
+    ins = [config["stem_width"], *config["stage_out_widths"][:-1]]
+    selected = [
+        [list(range(ins[s] if b == 0 else config["stage_out_widths"][s])) for b in range(len(stage))]
+        for s, stage in enumerate(config["inner_widths"])
+    ]
+    return spec.replace_config(selected=selected)
 
 
 FAMILY = "resnet_imagenet"
@@ -293,6 +328,7 @@ register_family(
         channel_groups=channel_groups,
         filter_numbering=filter_numbering,
         residual_blocks=ResidualBlocks(_blocks, _without),
+        layer_costs=SELECTION_COSTS,
     )
 )
 register_model("resnet34", "imagenet", resnet34_spec, "ResNet-34, torchvision layout, L1-norm base (21.8M params)")

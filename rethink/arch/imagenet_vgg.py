@@ -1,6 +1,7 @@
 """Family ``vgg_imagenet``: ImageNet VGGs (torchvision layout and parameter names) with explicit conv and classifier
 widths (docs/protocol.md#models). Every conv and hidden Linear is prunable: a chain ending at the classifier, the
-first Linear reading each channel's flattened 7x7 map.
+first Linear reading each channel's flattened 7x7 map. The optional ``head: gap`` (ThiNet's VGG-GAP / VGG-Tiny)
+replaces the 7x7 pool and the MLP by a 14x14 average pool and one Linear.
 """
 
 from __future__ import annotations
@@ -22,17 +23,24 @@ VGG_FEATURES: dict[str, list[int | str]] = {
 }
 CLASSIFIER_WIDTHS = (4096, 4096)
 POOLED_SIZE = 7
+GAP_POOL = (14, 2)  # kernel, stride of the global average pool of a ``gap`` head (a 14x14 map at 224x224 inputs)
 VGG_KEYS = ("features", "batch_norm", "classifier", "classifier_bn", "dropout", "init")
 
 
 class ImageNetVGG(nn.Module):
-    """``features`` (conv3x3 with bias [+ BN] + ReLU, 2x2 max-pools), ``avgpool`` to 7x7, ``classifier`` MLP."""
+    """``features`` (conv3x3 with bias [+ BN] + ReLU, 2x2 max-pools), ``avgpool`` to 7x7, ``classifier`` MLP; with a
+    ``gap`` head a 14x14 average pool and the classifier's last Linear only."""
 
     def __init__(self, config: dict[str, Any], num_classes: int) -> None:
         super().__init__()
         self.features = _features(config["features"], config["batch_norm"])
-        self.avgpool = nn.AdaptiveAvgPool2d((POOLED_SIZE, POOLED_SIZE))
-        in_width = [v for v in config["features"] if v != POOL][-1] * POOLED_SIZE * POOLED_SIZE
+        last = [v for v in config["features"] if v != POOL][-1]
+        if config.get("head", "fc") == "gap":
+            self.avgpool: nn.Module = nn.AvgPool2d(*GAP_POOL)
+            in_width = last
+        else:
+            self.avgpool = nn.AdaptiveAvgPool2d((POOLED_SIZE, POOLED_SIZE))
+            in_width = last * POOLED_SIZE * POOLED_SIZE
         self.classifier = _classifier(
             in_width, config["classifier"], config["classifier_bn"], config["dropout"], num_classes
         )
@@ -95,6 +103,8 @@ def check_vgg_config(config: dict[str, Any]) -> None:
         raise ValueError(f"vgg_imagenet: classifier widths must be positive ints, got {config['classifier']}")
     if not 0.0 <= config["dropout"] < 1.0:
         raise ValueError(f"vgg_imagenet: dropout must be in [0, 1), got {config['dropout']}")
+    if config.get("head", "fc") not in ("fc", "gap") or (config.get("head") == "gap" and config["classifier"]):
+        raise ValueError("vgg_imagenet: head must be 'fc', or 'gap' with no hidden classifier layers")
 
 
 def build_vgg(spec: ArchSpec) -> nn.Module:
@@ -106,6 +116,8 @@ def build_vgg(spec: ArchSpec) -> nn.Module:
       - ``classifier``: hidden Linear widths ([4096, 4096]); input = last conv width * 7 * 7
       - ``classifier_bn``: BatchNorm1d after every hidden Linear (slimming VGG-11)
       - ``dropout``: Dropout probability after every hidden ReLU (0.5 torchvision, 0 = none)
+      - ``head`` (optional, absent = "fc"): "gap" = ThiNet's global-average-pool head, AvgPool(14, stride 2) on the
+        last conv's 14x14 map (``features`` then end without a pool) and one Linear (``classifier`` empty)
       - ``init``: see :func:`rethink.arch.imagenet_common.init_weights`
     """
     check_vgg_config(spec.config)
@@ -123,7 +135,8 @@ def channel_groups(config: dict[str, Any]) -> list[GroupSlot]:
             bn = f"features.{index + 1}" if conv_bn else None
             layers.append(Layer(f"features.{index}", bn, "conv", ("features", position), width))
         index += 1 if width == POOL else 2 + conv_bn  # conv, [BN], ReLU
-    index, fan = 0, POOLED_SIZE * POOLED_SIZE  # the first Linear reads each channel's flattened 7x7 map
+    gap = config.get("head", "fc") == "gap"
+    index, fan = 0, 1 if gap else POOLED_SIZE * POOLED_SIZE  # the first Linear reads each channel's 7x7 map
     for position, width in enumerate(config["classifier"]):
         bn = f"classifier.{index + 1}" if fc_bn else None
         layers.append(Layer(f"classifier.{index}", bn, "linear", ("classifier", position), width, fan))

@@ -53,6 +53,7 @@ class ChannelSelection(nn.Module):
         if not kept or sorted(set(kept)) != kept or kept[0] < 0 or kept[-1] >= num_channels:
             raise ValueError(f"selection indices must be sorted, unique, non-empty and < {num_channels}: {kept}")
         self.num_channels = num_channels
+        self.reference_params = num_channels  # the reference code's selection is a parameter vector over the stream
         self.register_buffer("indices", torch.tensor(kept, dtype=torch.long))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -81,7 +81,8 @@ def shrink(model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) 
     config, state = copy.deepcopy(spec.config), dict(model.state_dict())
     for slot, kept in _plan(spec, keep):
         group, index = slot.group, torch.tensor(kept, dtype=torch.long)
-        config_put(config, slot.width_path, len(kept))
+        if slot.width_path is not None:
+            config_put(config, slot.width_path, len(kept))
         if slot.selection_path is not None:
             chosen, key = config_get(spec.config, slot.selection_path), f"{group.name}.indices"
             if state[key].tolist() != chosen:
@@ -104,10 +105,12 @@ def shrink(model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) 
 
 
 def mask(model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) -> nn.Module:
-    """A copy of ``model`` with the pruned channels zeroed: producer rows (weight, bias) and BN weight and bias.
+    """A copy of ``model`` with the pruned channels zeroed: producer rows (weight, bias), BN weight and bias, and the
+    readers' input columns.
 
-    For a selection group the BN entries of the dropped selected stream channels are zeroed. In eval mode the
-    result computes what ``shrink(model, spec, keep)[1]`` computes.
+    For a selection group the BN entries of the dropped selected stream channels are zeroed (a selection reading the
+    stream without a BN is masked by its reader's columns alone). In eval mode the result computes what
+    ``shrink(model, spec, keep)[1]`` computes.
     """
     masked, plan = copy.deepcopy(model), _plan(spec, keep)
     modules = dict(masked.named_modules())
@@ -115,6 +118,10 @@ def mask(model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) ->
         for slot, kept in plan:
             group = slot.group
             dropped = torch.tensor(sorted(set(range(group.width)) - set(kept)), dtype=torch.long)
+            for reader, fan in slot.consumers:
+                weight = modules[reader].weight
+                columns = (dropped[:, None] * fan + torch.arange(fan)).flatten()
+                weight.index_fill_(1, columns.to(weight.device), 0.0)
             if slot.selection_path is not None:
                 dropped = torch.tensor(config_get(spec.config, slot.selection_path), dtype=torch.long)[dropped]
             for name in (group.producer, group.bn):
@@ -137,7 +144,8 @@ def with_group_widths(spec: ArchSpec, widths: Mapping[str, int]) -> ArchSpec:
         slot = slots[name]
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= slot.group.width:
             raise ValueError(f"group '{name}': width must be an integer in [1, {slot.group.width}], got {k!r}")
-        config_put(config, slot.width_path, k)
+        if slot.width_path is not None:
+            config_put(config, slot.width_path, k)
         if slot.selection_path is not None:
             config_put(config, slot.selection_path, config_get(spec.config, slot.selection_path)[:k])
     return ArchSpec(spec.family, spec.num_classes, config)

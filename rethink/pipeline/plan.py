@@ -86,21 +86,27 @@ class CellPlan:
         if model == "pruned" and self.sparse is not None:  # masks: only nonzero weights count (protocol #flops)
             return {"params": self.sparse.params, "flops": self.sparse.flops}
         c = spec_cost(self.specs[model], self.input_size)
-        return {"params": c.params, "flops": {"macs": c.macs, "paper": c.flops}}
+        cost: dict[str, Any] = {"params": c.params, "flops": {"macs": c.macs, "paper": c.flops}}
+        if c.reference_params != c.params:  # channel selections: the reference code counts their index vectors
+            cost["params_reference"] = c.reference_params
+        return cost
 
     def pruning_summary(self) -> dict[str, Any] | None:
         """Requested settings beside achieved ratios and the per-layer widths before/after."""
         if not self.pruner.prunes:
             return None
         name, requested = self.pruner.name, self.pruner.requested()
+        notes = {"notes": self.pruner.notes()} if self.pruner.notes() else {}
         if self.pruned is None:
-            return {"pruner": name, "requested": requested, "decided_by_training": DECIDED_BY_TRAINING}
+            return {"pruner": name, "requested": requested, "decided_by_training": DECIDED_BY_TRAINING, **notes}
         large, pruned = self.cost("large"), self.cost("pruned")
         groups = family_of(self.large).channel_groups is not None
         before, after = (group_widths(self.large), group_widths(self.pruned)) if groups else ({}, {})
-        achieved = (
-            {"channels_pruned_fraction": round(1 - sum(after.values()) / sum(before.values()), 6)} if before else {}
-        )
+        common = [name for name in before if name in after]  # a pruner may add groups (ResNet-50-2x's selections)
+        achieved = {}
+        if common:
+            kept = sum(after[name] for name in common) / sum(before[name] for name in common)
+            achieved["channels_pruned_fraction"] = round(1 - kept, 6)
         achieved |= {
             "params_pruned_fraction": round(1 - pruned["params"] / large["params"], 6),
             "flops_pruned_fraction": round(1 - pruned["flops"]["paper"] / large["flops"]["paper"], 6),
@@ -111,7 +117,7 @@ class CellPlan:
             summary["widths"] = {"before": before, "after": after}
         if self.sparse is not None:
             summary["sparsity"] = self.sparse.report
-        return summary
+        return summary | notes
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``dry_run``."""

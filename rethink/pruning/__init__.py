@@ -1,7 +1,17 @@
 """Pruners: one module each, registered by name (:mod:`rethink.pruning.registry`); the pruning callback decides at a
 stage boundary inside a Lightning run (:mod:`rethink.pruning.callback`)."""
 
-from rethink.pruning import l1, magnitude, none, random, slimming, sss, uniform  # noqa: F401  (each registers itself)
+from rethink.pruning import (  # noqa: F401  (each registers itself)
+    l1,
+    magnitude,
+    none,
+    random,
+    regression,
+    slimming,
+    sss,
+    thinet,
+    uniform,
+)
 from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.registry import PRUNERS, Needs, Pruner, PrunerSettings, create, lookup, pruner_class, register

@@ -26,7 +26,8 @@ class PruneContext:
     seed: the cell's seed (e.g. for random choices);
     round / rounds / previous: iterative pruning, round ``round`` of ``rounds``, and the previous round's decision;
     trainer: the Lightning run the decision is made in (None outside one, e.g. in unit tests);
-    calibration_batches: how many training batches :meth:`calibration` gives (``calibration.batches``).
+    calibration_batches: how many training batches :meth:`calibration` gives (``calibration.batches``);
+    batches: calibration batches given directly (outside a Lightning run), used instead of the data module's.
     """
 
     model: nn.Module
@@ -39,6 +40,7 @@ class PruneContext:
     previous: "Decision | None" = None
     trainer: "pl.Trainer | None" = None
     calibration_batches: int = 0
+    batches: list[tuple[Tensor, Tensor]] | None = None
 
     @property
     def datamodule(self) -> "pl.LightningDataModule | None":
@@ -56,10 +58,12 @@ class PruneContext:
     def calibration(self) -> list[tuple[Tensor, Tensor]]:
         """``calibration_batches`` training batches (images normalised, not augmented; labels) on :attr:`device`.
 
-        From ``datamodule.calibration_batches(n)`` when the data module has it (every rethink data module does),
-        else the first ``n`` batches of its ``train_dataloader()``.
+        The given ``batches``, else ``datamodule.calibration_batches(n)`` when the data module has it (every rethink
+        data module does), else the first ``n`` batches of its ``train_dataloader()``.
         """
         datamodule, count = self.datamodule, self.calibration_batches
+        if self.batches is not None:
+            return [(x.to(self.device), y.to(self.device)) for x, y in self.batches]
         if datamodule is None:
             raise ValueError("no calibration data: the decision is not made inside a Lightning run with a datamodule")
         if count < 1:

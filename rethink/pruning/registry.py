@@ -80,6 +80,10 @@ class Pruner:
         """The pretraining penalty as JSON (part of the pretrain stage's key and record), or None."""
         return None
 
+    def notes(self) -> list[str]:
+        """Facts about this pruner's target a result should carry (``pruning.notes``), e.g. a published discrepancy."""
+        return []
+
     def pretrain_callbacks(self, large: "ArchSpec") -> list["pl.Callback"]:
         """Lightning callbacks applying :meth:`regularizer` while the large model trains."""
         return []

@@ -1,0 +1,131 @@
+"""What ThiNet and regression pruning share: their settings and target widths, and the layer-by-layer decision that
+each specialises with its channel selection (:mod:`rethink.pruning.reconstruction`).
+
+A target is exactly one of: ``variant``, a published architecture of the pruner (ImageNet VGG-16 / ResNet-50,
+:mod:`rethink.pruning.published_targets`) or an L1-norm variant of the model (``A``, ``B``: the same widths as
+``pruner=l1``, to compare selection criteria on one trained model); ``stage_ratios`` / ``layer_ratios`` (the L1-norm
+rule on the reference conv numbering); or ``ratio``, the per-layer compression: every channel group keeps
+``floor(width * (1 - ratio))`` channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from rethink.arch.registry import build
+from rethink.arch.spec import ArchSpec
+from rethink.arch.surgery import group_widths, prunable_groups, with_group_widths
+from rethink.errors import UserError
+from rethink.pruning.context import PruneContext
+from rethink.pruning.decision import Decision
+from rethink.pruning.l1 import L1, FilterTargetSettings
+from rethink.pruning.published_targets import Target
+from rethink.pruning.reconstruction import Samples, prune_layer_by_layer
+from rethink.pruning.registry import Needs
+from rethink.pruning.targets import PREDEFINED
+from rethink.rounding import floor
+from rethink.settings.typed import PositiveInt, Ratio
+
+
+@dataclass(frozen=True)
+class LayerwiseSettings(FilterTargetSettings):
+    """A target (``variant``, L1 ratios, or ``ratio``) and how many output positions of each reader layer are
+    sampled on the calibration batches."""
+
+    ratio: Ratio | None = None
+    samples: PositiveInt = 4000
+
+    def validate(self, prefix: str) -> None:
+        given = [self.variant is not None, self.stage_ratios is not None or self.layer_ratios is not None]
+        if sum(given) + (self.ratio is not None) != 1:
+            raise UserError(
+                f"pruner={self.name} needs exactly one target: {prefix}.variant, {prefix}.stage_ratios / "
+                f"{prefix}.layer_ratios, or {prefix}.ratio (the per-layer compression in (0, 1))."
+            )
+        if self.ratio is not None and self.ratio <= 0:
+            raise UserError(f"{prefix}.ratio={self.ratio}: expected the per-layer compression in (0, 1).")
+
+
+class LayerwisePruner(L1):
+    """A data-driven pruner deciding group by group in network order; subclasses give ``published`` targets and
+    ``select``."""
+
+    published: ClassVar[dict[str, Target]] = {}
+    to_original: ClassVar[bool] = False  # reconstruct the original network's outputs (else the current ones)
+
+    def _published(self) -> Target | None:
+        target = self.published.get(str(self.settings.variant))
+        return target if target is not None and target.model == self.model_name else None
+
+    def requirements(self) -> Needs:
+        s = self.settings
+        family: tuple[str, ...] = ("channel_groups",)
+        if s.stage_ratios is not None or s.layer_ratios is not None or (self.model_name, s.variant) in PREDEFINED:
+            family += ("filter_numbering",)
+        return Needs(trained_model=True, calibration=True, predefined_target=True, family=family)
+
+    def requested(self) -> dict[str, Any]:
+        return {**super().requested(), "ratio": self.settings.ratio, "samples": self.settings.samples}
+
+    def target(self, large: ArchSpec) -> ArchSpec:
+        s = self.settings
+        if s.ratio is not None:
+            widths = {g.name: max(1, floor(g.width * (1 - s.ratio))) for g in prunable_groups(large)}
+            return with_group_widths(large, widths)
+        if s.variant is None or (self.model_name, s.variant) in PREDEFINED:
+            return super().target(large)
+        if self._published() is None:
+            accepted = [v for v, t in self.published.items() if t.model == self.model_name]
+            accepted += sorted(v for m, v in PREDEFINED if m == self.model_name)
+            of = self.published.get(str(s.variant))
+            what = f"a {self.name} target of model '{of.model}'" if of else f"not a {self.name} target"
+            raise ValueError(
+                f"variant {s.variant!r} is {what}; accepted for model '{self.model_name}': "
+                f"{', '.join(accepted) or 'none (give ratio, stage_ratios or layer_ratios)'}"
+            )
+        return self._published().make(large)
+
+    def notes(self) -> list[str]:
+        published = self._published()
+        return [] if published is None else list(published.notes)
+
+    def select(self, samples: Samples, keep: int, generator: torch.Generator) -> tuple[list[int], Tensor, dict]:
+        """The ``keep`` channels to keep of a sampled reader and its new (out, C, taps) weight, with notes."""
+        raise NotImplementedError
+
+    def after_layer(self, network: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> None:
+        """Runs on the network after each pruned group (ThiNet's optional fine-tune on the calibration batches)."""
+
+    def _prepared(self, model: nn.Module, spec: ArchSpec) -> tuple[nn.Module, ArchSpec]:
+        """The network as the published target prunes it (ResNet-50-2x: with a selection before every conv1)."""
+        published = self._published()
+        if published is None or published.prepare is None:
+            return model, spec
+        spec = published.prepare(spec)
+        prepared = build(spec)
+        state = prepared.state_dict() | model.state_dict()
+        prepared.load_state_dict(state, strict=True)
+        return prepared.to(next(model.parameters()).device).train(model.training), spec
+
+    def decide(self, context: PruneContext) -> Decision:
+        context.model, context.spec = self._prepared(context.model, context.spec)
+        s = self.settings
+        decision = prune_layer_by_layer(
+            context, context.target, s.samples, self.select, self.to_original, self.after_layer
+        )
+        if group_widths(decision.spec) != group_widths(context.target):
+            raise RuntimeError("layer-by-layer pruning missed its target widths")  # an internal invariant
+        return decision
+
+    def apply(self, model: nn.Module, spec: ArchSpec, decision: Decision) -> nn.Module:
+        return super().apply(*self._prepared(model, spec), decision)
+
+    @classmethod
+    def row_setting(cls, requested: dict[str, Any]) -> dict[str, Any]:
+        if requested.get("ratio") is not None:
+            return {"ratio": requested["ratio"]}
+        return super().row_setting(requested)
