@@ -82,6 +82,11 @@ class Regression(LayerwisePruner):
         count, _, taps = patches.shape
         outputs = weight.shape[0]
         rows = torch.randperm(count * outputs, generator=generator)[: self.settings.lasso_rows]
+        if len(rows) < patches.shape[1]:
+            raise UserError(
+                f"pruner=regression: the LASSO sees {len(rows)} (position, output) rows for {patches.shape[1]} "
+                "channels, too few to tell them apart; raise pruner.lasso_rows, pruner.samples or calibration.batches."
+            )
         at, out = rows // outputs, rows % outputs
         contributions = (patches[at] * weight[out]).sum(-1)
         try:

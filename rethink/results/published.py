@@ -78,6 +78,38 @@ def entries() -> tuple[Published, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class RelativePublished:
+    """A published change (points of top-1) against the unpruned accuracy ``relative_to`` it was measured from."""
+
+    table: str
+    delta: float
+    relative_to: float
+    note: str | None = None
+
+    def text(self) -> str:
+        """``-1.23 vs 71.03``."""
+        return f"{self.delta + 0.0:+.2f} vs {self.relative_to:.2f}"
+
+
+def lookup_relative(
+    dataset: str,
+    model: str,
+    pruner: str,
+    setting: dict[str, Any] | None,
+    schedule: str,
+    model_options: dict[str, Any] | None = None,
+) -> RelativePublished | None:
+    """The published change for this key (ThiNet, regression), or None."""
+    key = setting_key(setting)
+    for raw in load()["relative"]:
+        same = (raw["dataset"], raw["model"], raw["pruner"], setting_key(raw["setting"]), raw["schedule"])
+        options = tuple(sorted((raw.get("model_options") or {}).items()))
+        if same == (dataset, model, pruner, key, schedule) and options_match(options, model_options):
+            return RelativePublished(raw["table"], float(raw["delta"]), float(raw["relative_to"]), raw.get("note"))
+    return None
+
+
 def options_match(entry_options: tuple[tuple[str, Any], ...], model_options: dict[str, Any] | None) -> bool:
     """Whether a run's model config (None: not recorded) has every model option a published entry requires."""
     if model_options is None:

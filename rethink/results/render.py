@@ -6,6 +6,8 @@ Each cell is ``mean ± std (n)`` of the final top-1 accuracy over seeds (std: sa
 with fewer seeds than its row (or than the table's usual count) reads ``mean ± std (n/N) [k]`` with footnote ``k``
 naming the missing seeds: incomplete cells are marked, never averaged silently. Beside every schedule with a published
 number (:mod:`rethink.results.published`, the paper's tables): the paper's value and the difference ours - paper.
+Where the paper publishes changes instead (ThiNet, regression pruning): our change against our own unpruned model
+beside the paper's change and the unpruned accuracy it is relative to (``-1.23 vs 71.03``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ def _published(table: Table, row: Row, column: str) -> published.Published | Non
     return published.lookup(row.dataset, row.model, pruner, setting, schedule, row.options or None)
 
 
+def _relative(table: Table, row: Row, column: str) -> published.RelativePublished | None:
+    """A published change (ThiNet, regression) for this cell, or None."""
+    if table.name == UNPRUNED_TABLE or column == "unpruned":
+        return None
+    schedule = column.partition("@")[0]
+    return published.lookup_relative(row.dataset, row.model, row.table, row.setting, schedule, row.options or None)
+
+
+def _change(row: Row, cell_mean: float) -> str:
+    """Our change against our own unpruned model (the row's Unpruned cell), or "" without it."""
+    unpruned = row.cells.get("unpruned")
+    return _diff(cell_mean, unpruned.mean) if unpruned is not None and unpruned.values else ""
+
+
 @dataclass
 class Rendered:
     """A table as strings: header and rows (cells without footnote marks for CSV, with them for Markdown)."""
@@ -72,6 +88,7 @@ class Rendered:
 def render(table: Table) -> Rendered:
     """Cells, published values, differences and footnotes of one table."""
     paper_columns = [c for c in table.columns if any(_published(table, row, c) for row in table.rows)]
+    relative_columns = [c for c in table.columns if any(_relative(table, row, c) for row in table.rows)]
     paper_params = any(
         published.params_pruned_pct(r.dataset, r.model, r.table, r.setting) is not None for r in table.rows
     )
@@ -83,6 +100,8 @@ def render(table: Table) -> Rendered:
         header.append(column_title(column))
         if column in paper_columns:
             header += [f"{column_title(column)} (paper)", f"{column_title(column)} Δ"]
+        if column in relative_columns:
+            header += [f"{column_title(column)} vs unpruned", f"{column_title(column)} vs unpruned (paper)"]
     rendered = Rendered(header, [], [], [], [], [])
     for row in table.rows:
         seeds = set().union(*(set(row.cells[c].values) for c in table.columns if c != "unpruned" and c in row.cells))
@@ -117,6 +136,8 @@ def render(table: Table) -> Rendered:
                 "paper_std": "",
                 "diff": "",
                 "paper_table": "",
+                "paper_change": "",
+                "paper_relative_to": "",
             }
             if cell is not None and cell.values:
                 n = len(cell.values)
@@ -163,6 +184,15 @@ def render(table: Table) -> Rendered:
                         paper_mean=entry.mean, paper_std="" if entry.std is None else entry.std, paper_table=entry.table
                     )
                     long.update(diff="" if not text else round(cell.mean - entry.mean, 4))
+            if column in relative_columns:
+                change = _relative(table, row, column)
+                ours = _change(row, cell.mean) if text else ""
+                paper_change = "" if change is None else change.text()
+                plain += [ours, paper_change]
+                marked += [ours, paper_change]
+                if change is not None:
+                    long.update(paper_table=change.table, paper_change=change.delta)
+                    long.update(paper_relative_to=change.relative_to)
             rendered.long.append(long)
         rendered.rows.append(plain)
         rendered.marked_rows.append(marked)
@@ -197,7 +227,7 @@ def to_csv(table: Table, rendered: Rendered | None = None) -> str:
 
 # the columns of the long-form cells.csv: one line per (row, column) of every table
 LONG_FIELDS = ["table", "dataset", "model", "pruned", "column", "mean", "std", "n", "expected_n", "seeds"]
-LONG_FIELDS += ["missing_seeds", "paper_mean", "paper_std", "diff", "paper_table"]
+LONG_FIELDS += ["missing_seeds", "paper_mean", "paper_std", "diff", "paper_table", "paper_change", "paper_relative_to"]
 
 
 def table(results: list[dict[str, Any]]) -> str:
