@@ -135,3 +135,18 @@ def test_ddp_data_driven_pruner_decides_once_on_rank_0_from_calibration_data(tmp
     stored = torch.load(prune_dir / "weights.pt", map_location="cpu", weights_only=True)
     assert _stage(result, "prune")["installed_sha256_per_rank"] == [state_digest(stored)] * 2
     assert (tmp_path / "run" / "spec.json").read_text() == (prune_dir / "spec.json").read_text()
+
+
+def test_ddp_thinet_gives_every_rank_the_same_pruned_model(tmp_path: Path) -> None:
+    cell = (*CELL[:3], "pruner=thinet", "pruner.variant=B", "pruner.samples=400", "calibration.batches=2",
+            "schedule=finetune", "pretrain.epochs=1")  # fmt: skip
+    run = _run_ddp(tmp_path / "run", tmp_path / "art", cell)
+    assert run.returncode == 0, run.stdout[-4000:]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    prune_dir = Path(_stage(result, "prune")["path"])
+    stored = torch.load(prune_dir / "weights.pt", map_location="cpu", weights_only=True)
+    assert _stage(result, "prune")["installed_sha256_per_rank"] == [state_digest(stored)] * 2
+    notes = json.loads((prune_dir / "decision.json").read_text())
+    assert notes["calibration_batches"] == 2 and set(notes["layers"]) == set(
+        json.loads((prune_dir / "keep.json").read_text())
+    )

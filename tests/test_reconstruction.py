@@ -99,7 +99,7 @@ def test_the_redundant_channels_go_and_least_squares_reconstructs_the_next_layer
     assert torch.allclose(rebuilt, expected, atol=1e-4)  # channel 5 was a multiple of a kept one, 7 contributed 0
     layer = decision.notes["layers"]["features.0"]
     assert layer["error_kept"] > 1e-3 and layer[next(k for k in layer if k.startswith("error_r"))] < 1e-6
-    assert decision.notes["calibration_images"] == 128
+    assert decision.notes["calibration_images"] == 128 and decision.notes["samples"] == 2000
 
 
 def test_greedy_removal_takes_the_smallest_summed_contribution() -> None:

@@ -37,7 +37,7 @@ class LayerwiseSettings(FilterTargetSettings):
     sampled on the calibration batches."""
 
     ratio: Ratio | None = None
-    samples: PositiveInt = 4000
+    samples: PositiveInt = 2000
 
     def validate(self, prefix: str) -> None:
         given = [self.variant is not None, self.stage_ratios is not None or self.layer_ratios is not None]

@@ -105,10 +105,11 @@ def sample(
             for images, _ in batches:
                 network(images)
                 inputs = captured["in"].cpu()
-                if isinstance(reader, nn.Conv2d) and per_batch > len(images) * math.prod(_positions(reader, inputs)):
+                positions = math.prod(_positions(reader, inputs))
+                if isinstance(reader, nn.Conv2d) and per_batch > len(images) * positions:
                     raise UserError(
-                        f"calibration: {len(images)} images per batch give {math.prod(_positions(reader, inputs))} "
-                        f"positions each at layer '{reader_name}', fewer than the {per_batch} samples per batch "
+                        f"calibration: {len(images)} images per batch x {positions} output positions of layer "
+                        f"'{reader_name}' = {len(images) * positions}, fewer than the {per_batch} samples per batch "
                         f"that pruner.samples={count} needs over calibration.batches={len(batches)}; lower "
                         "pruner.samples or raise calibration.batches."
                     )
