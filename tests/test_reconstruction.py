@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from rethink.pruning import PruneContext, create
 from rethink.pruning.published_targets import REGRESSION, resnet50_2x_blocks
 from rethink.pruning.regression import RegressionSettings
 from rethink.pruning.thinet import ThiNetSettings, greedy_removal
-from rethink.results import render, tables
+from rethink.results import comparison, render, tables
 
 # variant: (pruner, model, params, Scratch-B epochs, LR drops); docs/protocol.md#thinet, #regression
 PUBLISHED = {
@@ -195,3 +196,30 @@ def test_the_report_shows_the_published_changes_beside_ours() -> None:
     cells = dict(zip(header, row))
     assert cells["Scratch-E vs unpruned"] == "-2.00" and cells["Scratch-E vs unpruned (paper)"] == "-2.75 vs 71.51"
     assert cells["Fine-tuned vs unpruned (paper)"] == "-1.23 vs 71.03"  # the Caffe papers' own baseline
+
+
+def test_the_report_compares_criteria_at_the_same_target() -> None:
+    from test_report import fake
+
+    requested = {"variant": "A", "stage_ratios": None, "layer_ratios": None, "skip": None, "ratio": None}
+    pruned_top1 = {"l1": 10.0, "thinet": 30.0, "random": 9.0}
+    results = []
+    for pruner, top1 in pruned_top1.items():
+        for seed in (1, 2):
+            for schedule in ("finetune", "scratch_e"):
+                result = fake("cifar10", "vgg16", pruner, schedule, seed, 93.0 + seed / 10, requested, pretrain=93.5)
+                if schedule == "finetune":
+                    accuracy = {"top1_final": top1 + seed}
+                    result["stages"].insert(1, {"stage": "prune", "key": "k", "path": "/z", "accuracy": accuracy})
+                results.append(result | {"_file": "result.json"})
+    results.append(fake("cifar10", "resnet56", "l1", "finetune", 1, 93.0, requested) | {"_file": "result.json"})
+    built = comparison.report_tables(results)
+    assert [t.name for t in built] == ["l1", "thinet", "random", "criteria"]
+    (row,) = built[-1].rows  # resnet56 was pruned by one criterion only: nothing to compare
+    assert row.model == "vgg16" and list(row.cells) == ["unpruned"] + [
+        f"{p}: {c}" for p in pruned_top1 for c in ("pruned", "fine-tuned")
+    ]
+    assert statistics.mean(row.cells["thinet: pruned"].values.values()) == 31.5
+    assert statistics.mean(row.cells["random: fine-tuned"].values.values()) == pytest.approx(93.15)
+    markdown = render.table(results)
+    assert "Channel selection criteria compared" in markdown and "thinet: pruned" in markdown

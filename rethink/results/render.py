@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rethink.results import published
-from rethink.results.tables import UNPRUNED_TABLE, Row, Table, build_tables, column_title
+from rethink.results.comparison import report_tables
+from rethink.results.tables import UNPRUNED_TABLE, Row, Table, column_title
 
 # ---------------------------------------------------------------------------------------------- number formatting
 
@@ -234,4 +235,4 @@ def table(results: list[dict[str, Any]]) -> str:
     """Every table of ``results`` as Markdown (what the sweep summary prints)."""
     for result in results:
         result.setdefault("_file", "?")
-    return "\n".join(to_markdown(t) for t in build_tables(results))
+    return "\n".join(to_markdown(t) for t in report_tables(results))

@@ -18,9 +18,11 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from rethink.results.comparison import NAME as COMPARISON
+from rethink.results.comparison import report_tables
 from rethink.results.naming import slug
 from rethink.results.render import LONG_FIELDS, render, table, to_csv, to_markdown
-from rethink.results.tables import build_tables, collect
+from rethink.results.tables import collect
 
 
 def write_report(
@@ -31,7 +33,7 @@ def write_report(
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
-    tables = build_tables(results)
+    tables = report_tables(results)
     written: dict[str, Any] = {"tables": [], "plots": [], "report": None, "wandb": None}
     long_rows: list[dict[str, Any]] = []
     sections = []
@@ -56,7 +58,7 @@ def write_report(
         writer.writeheader()
         writer.writerows(long_rows)
     plot_dir = out / "plots"
-    written["plots"] = plots.make_plots(tables, plot_dir)
+    written["plots"] = plots.make_plots([t for t in tables if t.name != COMPARISON], plot_dir)
     lines = [
         "# Rethinking the Value of Network Pruning — reproduction report",
         "",

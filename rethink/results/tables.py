@@ -29,6 +29,7 @@ SCHEDULE_ORDER = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_re
 COLUMN_NAMES = {
     "unpruned": "Unpruned",
     "sparsity_trained": "Sparsity-trained",
+    "pruned": "Pruned (before retraining)",
     "finetune": "Fine-tuned",
     "scratch_e": "Scratch-E",
     "scratch_b": "Scratch-B",
@@ -209,14 +210,21 @@ def _schedule_lr(result: dict[str, Any]) -> Any:
     return ((result.get("config") or {}).get("schedule") or {}).get("lr")
 
 
+def _stage(result: dict[str, Any], name: str) -> dict[str, Any]:
+    """The run's (last) record of stage ``name``, or {}."""
+    found = [s for s in result.get("stages") or [] if isinstance(s, dict) and s.get("stage") == name]
+    return found[-1] if found else {}
+
+
+def _stage_accuracy(result: dict[str, Any], name: str) -> float | None:
+    """The final top-1 of the run's stage ``name`` (prune: the pruned model before retraining), or None."""
+    top1 = (_stage(result, name).get("accuracy") or {}).get("top1_final")
+    return float(top1) if isinstance(top1, (int, float)) and not isinstance(top1, bool) else None
+
+
 def _pretrain_accuracy(result: dict[str, Any]) -> tuple[float | None, bool]:
     """The final top-1 of the run's pretrain stage, and whether it was trained with a pruner's sparsity penalty."""
-    for stage in result.get("stages") or []:
-        if isinstance(stage, dict) and stage.get("stage") == "pretrain":
-            top1 = (stage.get("accuracy") or {}).get("top1_final")
-            if isinstance(top1, (int, float)) and not isinstance(top1, bool):
-                return float(top1), bool(stage.get("regularizer"))
-    return None, False
+    return _stage_accuracy(result, "pretrain"), bool(_stage(result, "pretrain").get("regularizer"))
 
 
 def _add(cell: Cell, seed: int, value: float, source: str, notes: list[str], what: str) -> None:
@@ -271,6 +279,10 @@ def build_tables(results: list[dict[str, Any]]) -> list[Table]:
             notes[table],
             f"{what} {column_title(column)}",
         )
+        pruned = _stage_accuracy(r, "prune")
+        if pruned is not None and cell["schedule"] == "finetune":  # one pruned model per seed: its fine-tuned cell's
+            title = f"{what} {column_title('pruned')}"
+            _add(row.cells["pruned"], cell["seed"], pruned, r["_file"], notes[table], title)
         pretrain, regularized = _pretrain_accuracy(r)
         if pretrain is not None:  # a sparsity-trained large model is not the Unpruned column (normal training)
             column = "sparsity_trained" if regularized else "unpruned"
@@ -312,7 +324,7 @@ def build_tables(results: list[dict[str, Any]]) -> list[Table]:
     for name in names:
         table_rows = sorted(by_table[name], key=_row_sort_key)
         present = {c for row in table_rows for c, cell in row.cells.items() if cell.values}
-        order = ["unpruned", "sparsity_trained"] + [s for s in SCHEDULE_ORDER if s != "baseline"]
+        order = ["unpruned", "sparsity_trained", "pruned"] + [s for s in SCHEDULE_ORDER if s != "baseline"]
         columns = sorted(
             present, key=lambda c: (order.index(c.partition("@")[0]) if c.partition("@")[0] in order else 99, c)
         )
