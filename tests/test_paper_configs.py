@@ -47,6 +47,8 @@ EXPECTED_CELLS = {
     "unpruned_cifar10": 9 * 5,
     "unpruned_cifar100": 6 * 5,
     "unpruned_imagenet": 4,
+    "thinet_imagenet": 6 * 3,
+    "regression_imagenet": 2 * 3,
 }
 
 
