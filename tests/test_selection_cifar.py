@@ -105,3 +105,23 @@ def test_thinet_and_regression_prune_to_better_accuracy_than_random(trained: dic
             accuracy[criterion] = 100 * float((model(images).argmax(1) == labels).float().mean())
     print("top-1 right after pruning to VGG-16-A widths:", {k: round(v, 2) for k, v in accuracy.items()})
     assert accuracy["thinet"] > accuracy["random"] and accuracy["regression"] > accuracy["random"], accuracy
+
+
+def test_the_selection_experiment_shares_the_large_model_and_the_scratch_runs() -> None:
+    from test_keys import stage_keys
+    from test_paper_configs import compose_with_hydra, sweep_axes
+
+    axes = sweep_axes(compose_with_hydra("experiment=selection_cifar10"))
+    assert sorted(axes["pruner"]) == sorted(f"pruner={p}" for p in CRITERIA) and len(axes["seed"]) == 5
+    assert sweep_axes(compose_with_hydra("experiment=quick/selection_cifar10"))["pruner"] == axes["pruner"]
+    for row, model in (("vgg16_a", "vgg16"), ("resnet56_a", "resnet56"), ("resnet56_b", "resnet56")):
+        cell = ("experiment=selection_cifar10", f"+experiment/paper/row={row}", "seed=1")
+        pretrain, retrain = set(), {"scratch_e": set(), "scratch_b": set()}
+        for pruner in CRITERIA:
+            plan = build_plan(compose_settings(*cell, f"pruner={pruner}", "schedule=finetune"))
+            cut = (plan.cell["model"], plan.cell["pruner"], plan.pruner.settings.variant)
+            assert cut == (model, pruner, row[-1].upper())
+            pretrain.add(stage_keys(*cell, f"pruner={pruner}", "schedule=finetune")["pretrain"])
+            for schedule, found in retrain.items():
+                found.add(stage_keys(*cell, f"pruner={pruner}", f"schedule={schedule}")["retrain"])
+        assert len(pretrain) == 1 and all(len(found) == 1 for found in retrain.values())

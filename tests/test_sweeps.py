@@ -12,7 +12,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import CONF_DIR, REPO
+
+EXPERIMENTS = CONF_DIR / "experiment"
 
 TINY = [
     "dataset=synthetic",
@@ -150,14 +152,16 @@ def test_wandb_offline_runs_carry_group_and_job_type(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", sorted(p.stem for p in (REPO / "conf" / "experiment" / "paper" / "quick").glob("*.yaml"))
+    "name",
+    sorted(str(p.relative_to(EXPERIMENTS).with_suffix("")) for p in EXPERIMENTS.glob("**/quick/*.yaml")),
 )
 def test_every_quick_paper_table_runs_in_full(name: str, tmp_path: Path) -> None:
-    """Every cell of the CPU miniature of each paper table trains and lands in the report (`make test-slow`)."""
+    """Every cell of the CPU miniature of each paper table (and of experiment=selection_cifar10) trains and lands in
+    the report (`make test-slow`)."""
     sweep_dir = tmp_path / "sweep"
     proc = run(
         "rethink.main",
-        f"experiment=paper/quick/{name}",
+        f"experiment={name}",
         f"hydra.sweep.dir={sweep_dir}",
         f"paths.artifact_dir={tmp_path / 'artifacts'}",
         timeout=1800,
