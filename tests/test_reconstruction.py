@@ -21,7 +21,7 @@ from rethink.pipeline.plan import build_plan
 from rethink.pipeline.result import run_cell
 from rethink.pruning import PruneContext, create
 from rethink.pruning.published_targets import REGRESSION, resnet50_2x_blocks
-from rethink.pruning.regression import RegressionSettings
+from rethink.pruning.regression import RegressionSettings, lasso_keep
 from rethink.pruning.thinet import ThiNetSettings, greedy_removal
 from rethink.results import comparison, render, tables
 
@@ -101,6 +101,43 @@ def test_the_redundant_channels_go_and_least_squares_reconstructs_the_next_layer
     layer = decision.notes["layers"]["features.0"]
     assert layer["error_kept"] > 1e-3 and layer[next(k for k in layer if k.startswith("error_r"))] < 1e-6
     assert decision.notes["calibration_images"] == 128 and decision.notes["samples"] == 2000
+
+
+@pytest.mark.parametrize("variant", ["vgg_gap", "vgg_tiny"])
+def test_thinet_gap_variants_thin_the_convs_then_swap_the_head(variant: str) -> None:
+    large = default_spec("vgg16_imagenet", 10, width_multiplier=0.125)
+    torch.manual_seed(0)
+    model = build(large).eval()
+    generator = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(8, 3, 224, 224, generator=generator), torch.randint(10, (8,))) for _ in range(2)]
+    pruner = create(ThiNetSettings(variant=variant, samples=200), "vgg16_imagenet")
+    target = pruner.target(large)
+    decision = pruner.decide(PruneContext(copy.deepcopy(model), large, "vgg16_imagenet", 3, target, batches=batches))
+    assert decision.spec == target  # the published form: the convs thinned, a GAP head
+    pruned = build(decision.spec).eval()
+    pruned.load_state_dict(decision.state, strict=True)
+    assert decision.notes["fresh_layers"] == ["classifier.0.weight", "classifier.0.bias"]
+    x = batches[0][0][:2]
+    with torch.no_grad():
+        assert pruned(x).shape == (2, 10)
+        first = decision.keep["features.0"]  # the first conv keeps its thinned trained filters
+        assert torch.equal(pruned.features[0].weight, model.features[0].weight[first])
+    again = pruner.apply(build(large), large, decision)  # e.g. the original init cut the same way (lottery)
+    assert again.state_dict().keys() == pruned.state_dict().keys()
+    assert torch.equal(again.classifier[0].weight, pruned.classifier[0].weight)  # the same fresh head (its seed)
+
+
+def test_lasso_fills_with_channels_that_explain_nothing_more_and_reports_a_path_stopped_short() -> None:
+    generator = torch.Generator().manual_seed(0)
+    columns = torch.randn(500, 4, dtype=torch.float64, generator=generator)
+    dead = torch.zeros(500, 2, dtype=torch.float64)
+    contributions = torch.cat([columns, columns[:, :1] * 2, dead], 1)  # channel 4 = 2 x channel 0; 5, 6 dead
+    target = columns @ torch.tensor([3.0, -2.0, 1.0, 0.5], dtype=torch.float64)
+    assert lasso_keep(contributions, target, 2)[0] == [1, 4]  # 4 carries channel 0's part at half the L1 cost
+    kept, _, filled = lasso_keep(contributions, target, 6)
+    assert set(kept) >= {1, 2, 3} and len(kept) == 6 and filled >= 1  # the path ends at lambda 0 with 4 or 5
+    with pytest.raises(ValueError, match=r"LASSO keeps at most 1 channels, not the target 3: its path stopped after 1"):
+        lasso_keep(contributions, target, 3, max_steps=1)
 
 
 def test_greedy_removal_takes_the_smallest_summed_contribution() -> None:

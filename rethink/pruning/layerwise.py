@@ -111,18 +111,42 @@ class LayerwisePruner(L1):
         prepared.load_state_dict(state, strict=True)
         return prepared.to(next(model.parameters()).device).train(model.training), spec
 
+    def _finished(self, model: nn.Module, spec: ArchSpec, seed: int) -> tuple[nn.Module, ArchSpec, list[str]]:
+        """The thinned network in the published target's form (VGG-GAP / VGG-Tiny: the GAP head), with the names of
+        its new layers' tensors, which start from the family's initialisation seeded by ``seed``."""
+        published = self._published()
+        if published is None or published.finish is None:
+            return model, spec, []
+        spec = published.finish(spec)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            finished = build(spec)
+        state, old = finished.state_dict(), model.state_dict()
+        fresh = [k for k, v in state.items() if k not in old or old[k].shape != v.shape]
+        finished.load_state_dict({k: state[k] if k in fresh else old[k] for k in state}, strict=True)
+        return finished.to(next(model.parameters()).device).train(model.training), spec, fresh
+
     def decide(self, context: PruneContext) -> Decision:
         context.model, context.spec = self._prepared(context.model, context.spec)
         s = self.settings
         decision = prune_layer_by_layer(
             context, context.target, s.samples, self.select, self.to_original, self.after_layer
         )
+        published = self._published()
+        if published is not None and published.finish is not None:
+            thinned = build(decision.spec)
+            thinned.load_state_dict(decision.state, strict=True)
+            network, decision.spec, fresh = self._finished(thinned, decision.spec, context.seed)
+            decision.state = {k: v.cpu() for k, v in network.state_dict().items()}
+            decision.notes |= {"fresh_layers": fresh, "fresh_seed": context.seed}
         if group_widths(decision.spec) != group_widths(context.target):
             raise RuntimeError("layer-by-layer pruning missed its target widths")  # an internal invariant
         return decision
 
     def apply(self, model: nn.Module, spec: ArchSpec, decision: Decision) -> nn.Module:
-        return super().apply(*self._prepared(model, spec), decision)
+        thinned = super().apply(*self._prepared(model, spec), decision)
+        # the published form of decision.spec is decision.spec itself: finishing only adds the fresh layers
+        return self._finished(thinned, decision.spec, decision.notes.get("fresh_seed", 0))[0]
 
     @classmethod
     def row_setting(cls, requested: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ class Target:
     make: Callable[[ArchSpec], ArchSpec]
     notes: tuple[str, ...] = ()  # facts a result should carry (e.g. a discrepancy in the original code)
     prepare: Callable[[ArchSpec], ArchSpec] | None = None  # the large spec as the pruner thins it (same function)
+    finish: Callable[[ArchSpec], ArchSpec] | None = None  # the thinned spec in the published form (new layers: fresh)
 
 
 def _keep(large: int, published: int, full: int) -> int:
@@ -51,6 +52,15 @@ def _vgg(features: list[int | str], head: str = "fc") -> Callable[[ArchSpec], Ar
         return large.replace_config(features=widths, classifier=[], head=head)
 
     return make
+
+
+def _gap_head(pruned: ArchSpec) -> ArchSpec:
+    """ThiNet's VGG-GAP / VGG-Tiny made from a thinned VGG-16: the last pool and the FC layers give way to a global
+    average pool and one Linear (ThiNet prunes the convs, then replaces the head and fine-tunes)."""
+    features = list(pruned.config["features"])
+    while features[-1] == POOL:
+        features.pop()
+    return pruned.replace_config(features=features, classifier=[], head="gap")
 
 
 def _thinet_resnet(stage_widths: tuple[int, ...]) -> Callable[[ArchSpec], ArchSpec]:
@@ -100,10 +110,14 @@ THINET: dict[str, Target] = {
         "vgg16_imagenet", _vgg([32, 32, M, 64, 64, M, 128, 128, 128, M, 256, 256, 256, M, *[512] * 3, M])
     ),
     "vgg_gap": Target(
-        "vgg16_imagenet", _vgg([32, 32, M, 64, 64, M, 128, 128, 128, M, 256, 256, 256, M, *[512] * 3], "gap")
+        "vgg16_imagenet",
+        _vgg([32, 32, M, 64, 64, M, 128, 128, 128, M, 256, 256, 256, M, *[512] * 3], "gap"),
+        finish=_gap_head,
     ),
     "vgg_tiny": Target(
-        "vgg16_imagenet", _vgg([16, 16, M, 32, 32, M, 64, 64, 64, M, 128, 128, 128, M, 128, 128, 256], "gap")
+        "vgg16_imagenet",
+        _vgg([16, 16, M, 32, 32, M, 64, 64, 64, M, 128, 128, 128, M, 128, 128, 256], "gap"),
+        finish=_gap_head,
     ),
     "resnet50_30": Target("resnet50", _thinet_resnet((19, 38, 76, 153))),
     "resnet50_50": Target("resnet50", _thinet_resnet((32, 64, 128, 256))),
