@@ -26,14 +26,19 @@ from rethink.pruning.registry import register
 from rethink.settings.typed import PositiveInt
 
 
-def lasso_keep(contributions: Tensor, target: Tensor, keep: int) -> tuple[list[int], float, int]:
+def lasso_keep(
+    contributions: Tensor, target: Tensor, keep: int, max_steps: int | None = None
+) -> tuple[list[int], float, int]:
     """The ``keep`` channels (columns of ``contributions``) LASSO selects to explain ``target``, the lambda where it
     does, and how many were added without LASSO: the last point of the path with at most ``keep`` non-zero
-    coefficients, completed from the next point (largest coefficients) where the path steps over ``keep``. Where
-    the path ends below ``keep`` because the other channels explain nothing more (dead or collinear channels: the
-    columns' rank), the largest remaining columns complete it; ValueError where it ends below that rank."""
-    steps = 4 * contributions.shape[1]
-    alphas, _, coefs = lars_path(contributions.numpy(), target.numpy(), method="lasso", max_iter=steps)
+    coefficients, completed from the next point (largest coefficients) where the path steps over ``keep``. Where the
+    path reaches lambda ~ 0 with fewer (the other channels explain nothing more: dead or collinear ones), the largest
+    remaining columns complete it; ValueError where it stops short of that (``max_steps``, default 4 per channel).
+    Lambda is that of the problem scaled to unit-variance columns and target: one scale each, which leaves the
+    selection unchanged and keeps lambda clear of the solver's absolute tolerance (float32 eps)."""
+    steps = max_steps or 4 * contributions.shape[1]
+    scaled = [(v / v.std() if float(v.std()) > 0 else v).numpy() for v in (contributions, target)]
+    alphas, _, coefs = lars_path(*scaled, method="lasso", max_iter=steps)
     counts = (coefs != 0).sum(0)
     at = max(i for i in range(len(alphas)) if counts[i] <= keep)
     chosen = [int(c) for c in coefs[:, at].nonzero()[0]]
@@ -41,14 +46,13 @@ def lasso_keep(contributions: Tensor, target: Tensor, keep: int) -> tuple[list[i
     if len(chosen) < keep:
         if at + 1 < len(alphas):
             order = torch.from_numpy(abs(coefs[:, at + 1]))
-        else:
-            rank = int(torch.linalg.matrix_rank(contributions))
-            if len(chosen) < min(rank, keep):
-                raise ValueError(
-                    f"LASSO keeps at most {len(chosen)} channels (lambda down to {alphas[-1]:.3g}), fewer than the "
-                    f"target {keep} though {rank} channels are independent on these samples"
-                )
+        elif alphas[-1] <= 1e-6 * alphas[0]:
             order, filled = contributions.norm(dim=0), keep - len(chosen)
+        else:
+            raise ValueError(
+                f"LASSO keeps at most {len(chosen)} channels, not the target {keep}: its path stopped after {steps} "
+                f"steps at lambda {alphas[-1]:.3g} (from {alphas[0]:.3g})"
+            )
         order[chosen] = -1
         chosen += [int(c) for c in order.argsort(descending=True)[: keep - len(chosen)]]
     return sorted(chosen), float(alphas[at]), filled
