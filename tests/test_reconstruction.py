@@ -191,6 +191,9 @@ def test_resnet50_2x_is_built_from_the_released_masks_and_its_surgery_is_exact()
         (("dataset=cifar10", "model=vgg16", "pruner=thinet"), "pruner=thinet needs exactly one target"),
         (("dataset=cifar10", "model=vgg16", "pruner=regression", "pruner.variant=A", "pruner.ratio=0.5"),
          "needs exactly one target"),
+        (("dataset=synthetic", "model=vgg16", "pruner=thinet", "pruner.variant=A", "dataset.batch_size=16"),
+         "calibration: 16 images per batch x 4 output positions of layer 'features.34' = 64, fewer than the 250 "
+         "samples per batch that pruner.samples=2000 needs over calibration.batches=8"),
         (("dataset=synthetic", "model=toyplain", "pruner=thinet", "pruner.ratio=0.5"),
          "pruner=thinet cannot prune model 'toyplain': its family 'toy_plain' does not declare its prunable channel"),
     ],
@@ -203,17 +206,26 @@ def test_bad_input_is_refused_before_training(overrides: tuple[str, ...], messag
 @pytest.mark.parametrize(
     "pruner, setting, message",
     [
-        ("thinet", "pruner.samples=10000000", "lower pruner.samples or raise calibration.batches"),
+        ("thinet", "pruner.samples=10000000", "lower pruner.samples, or raise calibration.batches"),
         ("regression", "pruner.lasso_rows=4", "the LASSO sees 4 (position, output) rows for 8 channels"),
     ],
 )
 def test_too_little_calibration_data_is_reported(tmp_path: Path, pruner: str, setting: str, message: str) -> None:
     overrides = ("dataset=synthetic", "model=vgg11", "model.width_multiplier=0.125", "trainer=cpu", "pretrain.epochs=1")
-    settings = compose_settings(*overrides, f"pruner={pruner}", "pruner.ratio=0.5", setting, "calibration.batches=1",
+    settings = compose_settings(*overrides, f"pruner={pruner}", "pruner.ratio=0.5", "pruner.samples=100", setting,
+                                "calibration.batches=1",
                                 "schedule=finetune", f"paths.artifact_dir={tmp_path}")  # fmt: skip
     with pytest.raises(UserError, match=re.escape(message)):
         run_cell(settings, tmp_path / "run")
     assert not list(tmp_path.glob("prune/*/manifest.json"))  # nothing stored for the failed decision
+
+
+def test_calibration_batches_smaller_than_planned_are_reported_when_sampled() -> None:
+    model, spec = _planted_vgg11()
+    batches = [(torch.randn(2, 3, 32, 32), torch.randint(10, (2,)))]  # 2 images x 4 positions of the 2x2 convs
+    context = PruneContext(model, spec, "vgg11", 1, with_group_widths(spec, {"features.22": 8}), batches=batches)
+    with pytest.raises(UserError, match=re.escape("calibration: 2 images per batch x 4 output positions of layer")):
+        create(ThiNetSettings(ratio=0.5, samples=100), "vgg11").decide(context)
 
 
 def test_the_report_shows_the_published_changes_beside_ours() -> None:

@@ -22,6 +22,7 @@ from rethink.arch.family import DECLARATIONS
 from rethink.arch.surgery import group_widths
 from rethink.errors import UserError
 from rethink.pipeline.budget import Budget
+from rethink.pruning.context import CalibrationShape
 from rethink.pruning.registry import Pruner, create
 from rethink.settings.schema import FRESH, ORIGINAL, Settings
 from rethink.training.recipes import Recipe, pretrain_recipe
@@ -272,4 +273,17 @@ def build_plan(settings: Settings) -> CellPlan:
     if retrain.init != FRESH or target is None:  # the decision needs the trained large model
         rounds = tuple(StagePlan("imp", "large", ORIGINAL, pretrain) for _ in range(pruner.rounds() - 1))
         stages = (*plan.stages, *rounds)
+        _check_calibration(settings, pruner, large, target)
     return dataclasses.replace(plan, stages=(*stages, retrain), budget=budget)
+
+
+def _check_calibration(settings: Settings, pruner: Pruner, large: ArchSpec, target: ArchSpec | None) -> None:
+    """A data-driven pruner's calibration data checked against its needs, before any training."""
+    if not pruner.requirements().calibration:
+        return
+    dataset = settings.dataset
+    shape = CalibrationShape(settings.calibration.batches, dataset.batch_size, dataset.image_size)
+    try:
+        pruner.check_data(large, target, shape)
+    except ValueError as exc:
+        raise UserError(f"pruner={pruner.name} with model '{settings.model.name}': {exc}") from None

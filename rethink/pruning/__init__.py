@@ -12,12 +12,13 @@ from rethink.pruning import (  # noqa: F401  (each registers itself)
     thinet,
     uniform,
 )
-from rethink.pruning.context import PruneContext
+from rethink.pruning.context import CalibrationShape, PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.registry import PRUNERS, Needs, Pruner, PrunerSettings, create, lookup, pruner_class, register
 
 __all__ = [
     "PRUNERS",
+    "CalibrationShape",
     "Decision",
     "Needs",
     "PruneContext",

@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from rethink.pruning.decision import Decision
 
 
+@dataclass(frozen=True)
+class CalibrationShape:
+    """What the plan knows of the calibration data before any is read: ``batches`` batches of ``batch_size``
+    images of ``image_size`` pixels square."""
+
+    batches: int
+    batch_size: int
+    image_size: int
+
+
 @dataclass
 class PruneContext:
     """The inputs of one pruning decision.

@@ -20,11 +20,11 @@ from rethink.arch.registry import build
 from rethink.arch.spec import ArchSpec
 from rethink.arch.surgery import group_widths, prunable_groups, with_group_widths
 from rethink.errors import UserError
-from rethink.pruning.context import PruneContext
+from rethink.pruning.context import CalibrationShape, PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.l1 import L1, FilterTargetSettings
 from rethink.pruning.published_targets import Target
-from rethink.pruning.reconstruction import Samples, prune_layer_by_layer
+from rethink.pruning.reconstruction import Samples, check_positions, prune_layer_by_layer
 from rethink.pruning.registry import Needs
 from rethink.pruning.targets import PREDEFINED
 from rethink.rounding import floor
@@ -110,6 +110,12 @@ class LayerwisePruner(L1):
         state = prepared.state_dict() | model.state_dict()
         prepared.load_state_dict(state, strict=True)
         return prepared.to(next(model.parameters()).device).train(model.training), spec
+
+    def check_data(self, large: ArchSpec, target: ArchSpec | None, calibration: CalibrationShape) -> None:
+        published = self._published()
+        if target is not None:
+            prepared = large if published is None or published.prepare is None else published.prepare(large)
+            check_positions(prepared, target, self.settings.samples, calibration)
 
     def _finished(self, model: nn.Module, spec: ArchSpec, seed: int) -> tuple[nn.Module, ArchSpec, list[str]]:
         """The thinned network in the published target's form (VGG-GAP / VGG-Tiny: the GAP head), with the names of

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rethink.arch.registry import build
 from rethink.arch.spec import ArchSpec
 from rethink.arch.surgery import group_slots, group_widths, shrink
 from rethink.errors import UserError
-from rethink.pruning.context import PruneContext
+from rethink.pruning.context import CalibrationShape, PruneContext
 from rethink.pruning.decision import Decision
 
 
@@ -77,6 +78,41 @@ def _patches(
     return patch.flatten(2), torch.stack([images, rows, cols], 1)
 
 
+def too_few_positions(reader: str, images: int, positions: int, per_batch: int, samples: int, batches: int) -> str:
+    """The message for calibration batches that offer a conv reader fewer output positions than are sampled."""
+    return (
+        f"calibration: {images} images per batch x {positions} output positions of layer '{reader}' = "
+        f"{images * positions}, fewer than the {per_batch} samples per batch that pruner.samples={samples} needs over "
+        f"calibration.batches={batches}; lower pruner.samples, or raise calibration.batches or dataset.batch_size."
+    )
+
+
+def check_positions(spec: ArchSpec, target: ArchSpec, samples: int, calibration: CalibrationShape) -> None:
+    """ValueError where a conv reader of a group ``target`` narrows has too few output positions per calibration
+    batch for ``samples`` samples (shapes traced on the meta device: no memory, no data)."""
+    widths = group_widths(target)
+    readers = {
+        slot.consumers[0][0]
+        for slot in group_slots(spec)
+        if widths.get(slot.group.name, slot.group.width) < slot.group.width and len(slot.consumers) == 1
+    }
+    shapes: dict[str, tuple[int, ...]] = {}
+    with torch.device("meta"):
+        model = build(spec).eval()
+        for name in readers:
+            model.get_submodule(name).register_forward_hook(
+                lambda module, inputs, out, name=name: shapes.__setitem__(name, tuple(out.shape))
+            )
+        model(torch.empty(1, 3, calibration.image_size, calibration.image_size))
+    per_batch = math.ceil(samples / calibration.batches)
+    for name, shape in sorted(shapes.items()):
+        positions = math.prod(shape[2:]) if len(shape) == 4 else None  # a Linear reader: one sample per image
+        if positions is not None and per_batch > calibration.batch_size * positions:
+            raise ValueError(
+                too_few_positions(name, calibration.batch_size, positions, per_batch, samples, calibration.batches)
+            )
+
+
 def sample(
     network: nn.Module,
     reader_name: str,
@@ -107,12 +143,8 @@ def sample(
                 inputs = captured["in"].cpu()
                 positions = math.prod(_positions(reader, inputs))
                 if isinstance(reader, nn.Conv2d) and per_batch > len(images) * positions:
-                    raise UserError(
-                        f"calibration: {len(images)} images per batch x {positions} output positions of layer "
-                        f"'{reader_name}' = {len(images) * positions}, fewer than the {per_batch} samples per batch "
-                        f"that pruner.samples={count} needs over calibration.batches={len(batches)}; lower "
-                        "pruner.samples or raise calibration.batches."
-                    )
+                    message = too_few_positions(reader_name, len(images), positions, per_batch, count, len(batches))
+                    raise UserError(message)
                 chosen, where = _patches(reader, inputs, channels, per_batch, generator)
                 patches.append(chosen.double())
                 if original is not None:

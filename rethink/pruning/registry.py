@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from rethink.arch.spec import ArchSpec
-    from rethink.pruning.context import PruneContext
+    from rethink.pruning.context import CalibrationShape, PruneContext
     from rethink.pruning.decision import Decision
 
 
@@ -67,6 +67,10 @@ class Pruner:
 
     def check(self, large: "ArchSpec") -> None:
         """Raise ValueError when the settings do not fit the model (the plan reports it before any training)."""
+
+    def check_data(self, large: "ArchSpec", target: "ArchSpec | None", calibration: "CalibrationShape") -> None:
+        """Raise ValueError when calibration data of this shape cannot give a data-driven pruner what it needs (the
+        plan reports it before any training)."""
 
     def prepare(self, large: "ArchSpec") -> "ArchSpec":
         """The large model this pruner trains and prunes (e.g. with SSS's branch factors)."""
