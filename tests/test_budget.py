@@ -36,7 +36,7 @@ def test_cifar_has_no_cap() -> None:
 
 @pytest.mark.parametrize(
     ("ratio", "epochs", "milestones"),
-    [(1.1816, 106, [35, 70]), (1.3164, 118, [39, 78]), (1.0, 90, [30, 60])],  # ResNet-34-A, -B, unpruned
+    [(1.1816, 106, [35, 70, 105]), (1.3164, 118, [39, 78, 117]), (1.0, 90, [30, 60])],  # ResNet-34-A, -B, unpruned
 )
 def test_imagenet_budgets_below_the_cap(ratio: float, epochs: int, milestones: list[int]) -> None:
     budget = scratch_b_budget(90, ratio, IMAGENET, cap=2.0, rule="step")
@@ -50,9 +50,19 @@ def test_imagenet_cap_gives_180_epochs_with_steps_of_60(ratio: float) -> None:
 
 
 def test_step_rule_uses_whole_multiples_of_the_step() -> None:
-    # 107 epochs: step int(107/3) = 35 -> [35, 70], while the fraction rule gives int(107*2/3) = 71
-    assert scratch_b_budget(107, 1.0, IMAGENET, rule="step").milestones == [35, 70]
+    # 107 epochs: step int(107/3) = 35 -> [35, 70, 105], while the fraction rule gives int(107*2/3) = 71
+    assert scratch_b_budget(107, 1.0, IMAGENET, rule="step").milestones == [35, 70, 105]
     assert scratch_b_budget(107, 1.0, IMAGENET).milestones == [35, 71]
+
+
+@pytest.mark.parametrize("epochs", [90, 105, 106, 118, 134, 141, 179, 180])
+def test_step_rule_gives_the_reference_learning_rate_every_epoch(epochs: int) -> None:
+    """imagenet/*/main_B.py: ``lr = 0.1 * 0.1 ** (epoch // int(epochs / 3))`` for epoch in range(epochs)."""
+    step = int(epochs / 3)
+    milestones = scratch_b_budget(epochs, 1.0, IMAGENET, rule="step").milestones
+    ours = [0.1 * 0.1 ** sum(epoch >= m for m in milestones) for epoch in range(epochs)]
+    reference = [0.1 * 0.1 ** (epoch // step) for epoch in range(epochs)]
+    assert ours == pytest.approx(reference, rel=1e-12)
 
 
 def test_floating_error_is_forgiven() -> None:

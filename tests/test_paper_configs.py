@@ -151,7 +151,7 @@ def test_l1_cifar10_scratch_b_epochs(row: str, epochs: int, milestones: list[int
     assert finetune["stages"][0]["epochs"] == 160 and retrain(finetune)["epochs"] == 40
 
 
-@pytest.mark.parametrize("variant, epochs, milestones", [("A", 106, [35, 70]), ("B", 118, [39, 78])])
+@pytest.mark.parametrize("variant, epochs, milestones", [("A", 106, [35, 70, 105]), ("B", 118, [39, 78, 117])])
 def test_l1_imagenet_resnet34_budgets(variant: str, epochs: int, milestones: list[int]) -> None:
     plan = plan_of("l1_imagenet_resnet34", f"pruner.variant={variant}", "schedule=scratch_b")
     assert (retrain(plan)["epochs"], retrain(plan)["milestones"]) == (epochs, milestones)

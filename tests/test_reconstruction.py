@@ -34,7 +34,7 @@ PUBLISHED = {
     "resnet50_50": ("thinet", "resnet50", 12_385_704, 180, [60, 120]),
     "resnet50_70": ("thinet", "resnet50", 16_949_086, 141, [47, 94]),
     "vgg16_5x": ("regression", "vgg16_imagenet", 130_879_294, 180, [60, 120]),
-    "resnet50_2x": ("regression", "resnet50", 19_697_424, 134, [44, 88]),
+    "resnet50_2x": ("regression", "resnet50", 19_697_424, 134, [44, 88, 132]),
 }
 
 

@@ -8,10 +8,11 @@ Milestone rules (``rule`` argument of :func:`scratch_b_budget`):
 
 - ``"fraction"`` (CIFAR reference code): the LR drops at ``int(epochs * f)`` for each fraction ``f``;
   ``[0.5, 0.75]`` with 243 epochs gives ``[121, 182]``.
-- ``"step"`` (ImageNet reference code): ``step = int(epochs * f[0])`` and the LR drops at whole multiples of the
-  step, ``round(f / f[0]) * step``; ``[1/3, 2/3]`` with 106 epochs gives step 35 and ``[35, 70]``. (The reference
-  decays with ``lr * 0.1 ** (epoch // step)``, which adds a third drop at ``3 * step`` when that epoch is still inside
-  the run, e.g. for the last epoch, 105, of 106; this rule keeps the two drops the paper describes.)
+- ``"step"`` (ImageNet reference code): ``step = int(epochs * f[0])`` and the LR drops at every multiple of the
+  step inside the run, as the reference's ``lr * 0.1 ** (epoch // step)``. ``[1/3, 2/3]`` with 180 epochs gives step
+  60 and ``[60, 120]``; with 106 epochs step 35 and ``[35, 70, 105]``: the reference's third drop in the last epoch
+  (ResNet-34-A; -B: 118 epochs, ``[39, 78, 117]``) is kept. The fractions after the first must be whole multiples of
+  it; they name the drops the paper describes and add none.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _milestones(epochs: int, fractions: Sequence[float], rule: MilestoneRule) ->
                 f"rule 'step' needs milestone_fractions that are whole multiples of the first, got {list(fractions)}"
             )
         step = floor(epochs * fractions[0])
-        return _inside([round(m) * step for m in multiples], epochs)
+        return _inside(list(range(step, epochs, step)) if step else [], epochs)
     raise ValueError(f"unknown milestone rule {rule!r}; accepted: 'fraction', 'step'")
 
 
