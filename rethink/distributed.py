@@ -8,7 +8,9 @@ on, the process group is up and they follow rank 0 through these helpers.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
+
+from rethink.errors import UserError
 
 T = TypeVar("T")
 
@@ -52,3 +54,29 @@ def all_ranks(value: Any) -> list[Any]:
     values: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(values, value)
     return values
+
+
+def rank_batch_size(batch_size: int, world_size: int) -> int:
+    """Each process's share of the global ``dataset.batch_size`` (the paper's batch: 64 on CIFAR, 256 on ImageNet)
+    under ``world_size`` DDP processes; a :class:`UserError` when it does not divide evenly."""
+    if batch_size % world_size:
+        below = batch_size - batch_size % world_size
+        nearest = " or ".join(str(b) for b in (below, below + world_size) if b)
+        raise UserError(
+            f"dataset.batch_size={batch_size} is the global batch, split evenly over the {world_size} DDP "
+            f"processes, and {batch_size} is not a multiple of {world_size}. Give a multiple of {world_size} "
+            f"(e.g. dataset.batch_size={nearest}) or another number of processes "
+            "(trainer.devices x trainer.num_nodes); the learning rate stays as set."
+        )
+    return batch_size // world_size
+
+
+def planned_world_size(trainer: Mapping[str, Any]) -> int | None:
+    """The number of training processes ``trainer.devices`` x ``trainer.num_nodes`` ask for (None: ``auto``, decided
+    by Lightning when it starts)."""
+    devices, nodes = trainer.get("devices", "auto"), trainer.get("num_nodes", 1)
+    if isinstance(devices, (list, tuple)):
+        devices = len(devices)
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1 or not isinstance(nodes, int):
+        return None
+    return devices * nodes

@@ -116,6 +116,37 @@ def test_datamodule_yields_normalised_batches_and_full_test_set() -> None:
     assert sum(len(y) for _, y in dm.val_dataloader()) == 50
 
 
+class _FakeTrainer:
+    """What the data module reads of a DDP trainer: this process's rank and the number of processes."""
+
+    training = False
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.global_rank, self.world_size = rank, world_size
+        self.strategy = type("Strategy", (), {"root_device": torch.device("cpu")})()
+
+
+@pytest.mark.parametrize("world", [1, 2, 4])
+def test_batch_size_is_the_global_batch_split_over_the_processes(world: int) -> None:
+    cfg = _dataset("synthetic", num_train=1000, num_test=10, data_seed=0, batch_size=64, mean=[0.5] * 3, std=[0.5] * 3)
+    batches = []
+    for rank in range(world):
+        dm = build_datamodule(cfg, seed=0)
+        dm.trainer = _FakeTrainer(rank, world)
+        batches.append([len(y) for _, y in dm.train_dataloader()])
+    # every rank: 64 / world images per step, and as many steps per epoch as one process with 64 (ceil(1000/64))
+    assert all(sizes[:-1] == [64 // world] * 15 and len(sizes) == 16 for sizes in batches)
+    assert sum(sum(sizes) for sizes in batches) >= 1000  # the shards cover the epoch (padded to equal length)
+
+
+def test_global_batch_that_the_processes_do_not_divide_is_refused() -> None:
+    cfg = _dataset("synthetic", num_train=100, num_test=10, data_seed=0, batch_size=63, mean=[0.5] * 3, std=[0.5] * 3)
+    dm = build_datamodule(cfg, seed=0)
+    dm.trainer = _FakeTrainer(0, 2)
+    with pytest.raises(UserError, match=r"dataset.batch_size=63 is the global batch.* 2 DDP processes.*=62 or 64"):
+        dm.train_dataloader()
+
+
 def test_real_cifar10_npz_loads(cifar10_npz: Path) -> None:
     arrays = load_npz(cifar10_npz, 10, 32)
     assert arrays.x_train.shape == (50000, 3, 32, 32) and arrays.x_test.shape == (10000, 3, 32, 32)
@@ -167,3 +198,20 @@ def test_imagenet_root_needs_train_and_val(tmp_path: Path) -> None:
         check_imagenet_root(tmp_path)
     (tmp_path / "val").mkdir()
     assert check_imagenet_root(tmp_path) == tmp_path
+
+
+def test_imagenet_folder_batch_is_split_over_the_processes(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(5):
+                Image.new("RGB", (40, 30), (i * 40, 0, 0)).save(tmp_path / split / label / f"{i}.jpg")
+    cfg = _dataset(
+        "imagenet", root=str(tmp_path), num_classes=2, image_size=16, batch_size=4, num_workers=0, mean=MEAN, std=STD
+    )
+    sizes = []
+    for rank in range(2):
+        dm = build_datamodule(cfg, seed=0)
+        dm.trainer = _FakeTrainer(rank, 2)
+        sizes.append([len(y) for _, y in dm.train_dataloader()])
+    assert sizes == [[2, 2, 1], [2, 2, 1]]  # 10 images: 5 per rank, 2 per step (global 4), 3 steps as one process

@@ -14,10 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import REPO, compose_settings
 
 from rethink.arch import ArchSpec, build
+from rethink.errors import UserError
+from rethink.pipeline.plan import build_plan
 from rethink.pipeline.result import run_cell
 from rethink.pruning import PruneContext, create
 from rethink.pruning.decision import state_digest
@@ -99,6 +102,12 @@ def test_ddp_cell_prunes_identically_on_every_rank_and_like_one_process(tmp_path
     assert single["pruning"]["widths"]["after"] == ddp["pruning"]["widths"]["after"]
     assert single["pruning"]["widths"]["before"] == ddp["pruning"]["widths"]["before"]
     assert (single["params"], single["flops"]) == (ddp["params"], ddp["flops"])
+    # dataset.batch_size (32) is the global batch: each of the 2 ranks draws 16, and every trained stage takes the
+    # optimizer steps of the single-process run (256 images / 32 = 8 per epoch)
+    assert ddp["batch"] == {"global": 32, "world_size": 2, "per_rank": 16}
+    assert single["batch"] == {"global": 32, "world_size": 1, "per_rank": 32}
+    for stage in ("pretrain", "retrain"):
+        assert _stage(ddp, stage)["optimizer_steps"] == _stage(single, stage)["optimizer_steps"] == 8
     single_prune = Path(_stage(single, "prune")["path"])
     assert (single_prune / "spec.json").read_text() == (prune_dir / "spec.json").read_text()
     single_keep = json.loads((single_prune / "keep.json").read_text())
@@ -150,3 +159,11 @@ def test_ddp_thinet_gives_every_rank_the_same_pruned_model(tmp_path: Path) -> No
     assert notes["calibration_batches"] == 2 and set(notes["layers"]) == set(
         json.loads((prune_dir / "keep.json").read_text())
     )
+
+
+def test_a_global_batch_the_processes_do_not_divide_is_refused_before_training() -> None:
+    settings = compose_settings(*CELL, "trainer=ddp", "trainer.devices=2", "dataset.batch_size=63")
+    with pytest.raises(UserError, match=r"dataset.batch_size=63 is the global batch.*2 DDP processes.*not a multiple"):
+        build_plan(settings)
+    build_plan(compose_settings(*CELL, "trainer=ddp", "trainer.devices=2", "dataset.batch_size=64"))
+    build_plan(compose_settings(*CELL, "trainer=ddp", "trainer.devices=auto", "dataset.batch_size=63"))  # decided later

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from rethink.distributed import rank_batch_size
 from rethink.errors import UserError
 
 
@@ -91,7 +92,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return list(loader)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True, subset=self.train_subset)
+        """This rank's batches: ``batch_size`` is the global batch, split over the DDP processes."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        return self._loader("train", rank_batch_size(self.batch_size, world), shuffle=True, subset=self.train_subset)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.test_batch_size, shuffle=False, subset=self.test_subset)

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from rethink.data.augment import normalize, random_crop_flip
+from rethink.distributed import rank_batch_size
 
 
 @dataclass
@@ -114,7 +115,9 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.arrays.x_train, self.arrays.y_train, self.batch_size, shuffle=True)
+        """This rank's batches: ``batch_size`` is the global batch, split over the DDP processes."""
+        batch_size = rank_batch_size(self.batch_size, self._rank_world()[1])
+        return self._loader(self.arrays.x_train, self.arrays.y_train, batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.arrays.x_test, self.arrays.y_test, self.test_batch_size, shuffle=False)

@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Mapping
 
+from rethink.distributed import planned_world_size
 from rethink.settings.schema import FRESH
 
 if TYPE_CHECKING:
@@ -56,13 +57,16 @@ def hashed(group: str, values: Mapping[str, Any]) -> dict[str, Any]:
 def shared(plan: "CellPlan") -> dict[str, Any]:
     """What every stage of a cell depends on: the data, the model's options, SGD, the trainer and the seed."""
     s = plan.settings
-    return {
+    values = {
         "dataset": hashed("dataset", dataclasses.asdict(s.dataset)),
         "model": {"name": s.model.name, **s.model.options},
         "optim": dataclasses.asdict(s.optim),
         "trainer": hashed("trainer", s.trainer.arguments),
         "seed": s.seed,
     }
+    if planned_world_size(s.trainer.arguments) != 1:  # multi-process: batch_size is now global (was per rank)
+        values["batch"] = "global"
+    return values
 
 
 def pretrain_key(plan: "CellPlan", weights_sha256: str | None = None) -> str:

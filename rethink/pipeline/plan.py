@@ -20,6 +20,7 @@ from typing import Any
 from rethink.arch import INPUT_SIZE, ArchSpec, UnknownModelError, default_spec, family_of, model_info, spec_cost
 from rethink.arch.family import DECLARATIONS
 from rethink.arch.surgery import group_widths
+from rethink.distributed import planned_world_size, rank_batch_size
 from rethink.errors import UserError
 from rethink.pipeline.budget import Budget
 from rethink.pruning.context import CalibrationShape
@@ -233,6 +234,7 @@ def build_plan(settings: Settings) -> CellPlan:
             f"schedule={schedule.name} with pruner={pruner.name}: schedule=baseline trains the unpruned model and "
             f"every other schedule retrains a pruned one; {fix}."
         )
+    _check_global_batch(settings)
     pretrain = _pretrain(settings)
     cell = {
         "dataset": settings.dataset.name,
@@ -287,3 +289,11 @@ def _check_calibration(settings: Settings, pruner: Pruner, large: ArchSpec, targ
         pruner.check_data(large, target, shape)
     except ValueError as exc:
         raise UserError(f"pruner={pruner.name} with model '{settings.model.name}': {exc}") from None
+
+
+def _check_global_batch(settings: Settings) -> None:
+    """``dataset.batch_size`` is the global batch: it must split evenly over the planned processes (checked again
+    by the data module once Lightning knows the world size)."""
+    world = planned_world_size(settings.trainer.arguments)
+    if world is not None:
+        rank_batch_size(settings.dataset.batch_size, world)

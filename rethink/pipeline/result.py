@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,12 @@ def _budget(plan: CellPlan) -> dict[str, Any] | None:
     }
 
 
+def _batch(records: list[dict[str, Any]]) -> dict[str, int] | None:
+    """The global batch, process count and per-process batch of the last trained stage (None: none recorded)."""
+    batches = [r["batch"] for r in records if r.get("batch")]
+    return batches[-1] if batches else None
+
+
 def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
     """Run the cell of ``settings``; write ``result.json`` (and the final spec and weights) under ``run_dir``."""
     plan = build_plan(settings)
@@ -48,6 +55,8 @@ def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
         "flops": cost["flops"],
         "accuracy": metrics["accuracy"],
         "epochs": final.recipe.epochs,
+        "recipe": asdict(final.recipe),
+        "batch": _batch(runner.records),
         "pruning": plan.pruning_summary(),
         "budget": _budget(plan),
         "stages": runner.records,

@@ -78,7 +78,12 @@ class CellRunner:
                     save_tensors_atomic(path / "init.pt", module.model.state_dict())
 
             result = fit(self.run_context, stage.name, spec, stage.recipe, path, initial, before_fit, callbacks)
-            metrics = {"accuracy": result.accuracy, "recipe": asdict(stage.recipe)}
+            metrics = {
+                "accuracy": result.accuracy,
+                "recipe": asdict(stage.recipe),
+                "optimizer_steps": result.optimizer_steps,
+                "batch": result.batch,
+            }
             if result.is_global_zero:
                 save_tensors_atomic(path / "weights.pt", result.module.model.state_dict())
                 write_text_atomic(path / "spec.json", spec.to_json() + "\n")
@@ -89,7 +94,9 @@ class CellRunner:
             return Produced(files, metrics, "resumed" if result.resumed else "computed")
 
         outcome = self.stages.run(stage.name, key, compute, _metrics)
-        self._record(outcome, accuracy=outcome.payload["accuracy"])
+        payload = outcome.payload
+        extra = {k: payload[k] for k in ("optimizer_steps", "batch") if k in payload}  # absent in older stores
+        self._record(outcome, accuracy=payload["accuracy"], **extra)
         return outcome
 
     def _import(self, key: str) -> Outcome:
@@ -107,7 +114,9 @@ class CellRunner:
             return Produced(["weights.pt", "spec.json", "metrics.json"], metrics, "imported")
 
         outcome = self.stages.run("pretrain", key, compute, _metrics)
-        self._record(outcome, accuracy=outcome.payload["accuracy"])
+        payload = outcome.payload
+        extra = {k: payload[k] for k in ("optimizer_steps", "batch") if k in payload}  # absent in older stores
+        self._record(outcome, accuracy=payload["accuracy"], **extra)
         return outcome
 
     def _pretrain(self) -> Outcome:

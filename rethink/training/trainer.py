@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressB
 from pytorch_lightning.loggers import Logger
 
 from rethink.arch import ArchSpec
-from rethink.distributed import leader_value
+from rethink.distributed import leader_value, rank_batch_size
 from rethink.errors import UserError
 from rethink.settings.schema import Settings
 from rethink.training.loggers import finish, make_loggers, summarize
@@ -109,6 +109,8 @@ class FitResult:
     accuracy: dict[str, Any]
     resumed: bool
     is_global_zero: bool
+    optimizer_steps: int  # over the whole stage, the same on every rank
+    batch: dict[str, int]  # the global batch, the number of processes and each one's share
 
 
 def fit(
@@ -138,7 +140,10 @@ def fit(
         summarize(loggers, {**accuracy, "epochs": recipe.epochs})
     finally:
         finish(run.settings, loggers)
-    return FitResult(module, accuracy, resume_from is not None, trainer.is_global_zero)
+    world = trainer.world_size
+    batch = {"global": run.datamodule.batch_size, "world_size": world}
+    batch["per_rank"] = rank_batch_size(batch["global"], world)
+    return FitResult(module, accuracy, resume_from is not None, trainer.is_global_zero, trainer.global_step, batch)
 
 
 def validate(
