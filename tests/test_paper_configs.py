@@ -20,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from rethink.pipeline.plan import build_plan
-from rethink.results import progress
+from rethink.results import progress, protocol
 
 PAPER = CONF_DIR / "experiment" / "paper"
 TABLES = sorted(p.stem for p in PAPER.glob("*.yaml"))
@@ -102,8 +102,11 @@ def test_table_config_composes_and_expands(name: str) -> None:
     header = (PAPER / f"{name}.yaml").read_text()
     assert f"python -m rethink.main experiment=paper/{name}" in header and "GPU-hours" in header
     for cell in covering_cells(axes):
-        plan = plan_of(name, *cell)
+        settings = compose_settings(f"experiment=paper/{name}", *cell)
+        plan = build_plan(settings).to_dict()
         assert plan["cell"]["dataset"] == cfg.dataset.name and plan["cell"]["seed"] == 1
+        # the report compares this cell with the paper's numbers: its settings are the paper's protocol
+        assert protocol.differences({"cell": plan["cell"], "config": settings.config()}) == [], cell
         for override in cell:  # each swept value reaches the cell
             key, value = override.split("=", 1)
             if key == "schedule":

@@ -43,11 +43,11 @@ def criteria_table(tables: list[Table]) -> Table | None:
     if not rows:
         return None
     ordered = ["unpruned"] * any("unpruned" in r.cells for r in rows) + list(dict.fromkeys(columns))
-    return Table(NAME, TITLE, ordered, rows, max(t.expected_n for t in tables))
+    return Table(NAME, TITLE, ordered, rows, max(t.expected_n for t in tables), metric=tables[0].metric)
 
 
-def report_tables(results: list[dict[str, Any]]) -> list[Table]:
-    """Every table of ``results``: one per pruner, the unpruned models, and the criteria comparison when it exists."""
-    tables = build_tables(results)
+def report_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Table]:
+    """Every table of ``results`` at ``metric``: one per pruner, the unpruned models, and the criteria comparison."""
+    tables = build_tables(results, metric)
     compared = criteria_table(tables)
     return tables + ([compared] if compared is not None else [])

@@ -2,12 +2,15 @@
 (:func:`render`), as Markdown (:func:`to_markdown`) and CSV (:func:`to_csv`), and every table of a list of results as
 Markdown (:func:`table`, what the sweep summary prints).
 
-Each cell is ``mean ± std (n)`` of the final top-1 accuracy over seeds (std: sample standard deviation, n-1). A cell
-with fewer seeds than its row (or than the table's usual count) reads ``mean ± std (n/N) [k]`` with footnote ``k``
-naming the missing seeds: incomplete cells are marked, never averaged silently. Beside every schedule with a published
-number (:mod:`rethink.results.published`, the paper's tables): the paper's value and the difference ours - paper.
-Where the paper publishes changes instead (ThiNet, regression pruning): our change against our own unpruned model
-beside the paper's change and the unpruned accuracy it is relative to (``-1.23 vs 71.03``).
+Each cell is ``mean ± std (n)`` of the top-1 accuracy over seeds at the table's metric (best or final epoch; the
+heading names it) (std: sample standard deviation, n-1). A cell with fewer seeds than its row (or than the table's
+usual count) reads ``mean ± std (n/N) [k]`` with footnote ``k`` naming the missing seeds: incomplete cells are marked,
+never averaged silently. Beside every schedule with a published number (:mod:`rethink.results.published`, the paper's
+tables, best-epoch accuracies): the paper's value and the difference ours - paper. Where the paper publishes changes
+instead (ThiNet, regression pruning): our change against our own unpruned model beside the paper's change and the
+unpruned accuracy it is relative to (``-1.23 vs 71.03``). Only like is compared with like: a cell whose runs'
+settings differ from the paper's protocol (:mod:`rethink.results.protocol`: width, data subset, epochs, batch, lr)
+gets no paper value or difference, and a footnote naming what differs and the paper's number.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from rethink.results import published
 from rethink.results.comparison import report_tables
-from rethink.results.tables import UNPRUNED_TABLE, Row, Table, column_title
+from rethink.results.tables import METRIC_NAMES, UNPRUNED_TABLE, Row, Table, column_title
 
 # ---------------------------------------------------------------------------------------------- number formatting
 
@@ -100,10 +103,14 @@ def render(table: Table) -> Rendered:
     for column in table.columns:
         header.append(column_title(column))
         if column in paper_columns:
-            header += [f"{column_title(column)} (paper)", f"{column_title(column)} Δ"]
+            header += [f"{column_title(column)} (paper, {METRIC_NAMES[published.METRIC]})", f"{column_title(column)} Δ"]
         if column in relative_columns:
             header += [f"{column_title(column)} vs unpruned", f"{column_title(column)} vs unpruned (paper)"]
     rendered = Rendered(header, [], [], [], [], [])
+    if table.metric != published.METRIC and (paper_columns or relative_columns):
+        rendered.footnotes.append(
+            f"Δ and changes compare our {table.metric}-epoch accuracy with the paper's {published.METRIC}-epoch numbers"
+        )
     for row in table.rows:
         seeds = set().union(*(set(row.cells[c].values) for c in table.columns if c != "unpruned" and c in row.cells))
         if not pruned:
@@ -139,6 +146,8 @@ def render(table: Table) -> Rendered:
                 "paper_table": "",
                 "paper_change": "",
                 "paper_relative_to": "",
+                "metric": table.metric,
+                "not_paper_protocol": "",
             }
             if cell is not None and cell.values:
                 n = len(cell.values)
@@ -172,10 +181,19 @@ def render(table: Table) -> Rendered:
                 long.update(
                     expected_n=need, seeds=" ".join(map(str, present)), missing_seeds=" ".join(map(str, missing))
                 )
+            compared = _published(table, row, column) or _relative(table, row, column)
+            unlike = bool(text and cell.differences and compared)
+            if unlike:
+                differs = ", ".join(cell.differences)
+                note = f"{what}: not the paper's settings ({differs}); the paper's {compared.text()} is not compared"
+                rendered.footnotes.append(note)
+                row_notes.append(note)
+                mark += f" [{len(rendered.footnotes)}]"
+                long.update(not_paper_protocol="; ".join(cell.differences))
             plain.append(text)
             marked.append(text + mark)
             if column in paper_columns:
-                entry = _published(table, row, column)
+                entry = None if unlike else _published(table, row, column)
                 paper = "" if entry is None else entry.text()
                 diff = "" if entry is None or not text else _diff(cell.mean, entry.mean)
                 plain += [paper, diff]
@@ -186,7 +204,7 @@ def render(table: Table) -> Rendered:
                     )
                     long.update(diff="" if not text else round(cell.mean - entry.mean, 4))
             if column in relative_columns:
-                change = _relative(table, row, column)
+                change = None if unlike else _relative(table, row, column)
                 ours = _change(row, cell.mean) if text else ""
                 paper_change = "" if change is None else change.text()
                 plain += [ours, paper_change]
@@ -204,7 +222,7 @@ def render(table: Table) -> Rendered:
 def to_markdown(table: Table, rendered: Rendered | None = None, heading: bool = True) -> str:
     """The table as Markdown: a heading, the table, its footnotes and notes."""
     rendered = rendered or render(table)
-    lines = [f"### {table.title}", ""] if heading else []
+    lines = [f"### {table.title} — top-1 (%), {METRIC_NAMES[table.metric]}", ""] if heading else []
     lines.append("| " + " | ".join(rendered.header) + " |")
     lines.append("|" + " --- |" * len(rendered.header))
     lines += ["| " + " | ".join(row) + " |" for row in rendered.marked_rows]
@@ -229,10 +247,11 @@ def to_csv(table: Table, rendered: Rendered | None = None) -> str:
 # the columns of the long-form cells.csv: one line per (row, column) of every table
 LONG_FIELDS = ["table", "dataset", "model", "pruned", "column", "mean", "std", "n", "expected_n", "seeds"]
 LONG_FIELDS += ["missing_seeds", "paper_mean", "paper_std", "diff", "paper_table", "paper_change", "paper_relative_to"]
+LONG_FIELDS += ["metric", "not_paper_protocol"]
 
 
-def table(results: list[dict[str, Any]]) -> str:
-    """Every table of ``results`` as Markdown (what the sweep summary prints)."""
+def table(results: list[dict[str, Any]], metric: str = published.METRIC) -> str:
+    """Every table of ``results`` as Markdown at ``metric`` (what the sweep summary prints)."""
     for result in results:
         result.setdefault("_file", "?")
-    return "\n".join(to_markdown(t) for t in report_tables(results))
+    return "\n".join(to_markdown(t) for t in report_tables(results, metric))

@@ -5,8 +5,11 @@ One table per pruner (the paper's tables: L1-norm, Network Slimming, SSS, weight
 models). Rows are (dataset, model, pruned model: variant or ratio); columns are Unpruned (the normally trained large
 model: the ``pretrain`` stage of the row's runs, else ``schedule=baseline`` runs of the same model), Sparsity-trained
 (the pretrain stage of slimming and SSS, trained with their penalty, so never Unpruned) and one per retraining
-schedule. A cell holds the final top-1 accuracy of each seed; the row's pruned params % and FLOPs % are the runs'
-``pruning.achieved`` fractions. How a table is shown is :mod:`rethink.results.render`.
+schedule. A cell holds the top-1 accuracy of each seed at the table's ``metric``: ``best`` (the best epoch, what the
+reference code and so the paper report; the default) or ``final`` (the last epoch); ``result.json`` keeps both. The
+row's pruned params % and FLOPs % are the runs' ``pruning.achieved`` fractions. Each cell also keeps what in its runs'
+settings differs from the paper's protocol (:mod:`rethink.results.protocol`). How a table is shown is
+:mod:`rethink.results.render`.
 
 Files that are unreadable, partial (required keys missing), failed or foreign (not a rethink result) are returned as
 problems; the rest is still reported.
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from rethink.results.naming import pruned_setting, pruner_table_order, pruner_table_title, setting_label
+from rethink.results.protocol import PRETRAIN_SCOPE, RETRAIN_SCOPE, differences
 
 SCHEDULE_ORDER = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_restart", "lottery", "lr_rewind")
 COLUMN_NAMES = {
@@ -48,6 +52,8 @@ REQUIRED = (
     ("accuracy", "top1_final"),
 )
 DATASET_ORDER = {"cifar10": 0, "cifar100": 1, "imagenet": 2}
+METRICS = ("best", "final")  # which epoch's accuracy a table reports
+METRIC_NAMES = {"best": "best epoch", "final": "final epoch"}
 
 
 # ------------------------------------------------------------------------------------------------------- reading
@@ -125,10 +131,11 @@ def _freeze(mapping: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 
 @dataclass
 class Cell:
-    """The per-seed final top-1 accuracies of one (row, column)."""
+    """The per-seed top-1 accuracies of one (row, column), and what in their runs' settings is not the paper's."""
 
     values: dict[int, float] = field(default_factory=dict)
     sources: dict[int, str] = field(default_factory=dict)
+    differences: list[str] = field(default_factory=list)
 
     @property
     def mean(self) -> float:
@@ -171,6 +178,7 @@ class Table:
     expected_n: int
     footnotes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    metric: str = "best"
 
 
 def table_title(name: str) -> str:
@@ -216,18 +224,27 @@ def _stage(result: dict[str, Any], name: str) -> dict[str, Any]:
     return found[-1] if found else {}
 
 
-def _stage_accuracy(result: dict[str, Any], name: str) -> float | None:
-    """The final top-1 of the run's stage ``name`` (prune: the pruned model before retraining), or None."""
-    top1 = (_stage(result, name).get("accuracy") or {}).get("top1_final")
-    return float(top1) if isinstance(top1, (int, float)) and not isinstance(top1, bool) else None
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _pretrain_accuracy(result: dict[str, Any]) -> tuple[float | None, bool]:
-    """The final top-1 of the run's pretrain stage, and whether it was trained with a pruner's sparsity penalty."""
-    return _stage_accuracy(result, "pretrain"), bool(_stage(result, "pretrain").get("regularizer"))
+def top1(accuracy: dict[str, Any] | None, metric: str) -> tuple[float | None, bool]:
+    """The top-1 of ``accuracy`` at ``metric``, and whether it fell back to the final epoch (no best recorded)."""
+    accuracy = accuracy or {}
+    value = _number(accuracy.get(f"top1_{metric}"))
+    if value is None and metric != "final":
+        return _number(accuracy.get("top1_final")), True
+    return value, False
 
 
-def _add(cell: Cell, seed: int, value: float, source: str, notes: list[str], what: str) -> None:
+def _stage_accuracy(result: dict[str, Any], name: str, metric: str = "final") -> tuple[float | None, bool]:
+    """The top-1 of the run's stage ``name`` at ``metric`` (prune: the pruned model, evaluated once), or None."""
+    return top1(_stage(result, name).get("accuracy"), metric)
+
+
+def _add(
+    cell: Cell, seed: int, value: float, source: str, notes: list[str], what: str, differs: list[str] = ()
+) -> None:
     if seed in cell.values and abs(cell.values[seed] - value) > 1e-9:
         notes.append(
             f"{what}, seed {seed}: two results ({cell.sources[seed]}: {cell.values[seed]:.2f}; "
@@ -236,10 +253,14 @@ def _add(cell: Cell, seed: int, value: float, source: str, notes: list[str], wha
         return
     cell.values.setdefault(seed, value)
     cell.sources.setdefault(seed, source)
+    cell.differences += [d for d in differs if d not in cell.differences]
 
 
-def build_tables(results: list[dict[str, Any]]) -> list[Table]:
-    """Group results into the report's tables (see the module docstring)."""
+def build_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Table]:
+    """Group results into the report's tables (see the module docstring); cells at ``metric`` (best | final)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    fallbacks: dict[str, int] = Counter()  # results without a best-epoch accuracy, per table
     # schedules run at several learning rates within one table get one column per lr
     lrs: dict[tuple[str, str], set] = defaultdict(set)
     for r in results:
@@ -259,34 +280,34 @@ def build_tables(results: list[dict[str, Any]]) -> list[Table]:
             row = rows[key] = Row(table, cell["dataset"], cell["model"], options, row_setting)
         row.results.append(r)
         what = f"{cell['dataset']} {cell['model']} {setting_label(row_setting)}"
+        value, fell_back = top1(r["accuracy"], metric)
+        fallbacks[table] += fell_back
         if baseline:
-            _add(
-                row.cells["unpruned"],
-                cell["seed"],
-                float(r["accuracy"]["top1_final"]),
-                r["_file"],
-                notes[table],
-                f"{what} Unpruned",
-            )
+            differs = differences(r, PRETRAIN_SCOPE)
+            _add(row.cells["unpruned"], cell["seed"], value, r["_file"], notes[table], f"{what} Unpruned", differs)
             continue
         lr_tag = f"lr={_schedule_lr(r)}" if len(lrs[(table, cell["schedule"])]) > 1 else ""
         column = _column_key(cell["schedule"], lr_tag)
-        _add(
-            row.cells[column],
-            cell["seed"],
-            float(r["accuracy"]["top1_final"]),
-            r["_file"],
-            notes[table],
-            f"{what} {column_title(column)}",
-        )
-        pruned = _stage_accuracy(r, "prune")
+        title = f"{what} {column_title(column)}"
+        _add(row.cells[column], cell["seed"], value, r["_file"], notes[table], title, differences(r, RETRAIN_SCOPE))
+        pruned, _ = _stage_accuracy(r, "prune")
         if pruned is not None and cell["schedule"] == "finetune":  # one pruned model per seed: its fine-tuned cell's
             title = f"{what} {column_title('pruned')}"
             _add(row.cells["pruned"], cell["seed"], pruned, r["_file"], notes[table], title)
-        pretrain, regularized = _pretrain_accuracy(r)
+        pretrain, fell_back = _stage_accuracy(r, "pretrain", metric)
         if pretrain is not None:  # a sparsity-trained large model is not the Unpruned column (normal training)
-            column = "sparsity_trained" if regularized else "unpruned"
-            _add(row.cells[column], cell["seed"], pretrain, r["_file"], notes[table], f"{what} {column_title(column)}")
+            fallbacks[table] += fell_back
+            column = "sparsity_trained" if _stage(r, "pretrain").get("regularizer") else "unpruned"
+            title = f"{what} {column_title(column)}"
+            _add(
+                row.cells[column],
+                cell["seed"],
+                pretrain,
+                r["_file"],
+                notes[table],
+                title,
+                differences(r, PRETRAIN_SCOPE),
+            )
         achieved = (r.get("pruning") or {}).get("achieved") or {}
         if isinstance(achieved.get("params_pruned_fraction"), (int, float)):
             row.params_pruned.append(100 * achieved["params_pruned_fraction"])
@@ -320,6 +341,11 @@ def build_tables(results: list[dict[str, Any]]) -> list[Table]:
     names = [t for t in first if t in by_table]
     names += sorted(t for t in by_table if t not in first and t != UNPRUNED_TABLE)
     names += [UNPRUNED_TABLE] if UNPRUNED_TABLE in by_table else []
+    for table, count in fallbacks.items():
+        if count:
+            notes[table].append(
+                f"{count} accuracies have no best-epoch value recorded (top1_best); their final epoch is used"
+            )
     tables = []
     for name in names:
         table_rows = sorted(by_table[name], key=_row_sort_key)
@@ -340,5 +366,5 @@ def build_tables(results: list[dict[str, Any]]) -> list[Table]:
             differing = sorted({k for o in options for k in o if any(o2.get(k) != o.get(k) for o2 in options)})
             suffix = ", ".join(f"{k}={row.options.get(k)}" for k in differing)
             row.model_label = row.model + (f" ({suffix})" if suffix else "")
-        tables.append(Table(name, table_title(name), columns, table_rows, expected, notes=notes[name]))
+        tables.append(Table(name, table_title(name), columns, table_rows, expected, notes=notes[name], metric=metric))
     return tables
