@@ -10,10 +10,14 @@ from rethink.arch import ArchSpec, build
 from rethink.errors import UserError
 
 _PREFIXES = ("module.", "model.")  # DataParallel and LightningModule wrappers
+_BN_COUNTER = ".num_batches_tracked"  # absent from BatchNorm state saved by PyTorch < 0.4.1
 
 
 def load_weights(path: str | Path, spec: ArchSpec, model_name: str) -> dict[str, torch.Tensor]:
-    """A state_dict (or a checkpoint holding one under ``state_dict``) that loads strictly into ``build(spec)``."""
+    """A state_dict (or a checkpoint holding one under ``state_dict``) that loads strictly into ``build(spec)``.
+
+    BatchNorm ``num_batches_tracked`` counters missing from the file (older torchvision weights) are filled with
+    zeros, a fresh layer's value (used only by BN with ``momentum=None``); any other missing key is refused."""
     fix = "Give pretrain.weights a state_dict saved with torch.save(model.state_dict(), path) for this model."
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -28,6 +32,8 @@ def load_weights(path: str | Path, spec: ArchSpec, model_name: str) -> dict[str,
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: t for k, t in state.items()}
     expected = build(spec).state_dict()
+    counters = [k for k in expected if k.endswith(_BN_COUNTER) and k not in state]
+    state = state | {k: torch.zeros_like(expected[k]) for k in counters}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
