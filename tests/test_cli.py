@@ -99,3 +99,23 @@ def test_unknown_experiment_names_in_sweeps_and_row_presets() -> None:
     assert unknown_experiment(["experiment=null", "model=vgg16", "seed=1,2"]) is None
     problem = unknown_experiment(["+experiment/paper/row=resnet56_a,resnet57_a"])
     assert problem.startswith("+experiment/paper/row=resnet57_a: no such experiment") and "resnet56_b" in problem
+
+
+def test_missing_torchvision_weights_stop_before_data_and_a_dry_run_reports_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
+    cell = ("dataset=imagenet", "dataset.root=/no/imagenet", "model=resnet34", "pruner=l1", "pruner.variant=A")
+    cell += ("schedule=finetune", "pretrain.weights=torchvision")
+    proc = rethink(*cell, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+    assert (
+        "rethink: error: pretrain.weights=torchvision: torchvision's ImageNet weights of model 'resnet34'"
+        in proc.stderr
+    )
+    assert f"expected {tmp_path / 'torch' / 'hub' / 'checkpoints'}/resnet34-" in proc.stderr
+    assert "no train/ or val/" not in proc.stderr  # the plan stopped it, before any data was read
+    dry = rethink(*cell, "dry_run=true", f"hydra.run.dir={tmp_path / 'dry'}")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert json.loads(dry.stdout)["stages"][0]["imports"]["found"] is False
+    assert not (tmp_path / "torch" / "hub" / "checkpoints").exists()

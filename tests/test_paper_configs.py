@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torchvision
 from conftest import CONF_DIR, compose_config, compose_settings
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -76,8 +77,17 @@ def covering_cells(axes: dict[str, list[str]]) -> list[tuple[str, ...]]:
     return [tuple(values[i % len(values)] for values in others.values()) + ("seed=1",) for i in range(width)]
 
 
+# The paper's torchvision models (the weights the original experiments pruned).
+TORCHVISION_WEIGHTS = {
+    "resnet34": torchvision.models.ResNet34_Weights,
+    "resnet50": torchvision.models.ResNet50_Weights,
+    "vgg16_bn": torchvision.models.VGG16_BN_Weights,
+}
+
+
 def plan_of(name: str, *overrides: str) -> dict[str, Any]:
-    return build_plan(compose_settings(f"experiment=paper/{name}", *overrides)).to_dict()
+    """The dry-run plan of a cell: it reports an imported weights file (torchvision's) that is not on this machine."""
+    return build_plan(compose_settings(f"experiment=paper/{name}", "dry_run=true", *overrides)).to_dict()
 
 
 def retrain(plan: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +181,26 @@ def test_sss_imagenet_budgets(variant: str, epochs: int, milestones: list[int]) 
     assert (retrain(plan)["epochs"], retrain(plan)["milestones"]) == (epochs, milestones)
     scratch_e = retrain(plan_of("sss_imagenet", f"pruner.variant={variant}", "schedule=scratch_e"))
     assert (scratch_e["epochs"], scratch_e["milestones"]) == (100, [30, 60, 90])
+
+
+@pytest.mark.parametrize(
+    "name, cell",
+    [
+        ("l1_imagenet_resnet34", ("pruner.variant=A", "schedule=finetune")),
+        ("weight_level_imagenet", ("model=vgg16_bn", "schedule=scratch_e")),
+        ("weight_level_imagenet", ("model=resnet50", "schedule=finetune")),
+    ],
+)
+def test_imagenet_tables_prune_torchvision_weights_and_quick_ones_train_their_own(
+    name: str, cell: tuple[str, ...]
+) -> None:
+    """The paper pruned torchvision's trained models: the pretrain stage imports them (the Unpruned column); the CPU
+    miniatures train their own small large model."""
+    imports = plan_of(name, *cell)["stages"][0]["imports"]
+    weights = TORCHVISION_WEIGHTS[compose_config(f"experiment=paper/{name}", *cell).model.name]
+    assert imports["file"].endswith("/hub/checkpoints/" + weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1])
+    quick = plan_of(f"quick/{name}", *cell)
+    assert quick["stages"][0]["name"] == "pretrain" and "imports" not in quick["stages"][0]
 
 
 def test_imagenet_recipes_of_slimming_and_weight_level() -> None:

@@ -26,6 +26,7 @@ from rethink.pipeline.budget import Budget
 from rethink.pruning.context import CalibrationShape
 from rethink.pruning.registry import Pruner, create
 from rethink.settings.schema import FRESH, ORIGINAL, Settings
+from rethink.training.checkpoints import TORCHVISION, torchvision_fetch_hint, torchvision_file
 from rethink.training.recipes import Recipe, pretrain_recipe
 
 DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
@@ -63,7 +64,7 @@ class CellPlan:
     input_size: int
     stages: tuple[StagePlan, ...]
     base_epochs: int  # the large model's epochs (Scratch-B: schedule.base_epochs)
-    pretrained_weights: str | None = None  # pretrain.weights: a trained large model to import instead of training
+    pretrained_weights: str | None = None  # the file of pretrain.weights the pretrain stage imports instead of training
     budget: Budget | None = None
     sparse: SparseCost | None = None
 
@@ -121,9 +122,18 @@ class CellPlan:
             summary["sparsity"] = self.sparse.report
         return summary | notes
 
+    def imported(self) -> dict[str, Any] | None:
+        """The file the pretrain stage imports, whether it is there, and (when not) the error a run stops with."""
+        if self.pretrained_weights is None:
+            return None
+        if Path(self.pretrained_weights).is_file():
+            return {"file": self.pretrained_weights, "found": True}
+        return {"file": self.pretrained_weights, "found": False, "error": _missing_weights(self)}
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``dry_run``."""
         budget = self.budget
+        imported = self.imported()
         return {
             "cell": self.cell,
             "input_size": self.input_size,
@@ -133,6 +143,7 @@ class CellPlan:
             "stages": [
                 {"name": s.name, "model": s.model, "init": s.init, **(dataclasses.asdict(s.recipe) if s.recipe else {})}
                 | ({} if s.recipe else {"recipe": "decided by training (Scratch-B of the pruned model's FLOPs)"})
+                | ({"imports": imported} if imported and s.name == "pretrain" else {})
                 for s in self.stages
             ],
         }
@@ -189,17 +200,49 @@ def _configured_pruner(settings: Settings, large: ArchSpec) -> tuple[Pruner, Arc
         raise UserError(f"pruner={pruner.name} with model '{model}': {exc}. Fix the pruner.* overrides.") from None
 
 
-def _pretrained_weights(settings: Settings) -> str | None:
-    """``pretrain.weights`` if set: it must name an existing file."""
+def _importing(plan: CellPlan) -> CellPlan:
+    """``plan`` with the file its pretrain stage imports: ``pretrain.weights`` resolved (``torchvision``: the model's
+    torchvision weights in the torch hub cache, which must fit the large model). A missing file stops a run here,
+    before any training; ``dry_run`` reports it instead. A cell without a pretrain stage imports nothing."""
+    settings, model, large = plan.settings, plan.model_name, plan.large
     weights = settings.pretrain.weights
-    if weights is None:
-        return None
-    if not Path(weights).is_file():
-        raise UserError(
-            f"pretrain.weights={weights!r}: no such file. Give the path of a saved state_dict of the large model, or "
-            "null to train it."
-        )
-    return str(Path(weights).resolve())
+    if weights is None or not plan.needs_pretrain:
+        return plan
+    if weights == TORCHVISION:
+        path = torchvision_file(model)
+        reference = default_spec(model, 1000)
+        if large != reference:
+            changes = [
+                f"model.{k}={v}"
+                for k, v in settings.model.options.items()
+                if default_spec(model, 1000, **{k: v}) != reference
+            ]
+            if large.num_classes != 1000:
+                changes.insert(0, f"{large.num_classes} classes (dataset={settings.dataset.name})")
+            what = ", ".join(changes) or f"pruner={plan.pruner.name}, which changes the large model"
+            raise UserError(
+                f"pretrain.weights=torchvision: torchvision's weights fit model '{model}' only as torchvision builds "
+                f"it, for the 1000 ImageNet classes with the defaults of conf/model/{model}.yaml, but this cell has "
+                f"{what}. Use the model at its defaults with dataset=imagenet, or train the large model here "
+                "(pretrain.weights=null)."
+            )
+    else:
+        path = Path(weights).resolve()
+    plan = dataclasses.replace(plan, pretrained_weights=str(path))
+    if not path.is_file() and not settings.dry_run:
+        raise UserError(_missing_weights(plan))
+    return plan
+
+
+def _missing_weights(plan: CellPlan) -> str:
+    """The error for a ``pretrain.weights`` file that is not there."""
+    weights = plan.settings.pretrain.weights
+    if weights == TORCHVISION:
+        return torchvision_fetch_hint(plan.model_name, Path(plan.pretrained_weights))
+    return (
+        f"pretrain.weights={weights!r}: no such file. Give the path of a saved state_dict of the large model, or "
+        "null to train it."
+    )
 
 
 def _pretrain(settings: Settings) -> Recipe:
@@ -252,10 +295,9 @@ def build_plan(settings: Settings) -> CellPlan:
         input_size=settings.dataset.image_size,
         stages=(StagePlan("pretrain", "large", FRESH, pretrain),),
         base_epochs=getattr(schedule, "base_epochs", pretrain.epochs),
-        pretrained_weights=_pretrained_weights(settings),
     )
     if baseline:
-        return plan
+        return _importing(plan)
     retrain, budget = _retrain_stage(plan)
     needs = pruner.requirements()
     if retrain.init != FRESH and not needs.trained_model:
@@ -264,11 +306,11 @@ def build_plan(settings: Settings) -> CellPlan:
             f"scratch (schedule=scratch_e or scratch_b), not schedule={schedule.name}."
         )
     iterative = pruner.rounds() > 1
-    if (retrain.init == ORIGINAL or iterative) and plan.pretrained_weights:
+    if (retrain.init == ORIGINAL or iterative) and settings.pretrain.weights:
         what = f"iterative pruning (pruner.rounds={pruner.rounds()})" if iterative else f"schedule={schedule.name}"
         raise UserError(
             f"{what} starts from the large model's original initialisation, which imported "
-            f"pretrain.weights='{plan.pretrained_weights}' do not have; train the large model here "
+            f"pretrain.weights='{settings.pretrain.weights}' do not have; train the large model here "
             "(pretrain.weights=null)."
         )
     stages: tuple[StagePlan, ...] = ()
@@ -276,7 +318,7 @@ def build_plan(settings: Settings) -> CellPlan:
         rounds = tuple(StagePlan("imp", "large", ORIGINAL, pretrain) for _ in range(pruner.rounds() - 1))
         stages = (*plan.stages, *rounds)
         _check_calibration(settings, pruner, large, target)
-    return dataclasses.replace(plan, stages=(*stages, retrain), budget=budget)
+    return _importing(dataclasses.replace(plan, stages=(*stages, retrain), budget=budget))
 
 
 def _check_calibration(settings: Settings, pruner: Pruner, large: ArchSpec, target: ArchSpec | None) -> None:

@@ -99,9 +99,11 @@ class CellRunner:
         self._record(outcome, accuracy=payload["accuracy"], **extra)
         return outcome
 
-    def _import(self, key: str) -> Outcome:
-        """The pretrain stage from user-given weights (``pretrain.weights``): check, evaluate, store."""
+    def _import(self) -> Outcome:
+        """The pretrain stage from user-given weights (``pretrain.weights``): check, evaluate, store; keyed by the
+        file's content, and the record names the file."""
         plan, spec = self.plan, self.plan.large
+        digest = sha256_file(Path(plan.pretrained_weights))
 
         def compute(path: Path) -> Produced:
             state = load_weights(plan.pretrained_weights, spec, plan.model_name)
@@ -113,16 +115,15 @@ class CellRunner:
                 write_json_atomic(path / "metrics.json", metrics)
             return Produced(["weights.pt", "spec.json", "metrics.json"], metrics, "imported")
 
-        outcome = self.stages.run("pretrain", key, compute, _metrics)
-        payload = outcome.payload
-        extra = {k: payload[k] for k in ("optimizer_steps", "batch") if k in payload}  # absent in older stores
-        self._record(outcome, accuracy=payload["accuracy"], **extra)
+        outcome = self.stages.run("pretrain", keys.pretrain_key(plan, digest), compute, _metrics)
+        imported = {"file": plan.pretrained_weights, "sha256": digest}
+        self._record(outcome, accuracy=outcome.payload["accuracy"], imported_from=imported)
         return outcome
 
     def _pretrain(self) -> Outcome:
         plan = self.plan
         if plan.pretrained_weights:
-            return self._import(keys.pretrain_key(plan, sha256_file(Path(plan.pretrained_weights))))
+            return self._import()
         penalised = plan.pruner.requirements().regularizer
         callbacks = plan.pruner.pretrain_callbacks(plan.large) if penalised else []
         outcome = self._fit(plan.stages[0], keys.pretrain_key(plan), plan.large, None, callbacks, save_init=True)

@@ -1,8 +1,10 @@
-"""Weights given by the user (e.g. torchvision's ImageNet ResNet-34 for L1-norm pruning): read safely, check fit."""
+"""Weights given by the user (e.g. torchvision's ImageNet ResNet-34 for L1-norm pruning): find torchvision's in the
+local torch hub cache (never downloading), read safely, check fit."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -10,10 +12,55 @@ from rethink.arch import ArchSpec, build
 from rethink.errors import UserError
 
 _PREFIXES = ("module.", "model.")  # DataParallel and LightningModule wrappers
+_BN_COUNTER = ".num_batches_tracked"  # absent from BatchNorm state saved by PyTorch < 0.4.1
+
+TORCHVISION = "torchvision"  # pretrain.weights=torchvision: torchvision's ImageNet weights of the model
+# Our model -> the torchvision builder of the same architecture and parameter names (tests/test_arch_imagenet.py
+# checks equal outputs). vgg11_bn has none: its classifier has BatchNorm1d layers, torchvision's has not.
+TORCHVISION_BUILDERS = {
+    "resnet34": "resnet34",
+    "resnet50": "resnet50",
+    "vgg16_bn": "vgg16_bn",
+    "vgg16_imagenet": "vgg16",
+}
+
+
+def torchvision_file(model_name: str) -> Path:
+    """Where ``torch.hub`` keeps torchvision's ``IMAGENET1K_V1`` weights of ``model_name`` (the file name of the
+    weights' URL under ``torch.hub.get_dir()/checkpoints``, as torchvision saves it); nothing is downloaded."""
+    builder = TORCHVISION_BUILDERS.get(model_name)
+    if builder is None:
+        available = ", ".join(f"{ours} ({theirs})" for ours, theirs in TORCHVISION_BUILDERS.items())
+        raise UserError(
+            f"pretrain.weights=torchvision: model '{model_name}' has no torchvision counterpart with the same "
+            f"architecture; the models that have one are {available}. Give pretrain.weights the path of a "
+            "state_dict of this model, or null to train it."
+        )
+    from torchvision.models import get_model_weights
+
+    url = get_model_weights(builder).IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+
+
+def torchvision_fetch_hint(model_name: str, path: Path) -> str:
+    """How to put torchvision's weights of ``model_name`` at ``path`` (its expected place in the hub cache)."""
+    builder = TORCHVISION_BUILDERS[model_name]
+    return (
+        f"pretrain.weights=torchvision: torchvision's ImageNet weights of model '{model_name}' "
+        f"(torchvision.models.{builder}, IMAGENET1K_V1) are "
+        f"not in the torch hub cache: expected {path}. rethink never downloads them. On a machine with internet, run "
+        f"python -c \"import torchvision; torchvision.models.{builder}(weights='IMAGENET1K_V1')\" (it saves "
+        f"{path.name} under $TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints) and copy that file "
+        f"to {path}, or set TORCH_HOME to a folder holding hub/checkpoints/{path.name}; or give pretrain.weights the "
+        "file's path."
+    )
 
 
 def load_weights(path: str | Path, spec: ArchSpec, model_name: str) -> dict[str, torch.Tensor]:
-    """A state_dict (or a checkpoint holding one under ``state_dict``) that loads strictly into ``build(spec)``."""
+    """A state_dict (or a checkpoint holding one under ``state_dict``) that loads strictly into ``build(spec)``.
+
+    BatchNorm ``num_batches_tracked`` counters missing from the file (older torchvision weights) are filled with
+    zeros, a fresh layer's value (used only by BN with ``momentum=None``); any other missing key is refused."""
     fix = "Give pretrain.weights a state_dict saved with torch.save(model.state_dict(), path) for this model."
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -28,6 +75,8 @@ def load_weights(path: str | Path, spec: ArchSpec, model_name: str) -> dict[str,
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: t for k, t in state.items()}
     expected = build(spec).state_dict()
+    counters = [k for k in expected if k.endswith(_BN_COUNTER) and k not in state]
+    state = state | {k: torch.zeros_like(expected[k]) for k in counters}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
