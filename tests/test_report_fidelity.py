@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from test_report import _md_rows, fake, write_results
 
-from rethink.results import protocol, report
+from rethink.results import protocol, render, report
 
 PAPER_SCRATCH_E = 92.96  # L1-norm ResNet-56-A Scratch-E (slides)
 A = {"variant": "A", "stage_ratios": None, "layer_ratios": None, "skip": None}
@@ -93,3 +93,11 @@ def test_protocol_differences_name_the_setting_and_the_papers_value() -> None:
     assert protocol.differences(imported) == []  # imported large-model weights: their training is not ours
     sss = protocol.paper_protocol("imagenet", "resnet50", "sss")
     assert sss is not None and (sss["pretrain_epochs"], sss["batch_size"]) == (100, 256)
+
+
+def test_the_weight_level_vgg16_unpruned_number_is_footnoted_as_torchvisions_vgg16_without_bn() -> None:
+    results = [fake("imagenet", "vgg16_bn", "magnitude", "finetune", 1, 73.0, {"ratio": 0.3}, pretrain=73.3)]
+    results[0]["_file"] = "result.json"
+    text = render.table(results)
+    assert "Unpruned (paper, best epoch)" in text and "| 71.59 [1] |" in text
+    assert "[1] imagenet vgg16_bn 30%, Unpruned (paper): 71.59 is torchvision's VGG-16 without BN" in text

@@ -149,6 +149,9 @@ def render(table: Table) -> Rendered:
                 "metric": table.metric,
                 "not_paper_protocol": "",
             }
+            what = (
+                f"{row.dataset} {row.model_label}" + (f" {row.label}" if pruned else "") + f", {column_title(column)}"
+            )
             if cell is not None and cell.values:
                 n = len(cell.values)
                 present = sorted(cell.values)
@@ -157,11 +160,6 @@ def render(table: Table) -> Rendered:
                 need = max(len(reference | set(present)), table.expected_n)
                 count = f"{n}/{need}" if n < need else f"{n}"
                 text = f"{cell.mean:.2f}{_fmt_std(cell.std)} ({count})"
-                what = (
-                    f"{row.dataset} {row.model_label}"
-                    + (f" {row.label}" if pruned else "")
-                    + f", {column_title(column)}"
-                )
                 if n < need:
                     detail = (
                         f"seeds {', '.join(map(str, missing))} missing"
@@ -183,6 +181,7 @@ def render(table: Table) -> Rendered:
                 )
             compared = _published(table, row, column) or _relative(table, row, column)
             unlike = bool(text and cell.differences and compared)
+            paper_mark = ""
             if unlike:
                 differs = ", ".join(cell.differences)
                 note = f"{what}: not the paper's settings ({differs}); the paper's {compared.text()} is not compared"
@@ -190,6 +189,10 @@ def render(table: Table) -> Rendered:
                 row_notes.append(note)
                 mark += f" [{len(rendered.footnotes)}]"
                 long.update(not_paper_protocol="; ".join(cell.differences))
+            elif compared is not None and compared.note:  # what the paper's number is, where it needs saying
+                rendered.footnotes.append(f"{what} (paper): {compared.note}")
+                row_notes.append(rendered.footnotes[-1])
+                paper_mark = f" [{len(rendered.footnotes)}]"
             plain.append(text)
             marked.append(text + mark)
             if column in paper_columns:
@@ -197,7 +200,7 @@ def render(table: Table) -> Rendered:
                 paper = "" if entry is None else entry.text()
                 diff = "" if entry is None or not text else _diff(cell.mean, entry.mean)
                 plain += [paper, diff]
-                marked += [paper, diff]
+                marked += [paper + (paper_mark if paper else ""), diff]
                 if entry is not None:
                     long.update(
                         paper_mean=entry.mean, paper_std="" if entry.std is None else entry.std, paper_table=entry.table
@@ -208,7 +211,7 @@ def render(table: Table) -> Rendered:
                 ours = _change(row, cell.mean) if text else ""
                 paper_change = "" if change is None else change.text()
                 plain += [ours, paper_change]
-                marked += [ours, paper_change]
+                marked += [ours, paper_change + (paper_mark if paper_change else "")]
                 if change is not None:
                     long.update(paper_table=change.table, paper_change=change.delta)
                     long.update(paper_relative_to=change.relative_to)
