@@ -42,7 +42,7 @@ EXPECTED_CELLS = {
     "lottery_l1_cifar10": 5 * 2 * 2 * 5,
     "lottery_magnitude_cifar10": 2 * 2 * 2 * 2 * 5,
     "lottery_magnitude_cifar100": 2 * 2 * 2 * 2 * 5,
-    "finetune_restart": 5 * 4 * 5,
+    "finetune_restart": 5 * 5 * 5,
     "heavy_pruning_cifar10": 3 * 3 * 5,
     "heavy_pruning_cifar100": 1 * 3 * 5,
     "unpruned_cifar10": 9 * 5,
@@ -228,6 +228,8 @@ def test_lottery_and_finetune_restart_schedules() -> None:
     assert retrain(random_init)["init"] == "random" and retrain(random_init)["lr"] == 0.1
     restart = retrain(plan_of("finetune_restart", f"{ROW_KEY}=vgg16_a", "schedule=finetune_restart"))
     assert (restart["epochs"], restart["lr"], restart["milestones"], restart["init"]) == (40, 0.01, [20], "pretrained")
+    full = retrain(plan_of("finetune_restart", f"{ROW_KEY}=vgg16_a", "schedule=finetune_restart_full"))
+    assert (full["epochs"], full["lr"], full["milestones"], full["init"]) == (160, 0.1, [80, 120], "pretrained")
 
 
 def test_unpruned_cells_share_the_pretrain_stage_of_the_pruned_tables() -> None:

@@ -42,6 +42,7 @@ def test_l1_targets_and_scratch_b_budget(model, dataset, variant, params, epochs
         ("finetune", "pretrained", 40, 0.001, []),
         ("scratch_e", "random", 160, 0.1, [80, 120]),
         ("finetune_restart", "pretrained", 40, 0.01, [20]),
+        ("finetune_restart_full", "pretrained", 160, 0.1, [80, 120]),
         ("lottery", "original", 160, 0.1, [80, 120]),
         ("lr_rewind", "pretrained", 40, 0.001, []),
     ],

@@ -92,7 +92,7 @@ def fake(
         "stages": stages,
         "config": {
             "model": {"name": model, **(model_options or {})},
-            "schedule": {"name": schedule, "lr": lr or LR[schedule]},
+            "schedule": {"name": schedule, "lr": lr or LR.get(schedule, 0.1)},
         },
     }
 

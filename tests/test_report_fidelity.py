@@ -101,3 +101,22 @@ def test_the_weight_level_vgg16_unpruned_number_is_footnoted_as_torchvisions_vgg
     text = render.table(results)
     assert "Unpruned (paper, best epoch)" in text and "| 71.59 [1] |" in text
     assert "[1] imagenet vgg16_bn 30%, Unpruned (paper): 71.59 is torchvision's VGG-16 without BN" in text
+
+
+def test_the_report_states_the_recipe_of_each_fine_tune_restart_column(tmp_path: Path) -> None:
+    results = []
+    for schedule, recipe in (
+        ("finetune_restart", {"epochs": 40, "lr": 0.01, "milestones": [20], "lr_gamma": 0.1}),
+        ("finetune_restart_full", {"epochs": 160, "lr": 0.1, "milestones": [80, 120], "lr_gamma": 0.1}),
+    ):
+        result = fake("cifar10", "resnet56", "l1", schedule, 1, 93.0, A, pretrain=93.2)
+        result["recipe"] = recipe
+        results.append(result | {"_file": "result.json"})
+    text = render.table(results)
+    assert "| Fine-tune-restart | Fine-tune-restart (paper, best epoch) |" in text
+    assert "| Fine-tune-restart (full schedule) |" in text  # no published number: no paper column
+    assert (
+        "Note: Fine-tune-restart: inherited weights, 40 epochs from lr 0.01, x0.1 at 20; Fine-tune-restart (full "
+        "schedule): inherited weights, 160 epochs from lr 0.1, x0.1 at 80, 120 (the paper's restart recipe is not "
+        "confirmed by a source"
+    ) in text

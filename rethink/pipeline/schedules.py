@@ -104,6 +104,7 @@ SCHEDULES: dict[str, type[Schedule]] = {
     "scratch_e": RetrainSchedule,
     "scratch_b": ScratchBSchedule,
     "finetune_restart": RetrainSchedule,
+    "finetune_restart_full": RetrainSchedule,
     "lottery": RetrainSchedule,
     "lr_rewind": LrRewindSchedule,
 }
