@@ -165,5 +165,17 @@ def test_inconsistent_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="blocks_per_stage"):
         build(spec.replace_config(blocks_per_stage=[3, 4, 6, 2]))
     first_stage, *other_stages = spec.config["inner_widths"]
-    with pytest.raises(ValueError, match="projection"):  # stage 1 block 0 has an identity shortcut
-        build(spec.replace_config(inner_widths=[[[], *first_stage[1:]], *other_stages]))
+    with pytest.raises(ValueError, match="positive ints or"):
+        build(spec.replace_config(inner_widths=[[[64, 64], *first_stage[1:]], *other_stages]))
+
+
+def test_identity_block_without_branch_is_its_input() -> None:
+    """Slimming's on_empty=remove_block leaves a removed identity block in place: relu(x) == x on the post-ReLU
+    stream, no parameters."""
+    spec = default_spec("resnet34", 1000, width_multiplier=0.125)
+    first_stage, *other_stages = spec.config["inner_widths"]
+    model = build(spec.replace_config(inner_widths=[[[], *first_stage[1:]], *other_stages])).eval()
+    block = model.layer1[0]
+    assert not list(block.parameters())
+    x = torch.rand(2, 8, 14, 14)
+    assert torch.equal(block(x.clone()), x)

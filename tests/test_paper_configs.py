@@ -218,6 +218,12 @@ def test_slimming_rows_carry_their_ratio_and_head() -> None:
     assert compose_config("experiment=paper/slimming_cifar10", f"{ROW_KEY}=vgg19_slim70").model.head == "linear"
     heavy = plan_of("heavy_pruning_cifar10", f"{ROW_KEY}=preresnet164_slim90")
     assert heavy["pruning"]["requested"]["ratio"] == 0.9 and heavy["cell"]["model"] == "preresnet164"
+    assert heavy["pruning"]["requested"]["on_empty"] == "remove_block"  # residual: an emptied layer's branch goes
+    for name in ("heavy_pruning_cifar10", "heavy_pruning_cifar100"):  # DenseNet-40 has no residual blocks
+        dense = plan_of(name, f"{ROW_KEY}=densenet40_slim80")
+        assert dense["pruning"]["requested"]["on_empty"] == "keep_min" and dense["pruning"]["requested"]["ratio"] == 0.8
+    quick = plan_of("quick/heavy_pruning_cifar10", f"{ROW_KEY}=preresnet164_slim80")
+    assert quick["pruning"]["requested"]["on_empty"] == "remove_block"
 
 
 def test_lottery_and_finetune_restart_schedules() -> None:

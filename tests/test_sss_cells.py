@@ -37,6 +37,10 @@ def test_sss_targets_stretch_every_lr_stage(variant: str, params: int, epochs: i
             ["dataset=cifar10", "model=vgg16", "schedule=finetune"],
             "pruner=sss cannot prune model 'vgg16': its family 'cifar_vgg' does not declare its removable residual",
         ),
+        (  # its branches can be removed (slimming's remove_block) but take no factor
+            ["dataset=cifar10", "model=preresnet164", "schedule=finetune"],
+            "family 'cifar_preresnet' can only remove its branches",
+        ),
         (
             ["dataset=imagenet", "model=resnet50", "pruner.variant=resnet18", "schedule=scratch_e"],
             "unknown SSS variant",

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from rethink.arch import ArchSpec, build, default_spec
-from rethink.arch.surgery import ChannelGroup, group_widths, mask, prunable_groups, shrink
+from rethink.arch.registry import family_of
+from rethink.arch.surgery import ChannelGroup, group_widths, mask, prunable_groups, remove_branches, shrink
 
 # (model, options, input size): every family, small widths.
 CASES: list[tuple[str, dict[str, Any], int]] = [
@@ -216,3 +217,33 @@ def test_group_names_and_widths() -> None:
     assert "layer2.0.conv3" not in resnet50
     vgg = {g.name: g for g in prunable_groups(default_spec("vgg16_imagenet", 10))}
     assert vgg["classifier.3"] == ChannelGroup("classifier.3", 4096, "classifier.3", None, "linear")
+
+
+@pytest.mark.parametrize("name", ["preresnet164", "preresnet110"])
+@pytest.mark.parametrize("drop_identity", [True, False])
+def test_dead_preresnet_branches_are_removed(name: str, drop_identity: bool) -> None:
+    """A branch whose last BN is all zero outputs 0: removing it computes the same. The block keeps its shortcut; an
+    identity block leaves its stage (``drop_identity``) or stays in place as ``nn.Identity``."""
+    spec = default_spec(name, 10, width_multiplier=0.25)
+    model = _randomise(build(spec), seed=2)
+    dead = ("layer1.0", "layer2.3", "layer3.5")  # a projection block and two identity blocks
+    with torch.no_grad():
+        for path in dead:
+            model.get_submodule(f"{path}.bn3").weight.zero_()
+            model.get_submodule(f"{path}.bn3").bias.zero_()
+    blocks = family_of(spec).residual_blocks.blocks(spec)
+    keep = [[block.path not in dead for block in stage] for stage in blocks]
+    pruned_spec, pruned, old_of_new = remove_branches(model, spec, keep, drop_identity)
+
+    n = spec.config["blocks"][0]
+    assert pruned_spec.config["blocks"] == ([n, n - 1, n - 1] if drop_identity else [n] * 3)
+    removed = [k for k, widths in enumerate(pruned_spec.config["block_widths"]) if not widths]
+    assert removed == ([0] if drop_identity else [0, n + 3, 2 * n + 5])
+    assert [name for name, _ in pruned.layer1[0].named_parameters()] == ["downsample.weight"]
+    assert isinstance(pruned.layer2[3], nn.Identity) != drop_identity
+    assert old_of_new["layer2.3"].path == ("layer2.4" if drop_identity else "layer2.3")
+    if not drop_identity:  # module paths, and so group names, are unchanged
+        names = [g.name for g in prunable_groups(spec) if not g.name.startswith(tuple(f"{p}." for p in dead))]
+        assert [g.name for g in prunable_groups(pruned_spec)] == names
+    _assert_same(_output(pruned, 32), _output(model, 32))
+    _check_artifact(pruned_spec, pruned)

@@ -128,7 +128,8 @@ def build_resnet(spec: ArchSpec) -> nn.Module:
     branch, leaving ``relu(shortcut(x))`` (the identity, or the option-A downsampling shortcut; the block's ReLU
     after the add is kept, as in the reference block; not allowed on a downsampling block with ``detach_shortcut``).
     SSS pruning drops removed identity blocks from ``blocks`` and ``inner`` altogether (their ``relu(x)`` is ``x``,
-    the input being post-ReLU), so a 0 stays only where the shortcut downsamples. Optional ``branch_scale`` (absent
+    the input being post-ReLU), so a 0 stays only where the shortcut downsamples; network slimming's
+    ``on_empty=remove_block`` leaves a 0 in place instead (module paths unchanged). Optional ``branch_scale`` (absent
     = false): every block with a branch gets a learnable scalar ``layer{s}.{b}.scale`` (init 1) multiplying its
     branch output, the factor SSS trains with a sparse penalty.
     """
@@ -167,10 +168,13 @@ def _blocks(spec: ArchSpec) -> list[list[Block]]:
     return stages
 
 
-def _without(spec: ArchSpec, keep: Sequence[Sequence[bool]]) -> tuple[Config, dict[str, Block]]:
+def _without(
+    spec: ArchSpec, keep: Sequence[Sequence[bool]], drop_identity: bool = True
+) -> tuple[Config, dict[str, Block]]:
     blocks = _blocks(spec)
     flat = iter(spec.config["inner"])
-    stages, old_of_new = drop_branches(blocks, [[next(flat) for _ in stage] for stage in blocks], keep, 0)
+    inner = [[next(flat) for _ in stage] for stage in blocks]
+    stages, old_of_new = drop_branches(blocks, inner, keep, 0, drop_identity)
     config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
     config.update(inner=[w for stage in stages for w in stage], blocks=[len(stage) for stage in stages])
     return config, old_of_new

@@ -9,7 +9,8 @@ A family may declare:
   Surgery (:mod:`rethink.arch.surgery`), L1-norm, random, slimming and uniform pruning need it.
 - ``filter_numbering``: the conv ids and stages of the reference L1-norm code (:class:`NumberedConv`), for the paper's
   predefined per-stage / per-layer targets.
-- ``residual_blocks``: the removable residual branches (:class:`ResidualBlocks`), for Sparse Structure Selection.
+- ``residual_blocks``: the removable residual branches (:class:`ResidualBlocks`), for Sparse Structure Selection and
+  network slimming's ``on_empty=remove_block``.
 - ``layer_costs``: FLOP rules for layer types of its own (the counter refuses a layer type it has no rule for).
 
 A pruner names what it needs; a model whose family lacks it is refused when the cell's plan is built.
@@ -137,13 +138,17 @@ class Block:
 
 @dataclass(frozen=True)
 class ResidualBlocks:
-    """Removable residual branches. ``blocks(spec)``: per stage, per block. ``without(spec, keep)``: the config with
-    the branches ``keep`` marks False removed (identity blocks dropped, downsampling ones keep their shortcut) and a
-    map from each new block path to the old block it copies. Blocks with a branch take a learnable factor when the
-    config has ``branch_scale: true``."""
+    """Removable residual branches. ``blocks(spec)``: per stage, per block. ``without(spec, keep, drop_identity)``:
+    the config with the branches ``keep`` marks False removed, and a map from each new block path to the old block it
+    copies. A removed block keeps its shortcut; with ``drop_identity`` (the default, SSS) one whose shortcut is the
+    identity leaves its stage altogether, without it stays in place as its shortcut (module paths unchanged). A
+    channel group whose name lies under a block's path (``layer{s}.{b}.``) belongs to that block's branch.
+    ``branch_factors``: blocks with a branch take a learnable factor when the config has ``branch_scale: true``
+    (what Sparse Structure Selection trains); False for a family whose branches can only be removed."""
 
     blocks: Callable[[ArchSpec], list[list[Block]]]
-    without: Callable[[ArchSpec, Sequence[Sequence[bool]]], tuple[Config, dict[str, Block]]]
+    without: Callable[[ArchSpec, Sequence[Sequence[bool]], bool], tuple[Config, dict[str, Block]]]
+    branch_factors: bool = True
 
 
 @dataclass(frozen=True)
@@ -193,17 +198,21 @@ def vgg_numbering(widths: Sequence[int | str], modules_per_conv: int, pool: str 
 
 
 def drop_branches(
-    blocks: Sequence[Sequence[Block]], inner: Sequence[Sequence[Any]], keep: Sequence[Sequence[bool]], removed: Any
+    blocks: Sequence[Sequence[Block]],
+    inner: Sequence[Sequence[Any]],
+    keep: Sequence[Sequence[bool]],
+    removed: Any,
+    drop_identity: bool = True,
 ) -> tuple[list[list[Any]], dict[str, Block]]:
-    """Per stage, the inner-width entries left once the branches ``keep`` marks False are removed: an identity block
-    leaves its stage (its ``relu(x)`` is ``x``), a downsampling block stays with ``removed`` as its entry (shortcut
-    only). Also the map from each new block path to the old block it copies."""
+    """Per stage, the inner-width entries left once the branches ``keep`` marks False are removed: with
+    ``drop_identity`` an identity block leaves its stage (its output is its input), every other removed block stays
+    with ``removed`` as its entry (shortcut only). Also the map from each new block path to the old block it copies."""
     stages: list[list[Any]] = []
     old_of_new: dict[str, Block] = {}
     for s, (stage, flags, widths) in enumerate(zip(blocks, keep, inner)):
         kept: list[Any] = []
         for block, flag, width in zip(stage, flags, widths):
-            if not flag and not block.downsamples:
+            if not flag and not block.downsamples and drop_identity:
                 continue
             old_of_new[f"layer{s + 1}.{len(kept)}"] = block
             kept.append(copy.deepcopy(width) if flag else removed)

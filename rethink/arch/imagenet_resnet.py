@@ -2,7 +2,7 @@
 every pruned conv (docs/protocol.md#models).
 
 Prunable channels: every branch conv but the last of each block (the last writes the residual stream). Branches can
-be removed (Sparse Structure Selection) where the block has a projection shortcut.
+be removed (Sparse Structure Selection, network slimming's ``on_empty=remove_block``): the block keeps its shortcut.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ STEM_WIDTH = 64
 class ResidualBlock(nn.Module):
     """A basic or bottleneck block; ``inner`` lists the output widths of every branch conv but the last.
 
-    An empty ``inner`` means the residual branch is removed (SSS-style) and the block is ``relu(shortcut(x))``;
-    this needs a projection shortcut. ``branch_scale`` multiplies the branch output (after its last BN) by a
-    learnable scalar ``scale`` (init 1), the SSS factor; off, the block has no such parameter. ``selected``: the
-    residual-stream channels the branch reads (a channel selection before conv1, regression pruning's ResNet-50-2x;
-    the shortcut reads them all).
+    An empty ``inner`` means the residual branch is removed (SSS-style) and the block is ``relu(shortcut(x))`` (the
+    identity on a post-ReLU input when it has no projection). ``branch_scale`` multiplies the branch output (after
+    its last BN) by a learnable scalar ``scale`` (init 1), the SSS factor; off, the block has no such parameter.
+    ``selected``: the residual-stream channels the branch reads (a channel selection before conv1, regression
+    pruning's ResNet-50-2x; the shortcut reads them all).
     """
 
     def __init__(
@@ -186,21 +186,15 @@ def check_resnet_config(config: dict[str, Any]) -> None:
     selected = config.get("selected")
     if selected is not None and [len(stage) for stage in selected] != [len(stage) for stage in stages]:
         raise ValueError("resnet_imagenet: selected needs one index list per block, like inner_widths")
-    in_width = config["stem_width"]
     for s, blocks in enumerate(stages):
         if len(blocks) != config["blocks_per_stage"][s]:
             raise ValueError(f"resnet_imagenet: stage {s} has {len(blocks)} blocks, not blocks_per_stage[{s}]")
-        out_width = config["stage_out_widths"][s]
         for b, inner in enumerate(blocks):
             where = f"resnet_imagenet: stage {s} block {b}"
             if len(inner) not in (0, inner_len) or not _positive_ints(inner):
                 raise ValueError(f"{where}: inner widths must be {inner_len} positive ints or [], got {inner}")
-            has_projection = (config["strides"][s] if b == 0 else 1) != 1 or in_width != out_width
-            if not inner and not has_projection:
-                raise ValueError(f"{where}: only a block with a projection shortcut may drop its branch")
             if selected is not None and inner and not selected[s][b]:
                 raise ValueError(f"{where}: a block with a branch selects at least one input channel")
-            in_width = out_width
 
 
 def build_resnet(spec: ArchSpec) -> nn.Module:
@@ -213,7 +207,8 @@ def build_resnet(spec: ArchSpec) -> nn.Module:
       - ``strides``: stride of each stage's first block ([1, 2, 2, 2])
       - ``blocks_per_stage``: e.g. [3, 4, 6, 3]
       - ``inner_widths``: per stage, per block, the branch-conv output widths except the last
-        (basic: [conv1_out]; bottleneck: [conv1_out, conv2_out]); [] drops the branch of a first block (SSS)
+        (basic: [conv1_out]; bottleneck: [conv1_out, conv2_out]); [] drops the branch (SSS removes such identity
+        blocks from their stage, slimming's ``on_empty=remove_block`` keeps them in place)
       - ``downsample_bias``: bias on the 1x1 projection convs (ThiNet/regression ResNet-50)
       - ``branch_scale`` (optional, absent = false): a learnable scalar ``layer{s}.{b}.scale`` (init 1) multiplying
         every residual branch, the factor Sparse Structure Selection trains (:mod:`rethink.pruning.sss`)
@@ -270,13 +265,15 @@ def _blocks(spec: ArchSpec) -> list[list[Block]]:
     return stages
 
 
-def _without(spec: ArchSpec, keep: Sequence[Sequence[bool]]) -> tuple[dict[str, Any], dict[str, Block]]:
+def _without(
+    spec: ArchSpec, keep: Sequence[Sequence[bool]], drop_identity: bool = True
+) -> tuple[dict[str, Any], dict[str, Block]]:
     blocks = _blocks(spec)
-    stages, old_of_new = drop_branches(blocks, spec.config["inner_widths"], keep, [])
+    stages, old_of_new = drop_branches(blocks, spec.config["inner_widths"], keep, [], drop_identity)
     config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
     config.update(inner_widths=stages, blocks_per_stage=[len(stage) for stage in stages])
     if "selected" in config:
-        config["selected"] = drop_branches(blocks, spec.config["selected"], keep, [])[0]
+        config["selected"] = drop_branches(blocks, spec.config["selected"], keep, [], drop_identity)[0]
     return config, old_of_new
 
 

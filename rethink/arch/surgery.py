@@ -6,7 +6,8 @@ layer's module path) or the positions of a channel-selection layer (named by the
 and the residual / concatenated stream it reads keep their full size). The family's declaration says which BN
 normalises a group, which layers read it and which config entries hold its width. :func:`shrink` edits only those
 entries, rebuilds the model and copies every kept weight; :func:`mask` zeroes the pruned channels in a copy of the
-large model instead, which must compute the same function (the invariance test).
+large model instead, which must compute the same function (the invariance test). :func:`remove_branches` removes
+whole residual branches, for families that declare their residual blocks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from rethink.arch.family import ChannelGroup, GroupSlot, config_get, config_put
+from rethink.arch.family import Block, ChannelGroup, GroupSlot, ResidualBlocks, config_get, config_put
 from rethink.arch.registry import build, family_of
 from rethink.arch.spec import ArchSpec
 
@@ -149,3 +150,62 @@ def with_group_widths(spec: ArchSpec, widths: Mapping[str, int]) -> ArchSpec:
         if slot.selection_path is not None:
             config_put(config, slot.selection_path, config_get(spec.config, slot.selection_path)[:k])
     return ArchSpec(spec.family, spec.num_classes, config)
+
+
+def residual_declaration(spec: ArchSpec, purpose: str) -> ResidualBlocks:
+    """The removable residual blocks ``spec``'s family declares; ValueError naming ``purpose`` when it declares none."""
+    declared = family_of(spec).residual_blocks
+    if declared is None:
+        raise ValueError(
+            f"{purpose} needs residual blocks: family '{spec.family}' declares no removable residual blocks "
+            "(Family.residual_blocks; e.g. resnet56, resnet110, preresnet164, resnet34, resnet50 do)"
+        )
+    return declared
+
+
+def check_matches(model: nn.Module, spec: ArchSpec) -> None:
+    """ValueError unless ``model`` has exactly the state_dict entries ``build(spec)`` would have."""
+    with torch.device("meta"):
+        expected = set(build(spec).state_dict())
+    got = set(model.state_dict())
+    if got != expected:
+        missing, extra = sorted(expected - got)[:5], sorted(got - expected)[:5]
+        raise ValueError(f"the model does not match its spec (missing {missing}, unexpected {extra})")
+
+
+def remove_branches(
+    model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool]], drop_identity: bool = True
+) -> tuple[ArchSpec, nn.Module, dict[str, Block]]:
+    """The spec without the residual branches ``keep`` marks False, a model of it carrying ``model``'s weights, and
+    the map from each new block path to the old block it copies.
+
+    ``keep``: one bool per block per stage (the family's ``residual_blocks.blocks``); a block without a branch must
+    be False. A removed block keeps its shortcut; with ``drop_identity`` one whose shortcut is the identity leaves its
+    stage, without it stays in place (module paths unchanged). The new model is on ``model``'s device and dtype, in
+    its train/eval mode.
+    """
+    declared = residual_declaration(spec, "removing residual branches")
+    blocks = declared.blocks(spec)
+    if len(keep) != len(blocks) or any(len(k) != len(stage) for k, stage in zip(keep, blocks)):
+        shape = [len(stage) for stage in blocks]
+        raise ValueError(f"keep needs one bool per block per stage (blocks per stage {shape})")
+    check_matches(model, spec)
+    for stage, flags in zip(blocks, keep):
+        for block, flag in zip(stage, flags):
+            if flag and not block.has_branch:
+                raise ValueError(f"block {block.path} has no residual branch to keep")
+    config, old_of_new = declared.without(spec, keep, drop_identity)
+    pruned_spec = ArchSpec(spec.family, spec.num_classes, config)
+    old_state = model.state_dict()
+    pruned = build(pruned_spec)
+    state = {}
+    for key in pruned.state_dict():
+        parts = key.split(".")
+        prefix = ".".join(parts[:2])
+        old_key = key if prefix not in old_of_new else ".".join([old_of_new[prefix].path, *parts[2:]])
+        state[key] = old_state[old_key].detach().clone()
+    pruned.load_state_dict(state, strict=True)
+    reference = next(model.parameters(), None)
+    if reference is not None:
+        pruned.to(reference.device, reference.dtype)
+    return pruned_spec, pruned.train(model.training), old_of_new

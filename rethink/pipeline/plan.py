@@ -67,6 +67,7 @@ class CellPlan:
     pretrained_weights: str | None = None  # the file of pretrain.weights the pretrain stage imports instead of training
     budget: Budget | None = None
     sparse: SparseCost | None = None
+    decided: dict[str, Any] | None = None  # the decision's notes (decision.json), once training has decided
 
     @property
     def model_name(self) -> str:
@@ -105,10 +106,11 @@ class CellPlan:
         large, pruned = self.cost("large"), self.cost("pruned")
         groups = family_of(self.large).channel_groups is not None
         before, after = (group_widths(self.large), group_widths(self.pruned)) if groups else ({}, {})
-        common = [name for name in before if name in after]  # a pruner may add groups (ResNet-50-2x's selections)
         achieved = {}
-        if common:
-            kept = sum(after[name] for name in common) / sum(before[name] for name in common)
+        if before:
+            # a group gone from the pruned model (a removed residual branch) kept 0 channels; groups a pruner adds
+            # (ResNet-50-2x's selections) are not counted
+            kept = sum(after.get(name, 0) for name in before) / sum(before.values())
             achieved["channels_pruned_fraction"] = round(1 - kept, 6)
         achieved |= {
             "params_pruned_fraction": round(1 - pruned["params"] / large["params"], 6),
@@ -120,6 +122,8 @@ class CellPlan:
             summary["widths"] = {"before": before, "after": after}
         if self.sparse is not None:
             summary["sparsity"] = self.sparse.report
+        if self.decided:
+            summary["decision"] = self.decided
         return summary | notes
 
     def imported(self) -> dict[str, Any] | None:
@@ -148,10 +152,12 @@ class CellPlan:
             ],
         }
 
-    def resolve(self, pruned: ArchSpec, sparse: SparseCost | None = None) -> "CellPlan":
-        """The plan once training has decided the pruned spec (and, for masks, its sparse cost): a new plan whose
-        retraining recipe and Scratch-B budget follow from it."""
-        plan = dataclasses.replace(self, pruned=pruned, sparse=sparse)
+    def resolve(
+        self, pruned: ArchSpec, sparse: SparseCost | None = None, decided: dict[str, Any] | None = None
+    ) -> "CellPlan":
+        """The plan once training has decided the pruned spec (and, for masks, its sparse cost; ``decided``: the
+        decision's notes): a new plan whose retraining recipe and Scratch-B budget follow from it."""
+        plan = dataclasses.replace(self, pruned=pruned, sparse=sparse, decided=decided)
         retrain, budget = _retrain_stage(plan)
         return dataclasses.replace(plan, stages=(*self.stages[:-1], retrain), budget=budget)
 

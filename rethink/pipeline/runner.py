@@ -175,7 +175,7 @@ class CellRunner:
             params = spec_cost(decision.spec, plan.input_size).params - removed
             report = sparsity_report(decision.masks)["total"]
             sparse = SparseCost(params, {"macs": cost.macs, "paper": cost.flops}, report)
-        self.plan = plan.resolve(decision.spec, sparse)
+        self.plan = plan.resolve(decision.spec, sparse, decision.notes)
 
     def _sparse_init(self, spec: ArchSpec, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Scratch retraining under masks: a fresh model with the sparsity-aware He init

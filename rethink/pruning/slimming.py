@@ -12,8 +12,9 @@ ranks channels that are still alive.
 Sparsity training adds ``s * sign(gamma)`` to the gradient of every pool BN weight after backward and before the
 optimizer step (:class:`BNSparsity`). Pruning concatenates ``|gamma|`` over the pool, sorts it ascending and keeps
 a channel iff ``|gamma| > sorted[int(total * ratio)]`` (strict, as the reference code: even ratio 0 drops the smallest
-channel). Unlike the reference, a group is never emptied: see ``min_channels`` / ``on_empty`` of
-:func:`global_threshold_keep`.
+channel). A group the threshold empties (``on_empty`` of :func:`global_threshold_cut`) keeps its largest channels
+(``keep_min``), stops the run (``error``), or, inside a residual branch, removes that branch and the block keeps only
+its shortcut (``remove_block``, :func:`slim`: the reference's mask implementation leaves such a branch dead).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from rethink.arch.family import ChannelGroup, config_get
+from rethink.arch.registry import family_of
 from rethink.arch.spec import ArchSpec
-from rethink.arch.surgery import group_slots, prunable_groups, shrink
+from rethink.arch.surgery import group_slots, prunable_groups, remove_branches, shrink
 from rethink.errors import UserError
 from rethink.pruning.context import PruneContext
 from rethink.pruning.criteria import keep_largest
@@ -36,7 +38,7 @@ from rethink.pruning.decision import Decision
 from rethink.pruning.registry import Needs, Pruner, PrunerSettings, register
 from rethink.settings.typed import NonNegativeFloat, PositiveInt, Ratio
 
-ON_EMPTY = ("keep_min", "error")
+ON_EMPTY = ("keep_min", "error", "remove_block")
 
 
 # ------------------------------------------------------------------------------------------------------ the pool
@@ -159,16 +161,28 @@ def bn_scores(model: nn.Module, spec: ArchSpec) -> dict[str, Tensor]:
     return scores
 
 
-def global_threshold_keep(
+@dataclass(frozen=True)
+class ThresholdCut:
+    """What the global threshold keeps: ``keep`` per pool group (``[]``: the group is emptied and its residual
+    branch goes, ``on_empty="remove_block"``), the ``threshold`` and the groups it ``emptied`` (network order)."""
+
+    threshold: float
+    keep: dict[str, list[int]]
+    emptied: list[str]
+
+
+def global_threshold_cut(
     model: nn.Module, spec: ArchSpec, ratio: float, min_channels: int = 1, on_empty: str = "keep_min"
-) -> dict[str, list[int]]:
-    """Kept channels per pool group under network slimming's global BN threshold (docs/protocol.md#slimming).
+) -> ThresholdCut:
+    """Network slimming's global BN threshold over the pool (docs/protocol.md#slimming).
 
     ``thr = sorted(|gamma| over the pool)[int(total * ratio)]``; a channel is kept iff ``|gamma| > thr``. A group
     that would keep fewer than ``min_channels``: ``on_empty="keep_min"`` keeps its ``min_channels`` largest-``|gamma|``
-    channels (all of them if it is narrower), ``"error"`` raises ValueError naming the groups. Every pool group is in
-    the result (sorted indices relative to its current channels, ready for ``surgery.shrink`` / ``surgery.mask``;
-    a group keeping everything lists all its indices); groups without BN are absent and stay unpruned.
+    channels (all of them if it is narrower), ``"error"`` raises ValueError naming the groups, ``"remove_block"``
+    keeps nothing of a group the threshold empties (``[]``: :func:`slim` removes the residual branch it lies in) and
+    tops up the others as keep_min. Every pool group is in ``keep`` (sorted indices relative to its current
+    channels, ready for ``surgery.shrink`` / ``surgery.mask``; a group keeping everything lists all its indices);
+    groups without BN are absent and stay unpruned.
     """
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
         raise ValueError(f"slimming prune ratio must be a number in [0, 1), got {ratio!r}")
@@ -181,9 +195,12 @@ def global_threshold_keep(
     threshold = pool[int(pool.numel() * ratio)]
     keep: dict[str, list[int]] = {}
     short: list[str] = []
+    emptied: list[str] = []
     for name, score in scores.items():
         kept = torch.nonzero(score > threshold).flatten().tolist()
-        if len(kept) < min(min_channels, score.numel()):
+        if not kept:
+            emptied.append(name)
+        if len(kept) < min(min_channels, score.numel()) and not (on_empty == "remove_block" and not kept):
             short.append(f"{name} ({len(kept)} of {score.numel()})")
             kept = keep_largest(score, min(min_channels, score.numel()))
         keep[name] = kept
@@ -193,7 +210,50 @@ def global_threshold_keep(
             f"channel(s) in group(s) {', '.join(short)}: the ratio is too high for these BN scales and those layers "
             "would collapse; lower the ratio, or use on_empty='keep_min' to keep their largest channels"
         )
-    return keep
+    return ThresholdCut(threshold.item(), keep, emptied)
+
+
+def global_threshold_keep(
+    model: nn.Module, spec: ArchSpec, ratio: float, min_channels: int = 1, on_empty: str = "keep_min"
+) -> dict[str, list[int]]:
+    """Kept channels per pool group under the global BN threshold: ``global_threshold_cut(...).keep``."""
+    return global_threshold_cut(model, spec, ratio, min_channels, on_empty).keep
+
+
+def slim(model: nn.Module, spec: ArchSpec, keep: dict[str, list[int]]) -> tuple[ArchSpec, nn.Module, list[str]]:
+    """The pruned spec and model of a slimming ``keep``, and the residual blocks removed (network order).
+
+    Groups keeping channels are shrunk to them (``surgery.shrink``). A group keeping none (``[]``) removes the
+    residual branch it lies in with every group of that branch, the block keeping its shortcut in place (module
+    paths unchanged; :func:`rethink.arch.surgery.remove_branches`): the reference's mask implementation zeroes the
+    group's BN scales and shifts, which leaves the branch dead. ValueError naming the groups when an emptied group
+    lies in no removable residual branch (the family declares no residual blocks, or the group is outside them).
+    """
+    emptied = [name for name, kept in keep.items() if not kept]
+    if not emptied:
+        pruned_spec, pruned = shrink(model, spec, keep)
+        return pruned_spec, pruned, []
+    declared = family_of(spec).residual_blocks
+    branches = [] if declared is None else [b for stage in declared.blocks(spec) for b in stage if b.has_branch]
+    owner = {name: next((b.path for b in branches if name.startswith(f"{b.path}.")), None) for name in emptied}
+    outside = [name for name, path in owner.items() if path is None]
+    if outside:
+        where = (
+            f"family '{spec.family}' declares no residual blocks"
+            if declared is None
+            else f"they lie in no residual branch of family '{spec.family}'"
+        )
+        raise ValueError(
+            f"the global BN threshold empties group(s) {', '.join(outside)}, but {where}: on_empty=remove_block "
+            "removes only residual branches (an emptied plain layer or head would cut the network); use "
+            "on_empty=keep_min to keep their largest channels, or lower the ratio"
+        )
+    removed = [b.path for b in branches if b.path in owner.values()]
+    inside = tuple(f"{path}." for path in removed)
+    shrunk_spec, shrunk = shrink(model, spec, {n: k for n, k in keep.items() if not n.startswith(inside)})
+    flags = [[b.has_branch and b.path not in removed for b in stage] for stage in declared.blocks(shrunk_spec)]
+    pruned_spec, pruned, _ = remove_branches(shrunk, shrunk_spec, flags, drop_identity=False)
+    return pruned_spec, pruned, removed
 
 
 # --------------------------------------------------------------------------------------------------------- pruner
@@ -209,7 +269,8 @@ class SlimmingSettings(PrunerSettings):
     default_sparsity: dict[str, float] | None = None  # the paper's s per model
     fallback_sparsity: NonNegativeFloat = 1.0e-4  # s of a model default_sparsity does not list
     min_channels: PositiveInt = 1  # a layer the threshold would empty keeps this many channels ...
-    on_empty: Literal["keep_min", "error"] = "keep_min"  # ... or the run stops with a message
+    # ... or the run stops with a message (error), or its residual branch is removed (remove_block)
+    on_empty: Literal["keep_min", "error", "remove_block"] = "keep_min"
 
 
 @register
@@ -230,6 +291,13 @@ class Slimming(Pruner):
 
     def check(self, large: ArchSpec) -> None:
         slimming_bn_paths(large)  # ValueError for a model without BN scaling factors
+        if self.settings.on_empty == "remove_block" and family_of(large).residual_blocks is None:
+            raise ValueError(
+                f"on_empty=remove_block removes the residual branch of a layer the threshold empties, but family "
+                f"'{large.family}' has no removable residual blocks (Family.residual_blocks); it needs a residual "
+                "model (e.g. preresnet164, resnet56). Use pruner.on_empty=keep_min to keep the largest channels of "
+                "such a layer, or pruner.on_empty=error to stop"
+            )
 
     def regularizer(self, large: ArchSpec) -> dict[str, Any]:
         return {"bn_sparsity": self.sparsity, "bn_paths": slimming_bn_paths(large)}
@@ -244,11 +312,23 @@ class Slimming(Pruner):
     def decide(self, context: PruneContext) -> Decision:
         s = self.settings
         try:
-            keep = global_threshold_keep(context.model, context.spec, s.ratio, s.min_channels, s.on_empty)
-        except ValueError as exc:  # the threshold would empty a layer and on_empty=error
-            raise UserError(f"pruner=slimming: {exc}") from None
-        spec, pruned = shrink(context.model, context.spec, keep)
-        return Decision(spec, pruned.state_dict(), keep)
+            cut = global_threshold_cut(context.model, context.spec, s.ratio, s.min_channels, s.on_empty)
+            spec, pruned, removed = slim(context.model, context.spec, cut.keep)
+        except ValueError as exc:  # the threshold empties a layer that on_empty cannot handle
+            raise UserError(
+                f"pruner=slimming: {exc}. The trained large model is stored: the same command with the pruner.* "
+                "override changed reuses it."
+            ) from None
+        inside = tuple(f"{path}." for path in removed)
+        keep = {name: [] if name.startswith(inside) else kept for name, kept in cut.keep.items()}
+        notes: dict[str, Any] = {"threshold": cut.threshold, "emptied_groups": cut.emptied}
+        if s.on_empty == "remove_block":
+            gone = [group.name for group in prunable_groups(context.spec) if group.name.startswith(inside)]
+            notes |= {"removed_blocks": removed, "removed_groups": gone}
+        return Decision(spec, pruned.state_dict(), keep, notes=notes)
+
+    def apply(self, model: nn.Module, spec: ArchSpec, decision: Decision) -> nn.Module:
+        return slim(model, spec, decision.keep)[1]
 
     @classmethod
     def row_setting(cls, requested: dict[str, Any]) -> dict[str, Any]:

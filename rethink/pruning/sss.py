@@ -1,6 +1,6 @@
 """Sparse Structure Selection (Huang & Wang, 2018; docs/protocol.md#sss): learnable residual-branch factors, sparse
 penalty, then removal of the branches whose factor is zero (``pruner=sss``), for every family that declares its
-removable residual blocks (``Family.residual_blocks``).
+removable residual blocks (``Family.residual_blocks``) with branch factors (``ResidualBlocks.branch_factors``).
 
 *Factors*: a residual spec with ``branch_scale: true`` in its config (model option ``branch_scale=True`` of
 resnet56/resnet110/resnet34/resnet50, or :func:`with_branch_scale`) builds every block that has a branch with a
@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from rethink.arch.family import Block, ResidualBlocks
-from rethink.arch.registry import build, family_of
 from rethink.arch.spec import ArchSpec
+from rethink.arch.surgery import check_matches, remove_branches, residual_declaration
 from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.registry import Needs, Pruner, PrunerSettings, register
@@ -48,13 +48,7 @@ SSS_VARIANTS: dict[str, tuple[tuple[int, bool], ...]] = {
 
 
 def _declaration(spec: ArchSpec) -> ResidualBlocks:
-    declared = family_of(spec).residual_blocks
-    if declared is None:
-        raise ValueError(
-            f"sss needs residual blocks: Sparse Structure Selection scales and removes residual branches, but family "
-            f"'{spec.family}' declares none (Family.residual_blocks; e.g. resnet56, resnet110, resnet34, resnet50 do)"
-        )
-    return declared
+    return residual_declaration(spec, "sss")
 
 
 def residual_blocks(spec: ArchSpec) -> list[list[Block]]:
@@ -64,7 +58,11 @@ def residual_blocks(spec: ArchSpec) -> list[list[Block]]:
 
 def with_branch_scale(spec: ArchSpec, on: bool = True) -> ArchSpec:
     """``spec`` with the SSS branch factors switched on (``branch_scale: true``) or off (key removed)."""
-    _declaration(spec)
+    if on and not _declaration(spec).branch_factors:
+        raise ValueError(
+            f"sss needs residual branches that take a learnable factor, but family '{spec.family}' can only remove "
+            "its branches (ResidualBlocks.branch_factors is false); use a ResNet (e.g. resnet56, resnet50)"
+        )
     config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
     if on:
         config["branch_scale"] = True
@@ -147,16 +145,6 @@ class SSSPenalty(pl.Callback):
 # ----------------------------------------------------------------------------------------------------------- pruning
 
 
-def _check_model(model: nn.Module, spec: ArchSpec) -> None:
-    """ValueError unless ``model`` has exactly the state_dict entries ``build(spec)`` would have."""
-    with torch.device("meta"):
-        expected = set(build(spec).state_dict())
-    got = set(model.state_dict())
-    if got != expected:
-        missing, extra = sorted(expected - got)[:5], sorted(got - expected)[:5]
-        raise ValueError(f"the model does not match its spec (missing {missing}, unexpected {extra})")
-
-
 def blocks_to_keep(model: nn.Module, spec: ArchSpec, threshold: float = 0.0) -> list[list[bool]]:
     """Per stage, per block: True iff the block has a branch whose factor satisfies ``|lambda| > threshold``.
 
@@ -167,7 +155,7 @@ def blocks_to_keep(model: nn.Module, spec: ArchSpec, threshold: float = 0.0) -> 
     blocks = residual_blocks(spec)
     if not spec.config.get("branch_scale", False):
         raise ValueError("blocks_to_keep needs a model built with branch_scale: true (it reads the branch factors)")
-    _check_model(model, spec)
+    check_matches(model, spec)
     scales = branch_scales(model)
     return [
         [block.has_branch and abs(float(scales[block.path].detach())) > threshold for block in stage]
@@ -184,37 +172,16 @@ def remove_blocks(model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool
     ``branch_scale``: in eval mode the pruned model computes the same outputs (up to float rounding; exactly when
     the kept factors are powers of two). The new model is on ``model``'s device and dtype, in its train/eval mode.
     """
-    blocks = residual_blocks(spec)
-    if len(keep) != len(blocks) or any(len(k) != len(stage) for k, stage in zip(keep, blocks)):
-        shape = [len(stage) for stage in blocks]
-        raise ValueError(f"keep needs one bool per block per stage (blocks per stage {shape})")
-    _check_model(model, spec)
-    for stage, flags in zip(blocks, keep):
-        for block, flag in zip(stage, flags):
-            if flag and not block.has_branch:
-                raise ValueError(f"block {block.path} has no residual branch to keep")
-
-    config, old_of_new = _declaration(spec).without(spec, keep)
-    pruned_spec = ArchSpec(spec.family, spec.num_classes, config)
-
-    old_state = model.state_dict()
+    residual_blocks(spec)  # a clear error for a family without residual blocks
+    pruned_spec, pruned, old_of_new = remove_branches(model, spec, keep)
     scales = branch_scales(model)
-    reference = next(iter(model.parameters()))
-    pruned = build(pruned_spec).to(device=reference.device, dtype=reference.dtype)
-    state = {}
-    for key in pruned.state_dict():
-        parts = key.split(".")
-        prefix = ".".join(parts[:2])
-        old_key = key if prefix not in old_of_new else ".".join([old_of_new[prefix].path, *parts[2:]])
-        state[key] = old_state[old_key].detach().clone()
-    for new_path, block in old_of_new.items():
-        if block.path in scales and f"{new_path}.conv1.weight" in state:  # kept branch with a factor: fold it
-            factor = scales[block.path].detach()
-            for name in ("weight", "bias"):
-                tensor = state[f"{new_path}.{block.last_bn}.{name}"]
-                tensor.mul_(factor.to(tensor))
-    pruned.load_state_dict(state, strict=True)
-    pruned.train(model.training)
+    with torch.no_grad():
+        for new_path, block in old_of_new.items():
+            if block.path in scales and keep[block.stage][block.index]:  # kept branch with a factor: fold it
+                factor = scales[block.path].detach()
+                bn = pruned.get_submodule(f"{new_path}.{block.last_bn}")
+                bn.weight.mul_(factor.to(bn.weight))
+                bn.bias.mul_(factor.to(bn.bias))
     return pruned_spec, pruned
 
 

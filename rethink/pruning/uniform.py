@@ -35,12 +35,13 @@ def uniform_keep_widths(spec: ArchSpec, total_channels: int) -> dict[str, int]:
 
 def uniform_target(spec: ArchSpec, reference_spec: ArchSpec) -> ArchSpec:
     """The uniform control of ``reference_spec`` (``spec`` pruned by slimming): as many kept pool channels, spread
-    with one common keep fraction (:func:`uniform_keep_widths`, :func:`with_group_widths`)."""
+    with one common keep fraction (:func:`uniform_keep_widths`, :func:`with_group_widths`). Groups of residual
+    branches slimming removed (``on_empty=remove_block``) count as kept by none."""
     if reference_spec.family != spec.family:
         raise ValueError(f"reference spec family '{reference_spec.family}' differs from '{spec.family}'")
     names = [group.name for group in slimming_groups(spec, "uniform slimming control")]
     reference = {group.name: group.width for group in slimming_groups(reference_spec, "uniform slimming control")}
-    if list(reference) != names:
+    if [name for name in names if name in reference] != list(reference):
         raise ValueError("the reference spec's channel groups differ from the large spec's (not a pruned version?)")
     return with_group_widths(spec, uniform_keep_widths(spec, sum(reference.values())))
 
