@@ -20,6 +20,7 @@ REFERENCE_COSTS = [
     ("resnet50", {}, 25_557_032, 8.212),
     ("resnet50", {"downsample_bias": True}, 25_560_872, 8.214),
     ("vgg11_bn", {}, 132_885_224, 15.25),
+    ("vgg11_bn", {"classifier": "torchvision"}, 132_868_840, None),  # torchvision's vgg11_bn
     ("vgg16_imagenet", {}, 138_357_544, 30.97),
     ("vgg16_bn", {}, 138_365_992, None),
 ]
@@ -156,8 +157,10 @@ def test_unknown_option_is_rejected_with_accepted_list() -> None:
     accepted = "accepted: branch_scale, downsample_bias, input_selection, width_multiplier"
     with pytest.raises(ValueError, match=rf"model 'resnet50' got unknown option\(s\) depth; {accepted}"):
         default_spec("resnet50", 1000, depth=101)
-    with pytest.raises(ValueError, match="accepted: width_multiplier"):
+    with pytest.raises(ValueError, match="accepted: classifier, width_multiplier"):
         default_spec("vgg11_bn", 1000, downsample_bias=True)
+    with pytest.raises(ValueError, match="classifier must be one of slimming, torchvision, got 'bn'"):
+        default_spec("vgg11_bn", 1000, classifier="bn")
 
 
 def test_inconsistent_config_is_rejected() -> None:

@@ -21,8 +21,10 @@ from rethink.pipeline.result import run_cell
 from rethink.pipeline.store import sha256_file
 from rethink.training.checkpoints import TORCHVISION_BUILDERS, load_weights
 
-# Our model -> torchvision's builder of the same network (vgg11_bn has none: its classifier has BatchNorm1d layers).
+# Our model -> torchvision's builder of the same network, and the options that make it so
 TWINS = {"resnet34": "resnet34", "resnet50": "resnet50", "vgg16_bn": "vgg16_bn", "vgg16_imagenet": "vgg16"}
+TWINS["vgg11_bn"] = "vgg11_bn"
+OPTIONS = {"vgg11_bn": {"classifier": "torchvision"}}
 COUNTER = "num_batches_tracked"
 FINETUNE_L1 = ("dataset=imagenet", "model=resnet34", "pruner=l1", "pruner.variant=A", "schedule=finetune")
 
@@ -70,7 +72,7 @@ def test_every_torchvision_twin_is_offered() -> None:
 @pytest.mark.parametrize(
     "name, counters",
     [("resnet34", True), ("resnet34", False), ("resnet50", True), ("resnet50", False)]
-    + [("vgg16_bn", True), ("vgg16_bn", False), ("vgg16_imagenet", True)],
+    + [("vgg16_bn", True), ("vgg16_bn", False), ("vgg16_imagenet", True), ("vgg11_bn", True), ("vgg11_bn", False)],
 )
 def test_torchvision_state_dict_loads_with_torchvision_outputs(tmp_path: Path, name: str, counters: bool) -> None:
     torch.manual_seed(0)
@@ -78,13 +80,14 @@ def test_torchvision_state_dict_loads_with_torchvision_outputs(tmp_path: Path, n
     state = {k: t for k, t in reference.state_dict().items() if counters or not k.endswith(COUNTER)}
     torch.save(state, tmp_path / "weights.pth")
 
-    loaded = load_weights(tmp_path / "weights.pth", default_spec(name, 1000), name)
+    spec = default_spec(name, 1000, **OPTIONS.get(name, {}))
+    loaded = load_weights(tmp_path / "weights.pth", spec, name)
 
     tracked = {k: int(t) for k, t in loaded.items() if k.endswith(COUNTER)}
     assert set(tracked) == {k for k in reference.state_dict() if k.endswith(COUNTER)}
     assert set(tracked.values()) <= ({7} if counters else {0})  # the file's counters, else zeros
     with torch.device("meta"):  # every tensor comes from the file
-        ours = build(default_spec(name, 1000))
+        ours = build(spec)
     ours.load_state_dict(loaded, strict=True, assign=True)
     image = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -121,11 +124,12 @@ def test_a_dry_run_reports_the_missing_torchvision_file(hub: Path) -> None:
     assert "torchvision.models.resnet34(weights='IMAGENET1K_V1')" in imports["error"]
 
 
-@pytest.mark.parametrize("model", ["resnet50", "vgg16_bn", "vgg16_imagenet"])
+@pytest.mark.parametrize("model", ["resnet50", "vgg16_bn", "vgg16_imagenet", "vgg11_bn"])
 def test_torchvision_resolves_to_the_file_in_the_hub_cache(hub: Path, model: str) -> None:
     hub.mkdir(parents=True)
     (hub / _hub_file(TWINS[model])).write_bytes(b"stand-in")
-    overrides = ("dataset=imagenet", f"model={model}", "pruner=magnitude", "schedule=finetune")
+    options = [f"model.{k}={v}" for k, v in OPTIONS.get(model, {}).items()]
+    overrides = ("dataset=imagenet", f"model={model}", *options, "pruner=magnitude", "schedule=finetune")
     plan = build_plan(compose_settings(*overrides, "pretrain.weights=torchvision"))
     assert plan.pretrained_weights == str(hub / _hub_file(TWINS[model]))
     assert plan.to_dict()["stages"][0]["imports"] == {"file": plan.pretrained_weights, "found": True}
@@ -140,11 +144,16 @@ def test_scratch_cells_of_a_predefined_target_import_nothing(hub: Path) -> None:
     "overrides, message",
     [
         (
-            ["dataset=imagenet", "model=vgg11_bn"],
-            "model 'vgg11_bn' has no torchvision counterpart with the same architecture; the models that have one are "
-            "resnet34 (resnet34), resnet50 (resnet50), vgg16_bn (vgg16_bn), vgg16_imagenet (vgg16).",
+            ["dataset=cifar10", "model=resnet56"],
+            "model 'resnet56' has no torchvision counterpart with the same architecture; the models that have one are "
+            "resnet34 (resnet34), resnet50 (resnet50), vgg11_bn (vgg11_bn), vgg16_bn (vgg16_bn), vgg16_imagenet "
+            "(vgg16).",
         ),
-        (["dataset=cifar10", "model=resnet56"], "model 'resnet56' has no torchvision counterpart"),
+        (
+            ["dataset=imagenet", "model=vgg11_bn"],
+            "with the defaults of conf/model/vgg11_bn.yaml and model.classifier=torchvision, but this cell has "
+            "model.classifier=slimming.",
+        ),
         (
             ["dataset=imagenet", "model=resnet50", "model.downsample_bias=true", "model.width_multiplier=0.5"],
             "but this cell has model.width_multiplier=0.5, model.downsample_bias=True.",

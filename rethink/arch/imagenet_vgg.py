@@ -144,10 +144,22 @@ def channel_groups(config: dict[str, Any]) -> list[GroupSlot]:
     return chain(layers, (f"classifier.{index}", fan))
 
 
+VGG11_CLASSIFIERS = {  # vgg11_bn's classifier option: BN1d, dropout, BN gamma init
+    "slimming": (True, 0.0, 0.5),  # the network-slimming ImageNet VGG-11 (the paper's)
+    "torchvision": (False, 0.5, 1.0),  # torchvision's vgg11_bn, whose ImageNet weights it can import
+}
+
+
 def vgg11_bn_spec(num_classes: int, **options: Any) -> ArchSpec:
-    """Network-slimming VGG-11 with BN2d and BN1d, no dropout, BN gamma 0.5 (options: width_multiplier)."""
-    opts = resolve_options("vgg11_bn", options, {"width_multiplier": 1.0})
-    config = vgg_config("A", opts["width_multiplier"], batch_norm=True, classifier_bn=True, dropout=0.0, bn_weight=0.5)
+    """VGG-11 with BN2d: network slimming's, with a BN1d classifier, no dropout and BN gamma 0.5, or with
+    ``classifier=torchvision`` torchvision's ``vgg11_bn`` (options: width_multiplier, classifier)."""
+    opts = resolve_options("vgg11_bn", options, {"width_multiplier": 1.0, "classifier": "slimming"})
+    if opts["classifier"] not in VGG11_CLASSIFIERS:
+        raise ValueError(
+            f"model 'vgg11_bn': classifier must be one of {', '.join(VGG11_CLASSIFIERS)}, got {opts['classifier']!r}"
+        )
+    classifier_bn, dropout, bn_weight = VGG11_CLASSIFIERS[opts["classifier"]]
+    config = vgg_config("A", opts["width_multiplier"], True, classifier_bn, dropout, bn_weight)
     return ArchSpec(FAMILY, num_classes, config)
 
 

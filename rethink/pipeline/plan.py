@@ -26,7 +26,7 @@ from rethink.pipeline.budget import Budget
 from rethink.pruning.context import CalibrationShape
 from rethink.pruning.registry import Pruner, create
 from rethink.settings.schema import FRESH, ORIGINAL, Settings
-from rethink.training.checkpoints import TORCHVISION, torchvision_fetch_hint, torchvision_file
+from rethink.training.checkpoints import TORCHVISION, TORCHVISION_OPTIONS, torchvision_fetch_hint, torchvision_file
 from rethink.training.recipes import Recipe, pretrain_recipe
 
 DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
@@ -216,20 +216,22 @@ def _importing(plan: CellPlan) -> CellPlan:
         return plan
     if weights == TORCHVISION:
         path = torchvision_file(model)
-        reference = default_spec(model, 1000)
+        required = TORCHVISION_OPTIONS.get(model, {})
+        reference = default_spec(model, 1000, **required)
         if large != reference:
             changes = [
                 f"model.{k}={v}"
                 for k, v in settings.model.options.items()
-                if default_spec(model, 1000, **{k: v}) != reference
+                if default_spec(model, 1000, **{**required, k: v}) != reference
             ]
             if large.num_classes != 1000:
                 changes.insert(0, f"{large.num_classes} classes (dataset={settings.dataset.name})")
             what = ", ".join(changes) or f"pruner={plan.pruner.name}, which changes the large model"
+            needed = "".join(f" and model.{k}={v}" for k, v in required.items())
             raise UserError(
                 f"pretrain.weights=torchvision: torchvision's weights fit model '{model}' only as torchvision builds "
-                f"it, for the 1000 ImageNet classes with the defaults of conf/model/{model}.yaml, but this cell has "
-                f"{what}. Use the model at its defaults with dataset=imagenet, or train the large model here "
+                f"it, for the 1000 ImageNet classes with the defaults of conf/model/{model}.yaml{needed}, but this "
+                f"cell has {what}. Use that model with dataset=imagenet, or train the large model here "
                 "(pretrain.weights=null)."
             )
     else:

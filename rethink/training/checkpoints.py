@@ -15,14 +15,17 @@ _PREFIXES = ("module.", "model.")  # DataParallel and LightningModule wrappers
 _BN_COUNTER = ".num_batches_tracked"  # absent from BatchNorm state saved by PyTorch < 0.4.1
 
 TORCHVISION = "torchvision"  # pretrain.weights=torchvision: torchvision's ImageNet weights of the model
-# Our model -> the torchvision builder of the same architecture and parameter names (tests/test_arch_imagenet.py
-# checks equal outputs). vgg11_bn has none: its classifier has BatchNorm1d layers, torchvision's has not.
+# Our model -> the torchvision builder of the same architecture and parameter names (tests/test_torchvision_weights.py
+# checks equal outputs), and the model options that make it so (vgg11_bn's default classifier is slimming's, with
+# BatchNorm1d layers torchvision's has not).
 TORCHVISION_BUILDERS = {
     "resnet34": "resnet34",
     "resnet50": "resnet50",
+    "vgg11_bn": "vgg11_bn",
     "vgg16_bn": "vgg16_bn",
     "vgg16_imagenet": "vgg16",
 }
+TORCHVISION_OPTIONS = {"vgg11_bn": {"classifier": "torchvision"}}
 
 
 def torchvision_file(model_name: str) -> Path:
