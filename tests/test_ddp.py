@@ -67,7 +67,7 @@ def _stage(result: dict, name: str) -> dict:
 
 
 def test_ddp_cell_prunes_identically_on_every_rank_and_like_one_process(tmp_path: Path) -> None:
-    ddp_run = _run_ddp(tmp_path / "ddp_run", tmp_path / "ddp_art")
+    ddp_run = _run_ddp(tmp_path / "ddp_run", tmp_path / "ddp_art", (*CELL, "dataset.batch_size=64"))
     assert ddp_run.returncode == 0, ddp_run.stdout[-4000:]
     assert (tmp_path / "ddp_run" / "train_ddp_process_1.log").is_file()  # rank 1 really ran, in the same run dir
     assert [p.parent.name for p in tmp_path.rglob("result.json")] == ["ddp_run"]  # rank 0 wrote the one result
@@ -97,17 +97,18 @@ def test_ddp_cell_prunes_identically_on_every_rank_and_like_one_process(tmp_path
 
     # a single-process run of the same cell: same pruned spec (its own trained weights pick its own filters)
     single = run_cell(
-        compose_settings(*CELL, "trainer=cpu", f"paths.artifact_dir={tmp_path / 'art'}"), tmp_path / "one"
+        compose_settings(*CELL, "dataset.batch_size=64", "trainer=cpu", f"paths.artifact_dir={tmp_path / 'art'}"),
+        tmp_path / "one",
     )
     assert single["pruning"]["widths"]["after"] == ddp["pruning"]["widths"]["after"]
     assert single["pruning"]["widths"]["before"] == ddp["pruning"]["widths"]["before"]
     assert (single["params"], single["flops"]) == (ddp["params"], ddp["flops"])
-    # dataset.batch_size (32) is the global batch: each of the 2 ranks draws 16, and every trained stage takes the
-    # optimizer steps of the single-process run (256 images / 32 = 8 per epoch)
-    assert ddp["batch"] == {"global": 32, "world_size": 2, "per_rank": 16}
-    assert single["batch"] == {"global": 32, "world_size": 1, "per_rank": 32}
+    # dataset.batch_size (64) is the global batch: each of the 2 ranks draws 32, and every trained stage takes the
+    # optimizer steps of the single-process run (256 images / 64 = 4 per epoch; a full batch per rank would take 2)
+    assert ddp["batch"] == {"global": 64, "world_size": 2, "per_rank": 32}
+    assert single["batch"] == {"global": 64, "world_size": 1, "per_rank": 64}
     for stage in ("pretrain", "retrain"):
-        assert _stage(ddp, stage)["optimizer_steps"] == _stage(single, stage)["optimizer_steps"] == 8
+        assert _stage(ddp, stage)["optimizer_steps"] == _stage(single, stage)["optimizer_steps"] == 4
     single_prune = Path(_stage(single, "prune")["path"])
     assert (single_prune / "spec.json").read_text() == (prune_dir / "spec.json").read_text()
     single_keep = json.loads((single_prune / "keep.json").read_text())
