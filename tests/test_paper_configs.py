@@ -112,7 +112,7 @@ def test_table_config_composes_and_expands(name: str) -> None:
     header = (PAPER / f"{name}.yaml").read_text()
     assert f"python -m rethink.main experiment=paper/{name}" in header and "GPU-hours" in header
     for cell in covering_cells(axes):
-        settings = compose_settings(f"experiment=paper/{name}", *cell)
+        settings = compose_settings(f"experiment=paper/{name}", *cell, "dry_run=true")
         plan = build_plan(settings).to_dict()
         assert plan["cell"]["dataset"] == cfg.dataset.name and plan["cell"]["seed"] == 1
         # the report compares this cell with the paper's numbers: its settings are the paper's protocol

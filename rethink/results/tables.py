@@ -28,10 +28,10 @@ from typing import Any, Iterable
 
 from rethink.results.naming import pruned_setting, pruner_table_order, pruner_table_title, setting_label
 from rethink.results.protocol import PRETRAIN_SCOPE, RETRAIN_SCOPE, differences
+from rethink.results.recipes import restart_recipes
 
 SCHEDULE_ORDER = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_restart", "finetune_restart_full")
 SCHEDULE_ORDER += ("lottery", "lr_rewind")
-RESTARTS = ("finetune_restart", "finetune_restart_full")  # their recipe is stated under the table
 COLUMN_NAMES = {
     "unpruned": "Unpruned",
     "sparsity_trained": "Sparsity-trained",
@@ -259,34 +259,6 @@ def _add(
     cell.differences += [d for d in differs if d not in cell.differences]
 
 
-def _recipe_text(result: dict[str, Any]) -> str:
-    """``40 epochs from lr 0.01, x0.1 at 20`` for the run's final stage (``recipe``, else its schedule config)."""
-    recipe = result.get("recipe") or ((result.get("config") or {}).get("schedule") or {})
-    epochs, lr, drops = recipe.get("epochs"), recipe.get("lr"), recipe.get("milestones")
-    text = f"{epochs} epochs from lr {lr:g}" if isinstance(lr, (int, float)) else f"{epochs} epochs"
-    gamma = recipe.get("lr_gamma")
-    if drops:
-        text += f", x{gamma:g}" if isinstance(gamma, (int, float)) else ", LR drops"
-        text += " at " + ", ".join(map(str, drops))
-    return text
-
-
-def _restart_recipes(results: list[dict[str, Any]]) -> dict[str, str]:
-    """Per table, the recipe each Fine-tune-restart column was trained with: no source fixes the paper's."""
-    found: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for r in results:
-        if r["cell"]["schedule"] in RESTARTS:
-            found[r["cell"]["pruner"]][r["cell"]["schedule"]].add(_recipe_text(r))
-    return {
-        table: "; ".join(
-            f"{column_title(schedule)}: inherited weights, {' / '.join(sorted(recipes))}"
-            for schedule, recipes in sorted(by_schedule.items())
-        )
-        + " (the paper's restart recipe is not confirmed by a source: docs/protocol.md#finetune-restart)"
-        for table, by_schedule in found.items()
-    }
-
-
 def build_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Table]:
     """Group results into the report's tables (see the module docstring); cells at ``metric`` (best | final)."""
     if metric not in METRICS:
@@ -372,7 +344,7 @@ def build_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Ta
     names = [t for t in first if t in by_table]
     names += sorted(t for t in by_table if t not in first and t != UNPRUNED_TABLE)
     names += [UNPRUNED_TABLE] if UNPRUNED_TABLE in by_table else []
-    for table, text in _restart_recipes(results).items():
+    for table, text in restart_recipes(results, column_title).items():
         notes[table].append(text)
     for table, count in fallbacks.items():
         if count:
