@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import compose_settings
+from test_surgery import _assert_same, _output
 from torch import nn
 
 from rethink.arch import ArchSpec, build, default_spec, spec_cost
@@ -87,17 +88,6 @@ def _reference_mask(
     return masked
 
 
-def _output(model: nn.Module, size: int = 32) -> torch.Tensor:
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        return model.eval()(x)
-
-
-def _assert_same(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    scale = expected.abs().max().item()
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * max(scale, 1e-3))
-
-
 def _branch_cost(cin: int, widths: list[int], out: int, size: int, stride: int) -> tuple[int, int]:
     """Params and paper FLOPs of a pre-activation bottleneck branch, counted by hand: BN-select-ReLU-1x1-BN-ReLU-
     3x3(stride)-BN-ReLU-1x1 on a ``size``-pixel-square input of ``cin`` stream channels."""
@@ -143,8 +133,8 @@ def test_planted_empty_group_removes_exactly_its_branch(block: str, index: int, 
 
     # the physically pruned net computes the masked one: the reference's mask zeroes bn3, so the branch outputs 0
     masked = _reference_mask(model, spec, cut.keep)
-    _assert_same(_output(pruned), _output(masked))
-    assert not torch.allclose(_output(pruned), _output(model), atol=1e-3)
+    _assert_same(_output(pruned, 32), _output(masked, 32))
+    assert not torch.allclose(_output(pruned, 32), _output(model, 32), atol=1e-3)
     again = ArchSpec.from_json(pruned_spec.to_json())
     build(again).load_state_dict(pruned.state_dict(), strict=True)
 
@@ -162,11 +152,11 @@ def test_any_emptied_group_of_a_branch_removes_it_with_the_others_pruned(bn: str
     assert {name: len(cut.keep[name]) for name in widths if name in cut.keep} == widths
     assert sum(widths.values()) < sum(w for n, w in group_widths(spec).items() if not n.startswith("layer3.1."))
     # the dead branch: every BN of the removed block zeroed, the kept channels masked as the reference does
-    _assert_same(_output(pruned), _output(_reference_mask(model, spec, cut.keep, dead=("layer3.1",))))
+    _assert_same(_output(pruned, 32), _output(_reference_mask(model, spec, cut.keep, dead=("layer3.1",)), 32))
     # the reference's mask of the emptied group alone is that dead branch only when it is the last BN (bn3): an
     # emptied bn1 / bn2 still passes the shifts of the BNs after it (docs/protocol.md#deviations)
-    reference = _output(_reference_mask(model, spec, cut.keep))
-    assert torch.allclose(_output(pruned), reference, atol=1e-5) == (bn == "bn3")
+    reference = _output(_reference_mask(model, spec, cut.keep), 32)
+    assert torch.allclose(_output(pruned, 32), reference, atol=1e-5) == (bn == "bn3")
 
 
 def test_emptied_head_selection_names_the_layer_and_suggests_keep_min() -> None:
