@@ -7,7 +7,7 @@ RETHINK_CIFAR10_NPZ ?= $(abspath ../shared/data/cifar10/cifar10.npz)
 export RETHINK_CIFAR10_NPZ
 export WANDB_MODE ?= offline
 
-.PHONY: install demo test test-slow benchmark clean
+.PHONY: install demo demo-full test test-slow benchmark clean
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(PY) -m rethink.main experiment=demo
+
+demo-full: install
+	$(PY) -m rethink.main experiment=demo_full
 
 test: install
 	$(PY) -m pytest -m "not slow" -q

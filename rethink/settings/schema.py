@@ -194,7 +194,7 @@ class Settings:
     trainer: TrainerSettings
     logger: LoggerSettings
     paths: PathsSettings
-    progress_bar: Literal["rich", "tqdm"] = "rich"
+    progress_bar: Literal["rich", "tqdm", "lines"] = "rich"
     dry_run: bool = False
     resolved: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the composed config, resolved
 

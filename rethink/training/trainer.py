@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from rethink.arch import ArchSpec
@@ -21,6 +21,7 @@ from rethink.errors import UserError
 from rethink.settings.schema import Settings
 from rethink.training.loggers import finish, make_loggers, summarize
 from rethink.training.module import ClassificationModule
+from rethink.training.progress_bar import progress_callback
 from rethink.training.recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ class RunContext:
     def top5(self) -> bool:
         return self.settings.dataset.name == "imagenet"
 
+    def label(self, stage: str) -> str:
+        """``cifar10/resnet56/l1 A/scratch_b seed 1 | retrain``: the cell and the stage, for the progress bar."""
+        return f"{self.group} seed {self.cell['seed']} | {stage}"
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temp file and renamed, so a kill mid-write never leaves a truncated checkpoint."""
@@ -54,12 +59,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def make_trainer(
-    settings: Settings, epochs: int, loggers: list[Logger], checkpoint_dir: Path, callbacks: Sequence[Callback] = ()
+    settings: Settings,
+    epochs: int,
+    loggers: list[Logger],
+    checkpoint_dir: Path,
+    callbacks: Sequence[Callback] = (),
+    label: str = "",
 ) -> pl.Trainer:
-    """A Trainer for one stage; the data modules shard data themselves, so Lightning must not add samplers."""
+    """A Trainer for one stage; the data modules shard data themselves, so Lightning must not add samplers. Its
+    progress bar (``progress_bar`` style) names the run by ``label`` (cell and stage)."""
     kwargs = dict(settings.trainer.arguments)
-    if kwargs.get("enable_progress_bar", True) and settings.progress_bar == "rich":
-        callbacks = [RichProgressBar(), *callbacks]
+    if kwargs.get("enable_progress_bar", True):
+        callbacks = [progress_callback(settings.progress_bar, label), *callbacks]
+        kwargs["enable_progress_bar"] = settings.progress_bar != "lines"  # lines replace Lightning's bar
     checkpoint = ModelCheckpoint(
         dirpath=str(checkpoint_dir), filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False
     )
@@ -133,7 +145,7 @@ def fit(
     checkpoint_dir = work_dir / "checkpoints"
     resume_from = leader_value(lambda: resumable_checkpoint(checkpoint_dir))  # DDP: every rank resumes alike
     loggers = make_loggers(run.settings, run.cell, run.group, stage, work_dir, run.run_dir)
-    trainer = make_trainer(run.settings, recipe.epochs, loggers, checkpoint_dir, callbacks)
+    trainer = make_trainer(run.settings, recipe.epochs, loggers, checkpoint_dir, callbacks, run.label(stage))
     try:
         trainer.fit(module, datamodule=run.datamodule, ckpt_path=resume_from, weights_only=True)
         accuracy = _accuracy(module, with_best=True)
@@ -160,7 +172,7 @@ def validate(
     module.install(spec, state)
     loggers = make_loggers(run.settings, run.cell, run.group, stage, work_dir, run.run_dir)
     try:
-        trainer = make_trainer(run.settings, 1, loggers, work_dir / "checkpoints", callbacks)
+        trainer = make_trainer(run.settings, 1, loggers, work_dir / "checkpoints", callbacks, run.label(stage))
         trainer.validate(module, datamodule=run.datamodule, verbose=False)
         accuracy = _accuracy(module, with_best=False)
         summarize(loggers, accuracy)
