@@ -24,7 +24,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from rethink.results.naming import pruned_setting, pruner_table_order, pruner_table_title, setting_label
 from rethink.results.protocol import PRETRAIN_SCOPE, RETRAIN_SCOPE, differences
@@ -246,7 +246,7 @@ def _stage_accuracy(result: dict[str, Any], name: str, metric: str = "final") ->
 
 
 def _add(
-    cell: Cell, seed: int, value: float, source: str, notes: list[str], what: str, differs: list[str] = ()
+    cell: Cell, seed: int, value: float, source: str, notes: list[str], what: str, differs: Sequence[str] = ()
 ) -> None:
     if seed in cell.values and abs(cell.values[seed] - value) > 1e-9:
         notes.append(
