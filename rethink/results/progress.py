@@ -215,12 +215,18 @@ def _swept(config: DictConfig, overrides: list[str]) -> list[str]:
 
 
 def _counter(config: DictConfig) -> str:
-    """``[5/12]``: cells of this sweep finished so far (any process) over all of its cells."""
+    """``[5/12]``: cells of this sweep finished so far (any process) over all of its cells; a sweep run again in its
+    folder counts only the cells finished since it started (when it wrote ``cells.json``)."""
     sweep_dir = Path(config.hydra.sweep.dir)
     jobs = _jobs(sweep_dir)
     total = "?" if jobs is None else str(len(jobs))
+    try:
+        since = (sweep_dir / CELLS_FILE).stat().st_mtime
+    except OSError:
+        since = 0.0
+    statuses = [read_status(f.parent) or {} for f in sweep_dir.rglob(STATUS_FILE)]
     finished = sum(
-        (read_status(f.parent) or {}).get("state") in ("done", "reused", "failed") for f in sweep_dir.rglob(STATUS_FILE)
+        s.get("state") in ("done", "reused", "failed") and s.get("started_unix", 0) >= since for s in statuses
     )
     return f"[{finished}/{total}]"
 
