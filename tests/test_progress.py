@@ -19,6 +19,7 @@ from test_paper_configs import EXPECTED_CELLS, compose_with_hydra
 from test_sweeps import TINY, env, run
 
 from rethink.pipeline import keys
+from rethink.pipeline.estimate import stage_estimates
 from rethink.pipeline.plan import build_plan
 from rethink.results import progress
 
@@ -111,10 +112,14 @@ def test_a_failing_cell_does_not_stop_the_sweep_and_a_relaunch_reuses_the_rest(t
     assert "  reused      1_synthetic_vgg11_baseline_seed2  top-1 " in status.stdout
 
 
-def test_status_of_a_single_run(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    bad = run("rethink.main", *TINY, "model.width_multiplier=-1", f"hydra.run.dir={run_dir}")
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+def test_a_single_run_with_bad_input_leaves_no_folder_one_failing_later_keeps_its_status(tmp_path: Path) -> None:
+    bad = run("rethink.main", *TINY, "model.width_multiplier=-1", cwd=tmp_path)  # the plan fails: no outputs/
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-3000:]
+    assert "width_multiplier must be > 0, got -1" in bad.stderr
+    assert list(tmp_path.iterdir()) == []
+    run_dir = tmp_path / "run"  # the plan holds, the data file is missing: the run's folder records the failure
+    no_data = run("rethink.main", *TINY, "dataset=cifar10", "dataset.npz_path=/no/such.npz", f"hydra.run.dir={run_dir}")
+    assert no_data.returncode == 2, no_data.stderr[-3000:]
     assert progress.read_status(run_dir)["state"] == "failed"
 
 
@@ -219,3 +224,5 @@ def test_a_sweep_run_again_continues_in_its_folder_reusing_the_cells_done(tmp_pa
         ("pretrain", "prune", "retrain"), "reused"
     )
     assert results[1]["stages"][-1]["status"] == "computed"
+    # a dry run now finds every stage of both cells stored (its keys are the runner's)
+    assert all(e.stored for cell in cells for e in stage_estimates(build_plan(compose_settings(*cell))))
