@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -30,6 +31,16 @@ def _write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Atomically write ``text`` (UTF-8)."""
     _write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
+def copy_file_atomic(source: str | Path, path: str | Path) -> None:
+    """Atomically copy the file ``source`` to ``path``."""
+
+    def write(handle: IO[bytes]) -> None:
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, handle)
+
+    _write_atomic(path, write)
 
 
 def save_tensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:

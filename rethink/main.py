@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -46,14 +47,21 @@ def main(cfg: DictConfig) -> str | None:
     from rethink.pipeline.config import load_settings
     from rethink.pipeline.plan import build_plan
 
-    if cfg.get("dry_run"):
+    if cfg.get("dry_run") or not sweep:  # planned first: a dry run or bad input leaves no run folder behind
         try:
-            print(json.dumps(build_plan(load_settings(cfg)).to_dict(), indent=2))
+            plan = build_plan(load_settings(cfg))
         except UserError as exc:
+            if sweep:  # a dry run of a sweeper whose cells are only known as they run: the other cells go on
+                print(f"rethink: error: {exc}", file=sys.stderr)
+                return None
+            discard_run_dir(run_dir, hydra_cfg.job.name)
             print(f"rethink: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        if cfg.get("dry_run"):
             if not sweep:
-                sys.exit(2)
-        return None
+                discard_run_dir(run_dir, hydra_cfg.job.name)
+            print(json.dumps(plan.to_dict(), indent=2))
+            return None
     leader = not is_distributed_follower()  # DDP: rank 0 keeps the status and prints
     if leader:
         progress.mark_running(run_dir, hydra_cfg.job.get("num"), list(hydra_cfg.overrides.task))
@@ -79,6 +87,26 @@ def main(cfg: DictConfig) -> str | None:
         progress.mark_finished(run_dir, result)
         print(report(result, run_dir))
     return (progress.read_status(run_dir) or {}).get("state")
+
+
+def discard_run_dir(run_dir: Path, job_name: str) -> None:
+    """Remove the folder Hydra made for a run that wrote nothing (a dry run, a plan error): its ``.hydra/`` and job
+    log, the folder, and its parents below the working directory that are then empty (``outputs/<date>/``,
+    ``outputs/``). A folder holding anything else, or the working directory itself, is kept as it is."""
+    own = {".hydra", f"{job_name}.log"}
+    run_dir, cwd = run_dir.resolve(), Path.cwd().resolve()
+    if run_dir == cwd or not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= own:
+        return
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / f"{job_name}.log").unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+        for parent in run_dir.parents:
+            if cwd not in parent.parents:
+                break
+            parent.rmdir()
+    except OSError:  # not empty
+        pass
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"

@@ -10,25 +10,20 @@ import pytest
 from conftest import compose_settings
 
 from rethink.pipeline import keys
+from rethink.pipeline.estimate import stage_estimates
 from rethink.pipeline.plan import build_plan
 from rethink.pipeline.store import ArtifactStore
 
 
 def stage_keys(*overrides: str) -> dict[str, str]:
-    """The keys a cell's stages will have, as far as they are known before training (a retraining of an automatic
-    pruner's architecture waits for its decision)."""
-    plan = build_plan(compose_settings(*overrides))
-    found: dict[str, str] = {}
-    prune = None
-    if plan.needs_pretrain:
-        source = found["pretrain"] = keys.pretrain_key(plan)
-        for index, stage in enumerate(plan.stages[1:-1], start=1):
-            found[f"prune{index}"] = keys.prune_key(plan, source, index)
-            source = found[f"imp{index + 1}"] = keys.round_key(plan, found[f"prune{index}"], stage)
-        if plan.pruner.prunes:
-            prune = found["prune"] = keys.prune_key(plan, source, plan.pruner.rounds())
-    if plan.pruner.prunes and plan.pruned is not None:
-        found["retrain"] = keys.retrain_key(plan, plan.retrain, prune, plan.pruned)
+    """The keys a cell's stages will have, as far as they are known before training (a dry run's: a retraining of an
+    automatic pruner's architecture waits for its decision); iterative pruning's rounds are ``prune1``, ``imp2``..."""
+    estimates = [e for e in stage_estimates(build_plan(compose_settings(*overrides))) if e.key is not None]
+    rounds, decisions, found = sum(e.stage == "imp" for e in estimates), 0, {}
+    for estimate in estimates:
+        decisions += estimate.stage == "prune"
+        name = {"prune": "prune" if decisions > rounds else f"prune{decisions}", "imp": f"imp{decisions + 1}"}
+        found[name.get(estimate.stage, estimate.stage)] = estimate.key
     return found
 
 

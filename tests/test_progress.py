@@ -1,17 +1,26 @@
-"""Where the cells of a sweep stand: status files (running, done, reused, failed, interrupted, pending), the sweep's job
-list, and a real multirun in which a failing cell does not stop the others and a re-launch reuses what was done."""
+"""Where the cells of a sweep stand: status files (running, done, reused, failed, interrupted, pending), the epochs of a
+running cell, the sweep's job list, sweeps grouped, and real multiruns: a failing cell does not stop the others, and a
+sweep killed and run again continues in its folder, reusing what was done."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from conftest import compose_settings
 from test_paper_configs import EXPECTED_CELLS, compose_with_hydra
-from test_sweeps import TINY, run
+from test_sweeps import TINY, env, run
 
+from rethink.pipeline import keys
+from rethink.pipeline.estimate import stage_estimates
+from rethink.pipeline.plan import build_plan
 from rethink.results import progress
 
 
@@ -103,8 +112,117 @@ def test_a_failing_cell_does_not_stop_the_sweep_and_a_relaunch_reuses_the_rest(t
     assert "  reused      1_synthetic_vgg11_baseline_seed2  top-1 " in status.stdout
 
 
-def test_status_of_a_single_run(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    bad = run("rethink.main", *TINY, "model.width_multiplier=-1", f"hydra.run.dir={run_dir}")
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+def test_a_single_run_with_bad_input_leaves_no_folder_one_failing_later_keeps_its_status(tmp_path: Path) -> None:
+    bad = run("rethink.main", *TINY, "model.width_multiplier=-1", cwd=tmp_path)  # the plan fails: no outputs/
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-3000:]
+    assert "width_multiplier must be > 0, got -1" in bad.stderr
+    assert list(tmp_path.iterdir()) == []
+    run_dir = tmp_path / "run"  # the plan holds, the data file is missing: the run's folder records the failure
+    no_data = run("rethink.main", *TINY, "dataset=cifar10", "dataset.npz_path=/no/such.npz", f"hydra.run.dir={run_dir}")
+    assert no_data.returncode == 2, no_data.stderr[-3000:]
     assert progress.read_status(run_dir)["state"] == "failed"
+
+
+def _stage_dir(tmp_path: Path, ended_epochs: int) -> Path:
+    """A training stage's artifact folder whose metrics.csv records ``ended_epochs`` evaluated epochs and a step of the
+    next one."""
+    stage_dir = tmp_path / "artifacts" / "pretrain" / "0123"
+    stage_dir.mkdir(parents=True)
+    rows = ["epoch,step,test/top1,train/loss_step"]
+    rows += [f"{e},{e * 10 + 9},0.5," for e in range(ended_epochs)] + [f"{ended_epochs},{ended_epochs * 10 + 4},,2.3"]
+    (stage_dir / "metrics.csv").write_text("\n".join(rows) + "\n")
+    return stage_dir
+
+
+def test_a_running_cell_shows_its_epochs_and_sweeps_are_listed_one_by_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "multirun_outputs"
+    first, second = root / "paper" / "l1_cifar10" / "default", root / "sweep" / "seed=1,2"
+    for sweep, jobs in ((first, [["seed=1"], ["seed=2"]]), (second, [["seed=1"], ["seed=2"]])):
+        sweep.mkdir(parents=True)
+        (sweep / progress.CELLS_FILE).write_text(json.dumps(jobs))
+    running = first / "0_cifar10_vgg16_finetune_seed1"
+    progress.mark_running(running, 0, ["seed=1"])
+    progress.mark_stage(running, "retrain", _stage_dir(tmp_path, 12), 40, 160, 200)
+    done = second / "1_cifar10_vgg16_baseline_seed2"
+    progress.mark_running(done, 1, ["seed=2"])
+    progress.mark_finished(done, _result("computed"))
+    progress.mark_stage(done, "pretrain", tmp_path, 160, 0, 160)  # a finished cell's record is left alone
+    assert "stage" not in progress.read_status(done)
+
+    assert progress.main([str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:5] == [
+        f"{root}: 2 sweeps, 4 cells: 1 done, 1 running, 2 pending",
+        f"{first}: 2 cells: 1 running, 1 pending",
+        f"  running     {running.name}  retrain epoch 12/40, cell 172/200 epochs",
+        "  pending     job 1  seed=2",
+        f"{second}: 2 cells: 1 done, 1 pending",
+    ]
+    assert lines[5].startswith(f"  done        {done.name}  top-1 91.50%  (pretrain computed)")
+    assert lines[6:] == ["  pending     job 0  seed=1"]
+
+
+def test_progress_piped_into_head_stops_quietly(tmp_path: Path) -> None:
+    jobs = [[f"seed={n}", "model=resnet56", "dataset=cifar10", "pruner=l1", "schedule=scratch_b"] for n in range(8000)]
+    (tmp_path / progress.CELLS_FILE).write_text(json.dumps(jobs))  # ~500 KB of lines: far more than a pipe holds
+    command = f"set -o pipefail; {sys.executable} -m rethink.progress {tmp_path} | head -1"
+    proc = subprocess.run(["bash", "-c", command], env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.stdout == f"{tmp_path}: 8000 cells: 8000 pending\n"
+    assert proc.stderr == "" and proc.returncode == 141  # as a Unix tool whose reader went away
+
+
+SWEEP = [  # two cells: VGG-16-A fine-tuned (pretrain, prune, retrain) and trained from scratch (retrain only)
+    *[o for o in TINY if not o.startswith("model=")],
+    "+experiment/paper/row=vgg16_a",
+    "dataset.recipe.finetune_epochs=1",
+]
+
+
+def _cells(outputs: Path) -> dict[Path, list[progress.CellStatus]]:
+    return progress.sweeps(outputs) if outputs.is_dir() else {}
+
+
+def _first_done_second_waiting(outputs: Path) -> bool:
+    cells = [cell for sweep in _cells(outputs).values() for cell in sweep]
+    return [c.state for c in cells] == ["done", "running"] and "retrain epoch" in cells[1].detail
+
+
+def test_a_sweep_run_again_continues_in_its_folder_reusing_the_cells_done(tmp_path: Path) -> None:
+    artifacts, outputs = tmp_path / "artifacts", tmp_path / "multirun_outputs"  # the default folder, under tmp_path
+    command = ["-m", *SWEEP, "schedule=finetune,scratch_e", f"paths.artifact_dir={artifacts}"]
+    cells = [[*SWEEP, f"schedule={s}", f"paths.artifact_dir={artifacts}"] for s in ("finetune", "scratch_e")]
+    # the test holds the lock of the second cell's stage, so the sweep is killed once the first cell is done and
+    # while the second one waits
+    scratch = build_plan(compose_settings(*cells[1]))  # a predefined target from scratch: its key needs no decision
+    lock_path = artifacts / "retrain" / f"{keys.retrain_key(scratch, scratch.retrain, None, scratch.pruned)}.lock"
+    lock_path.parent.mkdir(parents=True)
+    with open(lock_path, "w") as lock, open(tmp_path / "first.log", "w") as log:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        first = subprocess.Popen(
+            [sys.executable, "-m", "rethink.main", *command], cwd=tmp_path, env=env(), stdout=log, stderr=log,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not _first_done_second_waiting(outputs):
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    ((sweep, killed),) = _cells(outputs).items()
+    assert sweep.parent == outputs / "sweep" and [c.state for c in killed] == ["done", "interrupted"]
+    assert "retrain epoch 0/1, cell 0/1 epochs" in killed[1].detail
+
+    again = run("rethink.main", *command, cwd=tmp_path)  # the same command
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "rethink: 2 cells: 1 done, 1 reused" in again.stderr
+    assert list(_cells(outputs)) == [sweep] and len([p for p in sweep.iterdir() if p.is_dir()]) == 2
+    results = [json.loads((sweep / f"{n}_synthetic_vgg16_{s}_seed1" / "result.json").read_text()) for n, s in
+               enumerate(("finetune", "scratch_e"))]  # fmt: skip
+    assert {s["stage"]: s["status"] for s in results[0]["stages"]} == dict.fromkeys(
+        ("pretrain", "prune", "retrain"), "reused"
+    )
+    assert results[1]["stages"][-1]["status"] == "computed"
+    # a dry run now finds every stage of both cells stored (its keys are the runner's)
+    assert all(e.stored for cell in cells for e in stage_estimates(build_plan(compose_settings(*cell))))

@@ -6,6 +6,7 @@ their images as one uint8 tensor on the training device; ImageNet is a torchvisi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -44,6 +45,25 @@ class SyntheticSettings(DatasetSettings):
 class ImageNetSettings(DatasetSettings):
     root: str = "data/imagenet"
     num_workers: NonNegativeInt = 8
+
+
+# training images of the data sets read from files (digits: 1,797 images less the test split; synthetic: num_train)
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167}
+DIGITS_IMAGES = 1_797
+
+
+def train_images(settings: DatasetSettings) -> int | None:
+    """The training images of a data set's settings (its ``train_subset`` when smaller), known without reading the
+    data; None for a data set of unknown size."""
+    if isinstance(settings, DigitsSettings):
+        count = DIGITS_IMAGES - math.ceil(settings.test_fraction * DIGITS_IMAGES)  # scikit-learn's split
+    elif isinstance(settings, SyntheticSettings):
+        count = settings.num_train
+    elif settings.name in TRAIN_IMAGES:
+        count = TRAIN_IMAGES[settings.name]
+    else:
+        return None
+    return count if settings.train_subset is None else min(count, settings.train_subset)
 
 
 def load_arrays(settings: DatasetSettings) -> ImageArrays:

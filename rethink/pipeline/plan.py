@@ -85,6 +85,17 @@ class CellPlan:
     def retrain(self) -> StagePlan:
         return self.stages[-1]
 
+    @property
+    def trained(self) -> tuple[StagePlan, ...]:
+        """The stages that train: all but an imported large model's, which is only evaluated."""
+        return self.stages[1:] if self.pretrained_weights else self.stages
+
+    def training_epochs(self) -> int | None:
+        """The epochs of all the cell's training stages; None while training has yet to decide one (the Scratch-B
+        epochs of an automatic pruner)."""
+        recipes = [stage.recipe for stage in self.trained]
+        return None if None in recipes else sum(recipe.epochs for recipe in recipes)
+
     def cost(self, model: str) -> dict[str, Any]:
         """Params and FLOPs (MACs and the paper's 2x-MAC convention) of one of the cell's models."""
         if model == "pruned" and self.sparse is not None:  # masks: only nonzero weights count (protocol #flops)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 from rethink.data import build_datamodule
 from rethink.distributed import is_distributed_follower
-from rethink.io import write_json_atomic, write_text_atomic
+from rethink.io import copy_file_atomic, write_json_atomic, write_text_atomic
 from rethink.pipeline.plan import CellPlan, build_plan
 from rethink.pipeline.runner import CellRunner
 from rethink.provenance import git_sha, versions
@@ -65,14 +64,13 @@ def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
         "versions": versions(),
         "config": settings.config(),
     }
-    if not is_distributed_follower():
+    if not is_distributed_follower():  # every file replaced atomically: a re-run killed here loses nothing written
         for record in runner.records:  # per-epoch metrics of every trained stage, beside the result
             csv = Path(record["path"] or "/nonexistent") / "metrics.csv"
             if csv.is_file():
-                (run_dir / record["stage"]).mkdir(exist_ok=True)
-                shutil.copyfile(csv, run_dir / record["stage"] / "metrics.csv")
+                copy_file_atomic(csv, run_dir / record["stage"] / "metrics.csv")
         final_dir = Path(runner.records[-1]["path"])
         write_text_atomic(run_dir / "spec.json", plan.specs[final.model].to_json() + "\n")
-        shutil.copyfile(final_dir / "weights.pt", run_dir / "weights.pt")
+        copy_file_atomic(final_dir / "weights.pt", run_dir / "weights.pt")
         write_json_atomic(run_dir / "result.json", result)
     return result

@@ -25,6 +25,7 @@ from rethink.pruning.callback import PruningCallback
 from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.masks import MaskKeeper, sparse_he_init_, sparsity_report
+from rethink.results import progress
 from rethink.results.naming import cell_group
 from rethink.settings.schema import INHERITED, ORIGINAL
 from rethink.training.checkpoints import load_weights
@@ -51,6 +52,7 @@ class CellRunner:
         store = ArtifactStore(settings.paths.artifact_dir, keys.KEY_SCHEME)
         self.stages = StagePath(store, OmegaConf.to_yaml(settings.config()))
         self.records: list[dict[str, Any]] = []
+        self.epochs_done = 0  # epochs of the training stages already through (shown while the cell runs)
 
     # ------------------------------------------------------------------------------------------------ records
 
@@ -93,7 +95,13 @@ class CellRunner:
             ]
             return Produced(files, metrics, "resumed" if result.resumed else "computed")
 
+        if not is_distributed_follower():
+            path, total = self.stages.store.path(stage.name, key), self.plan.training_epochs()
+            progress.mark_stage(
+                self.run_context.run_dir, stage.name, path, stage.recipe.epochs, self.epochs_done, total
+            )
         outcome = self.stages.run(stage.name, key, compute, _metrics)
+        self.epochs_done += stage.recipe.epochs
         payload = outcome.payload
         extra = {k: payload[k] for k in ("optimizer_steps", "batch") if k in payload}  # absent in older stores
         self._record(outcome, accuracy=payload["accuracy"], **extra)

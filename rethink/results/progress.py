@@ -1,6 +1,7 @@
 """Where each cell of a sweep stands: ``status.json`` in every run directory (running, done, reused, failed), a line
 per cell on stderr while a sweep runs (:class:`SweepProgress`, a Hydra callback), a tally at its end, and
-``python -m rethink.progress DIR...`` at any time, also for cells still pending or left by a killed job.
+``python -m rethink.progress DIR...`` at any time, also for cells still pending or left by a killed job, grouped per
+sweep, with the epochs a running cell has trained (its running stage's ``metrics.csv``) of those its plan holds.
 
 A cell is *reused* when it trained nothing (every stage came from the artifact store), *done* when it trained
 something, *failed* with its error (and the traceback in ``error.log`` beside it for anything but a user error).
@@ -9,6 +10,7 @@ something, *failed* with its error (and the traceback in ``error.log`` beside it
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import socket
@@ -47,6 +49,27 @@ def _update(run_dir: Path, **fields: Any) -> None:
     ended = time.time()
     elapsed = round(ended - status["started_unix"], 3) if "started_unix" in status else None
     write_json_atomic(run_dir / STATUS_FILE, {**status, **fields, "ended": _now(), "elapsed_s": elapsed})
+
+
+def mark_stage(run_dir: Path, stage: str, stage_dir: Path, epochs: int, done: int, total: int | None) -> None:
+    """Record the training stage a running cell is in: its artifact directory (whose ``metrics.csv`` tells the epochs
+    trained so far) and ``epochs``, the cell's epochs ``done`` in earlier stages and its ``total`` (None: decided by
+    training). A cell without a running status record (one run outside ``rethink.main``) is left alone."""
+    status = read_status(run_dir)
+    if status is None or status.get("state") != "running":
+        return
+    current = {"name": stage, "dir": str(stage_dir), "epochs": epochs, "cell_done": done, "cell_total": total}
+    write_json_atomic(run_dir / STATUS_FILE, {**status, "stage": current})
+
+
+def epochs_trained(stage_dir: Path) -> int:
+    """Epochs of a stage that have ended (evaluated), from its ``metrics.csv``; 0 when there is none yet."""
+    try:
+        with open(stage_dir / "metrics.csv", newline="") as handle:
+            ended = [int(float(row["epoch"])) for row in csv.DictReader(handle) if row.get("test/top1")]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    return max(ended, default=-1) + 1
 
 
 def mark_finished(run_dir: Path, result: dict[str, Any]) -> None:
@@ -114,24 +137,57 @@ def describe(run_dir: Path, status: dict[str, Any]) -> CellStatus:
         parts.append("(" + ", ".join(f"{k} {v.split(':')[0]}" for k, v in status["stages"].items()) + ")")
     if isinstance(status.get("elapsed_s"), (int, float)):
         parts.append(f"{status['elapsed_s']:.1f} s")
+    if state in ("running", "interrupted") and isinstance(status.get("stage"), dict):
+        parts.append(_stage_progress(status["stage"]))
     if state == "interrupted":
         parts.append(f"process {status.get('pid')} is gone; run the sweep again to finish it")
     return CellStatus(state, run_dir.name, list(status.get("overrides") or []), "  ".join(parts))
 
 
-def sweep_cells(root: Path) -> list[CellStatus]:
-    """Every cell under ``root`` (a sweep, a run, or a folder of sweeps), in job order: those with a status file, then
-    each sweep's jobs that have not started (from its ``cells.json``)."""
+def _stage_progress(stage: dict[str, Any]) -> str:
+    """``pretrain epoch 12/160, cell 12/200 epochs``: the running stage's epochs trained and the cell's."""
+    trained = epochs_trained(Path(str(stage.get("dir"))))
+    done, total = stage.get("cell_done") or 0, stage.get("cell_total")
+    return (
+        f"{stage.get('name')} epoch {trained}/{stage.get('epochs')}, "
+        f"cell {done + trained}/{'?' if total is None else total} epochs"
+    )
+
+
+def _sweep_of(run_dir: Path, root: Path) -> Path:
+    """The sweep a run directory belongs to: the nearest folder (within ``root``) holding the sweep's ``cells.json``;
+    for a run outside any sweep, ``root`` when that is the run itself, else the run's parent folder."""
+    for folder in [run_dir, *run_dir.parents]:
+        if (folder / CELLS_FILE).is_file():
+            return folder
+        if folder == root:
+            break
+    return root if run_dir == root else run_dir.parent
+
+
+def sweeps(root: Path) -> dict[Path, list[CellStatus]]:
+    """Every cell under ``root`` (a sweep, a run, or a folder of sweeps), grouped by sweep (in path order), each in job
+    order: those with a status file, then the sweep's jobs that have not started (from its ``cells.json``)."""
     found = [(f.parent, read_status(f.parent)) for f in root.rglob(STATUS_FILE)]
-    found = sorted(((d, s) for d, s in found if s is not None), key=lambda ds: (str(ds[0].parent), _job(ds[1]), ds[0]))
-    cells = [describe(run_dir, status) for run_dir, status in found]
-    for jobs_file in sorted(root.rglob(CELLS_FILE)):
-        sweep = jobs_file.parent
-        seen = {json.dumps(status.get("overrides")) for run_dir, status in found if sweep in run_dir.parents}
+    found = sorted(((d, s) for d, s in found if s is not None), key=lambda ds: (_job(ds[1]), ds[0]))
+    groups: dict[Path, list[tuple[Path, dict[str, Any]]]] = {}
+    for run_dir, status in found:
+        groups.setdefault(_sweep_of(run_dir, root), []).append((run_dir, status))
+    for jobs_file in root.rglob(CELLS_FILE):
+        groups.setdefault(jobs_file.parent, [])
+    cells: dict[Path, list[CellStatus]] = {}
+    for sweep in sorted(groups):
+        cells[sweep] = [describe(run_dir, status) for run_dir, status in groups[sweep]]
+        seen = {json.dumps(status.get("overrides")) for _, status in groups[sweep]}
         for num, overrides in enumerate(_jobs(sweep) or []):
             if json.dumps(overrides) not in seen:
-                cells.append(CellStatus("pending", f"job {num}", overrides, " ".join(overrides)))
+                cells[sweep].append(CellStatus("pending", f"job {num}", overrides, " ".join(overrides)))
     return cells
+
+
+def sweep_cells(root: Path) -> list[CellStatus]:
+    """Every cell under ``root``, sweep by sweep (:func:`sweeps`)."""
+    return [cell for cells in sweeps(root).values() for cell in cells]
 
 
 def _job(status: dict[str, Any]) -> int:
@@ -215,12 +271,18 @@ def _swept(config: DictConfig, overrides: list[str]) -> list[str]:
 
 
 def _counter(config: DictConfig) -> str:
-    """``[5/12]``: cells of this sweep finished so far (any process) over all of its cells."""
+    """``[5/12]``: cells of this sweep finished so far (any process) over all of its cells; a sweep run again in its
+    folder counts only the cells finished since it started (when it wrote ``cells.json``)."""
     sweep_dir = Path(config.hydra.sweep.dir)
     jobs = _jobs(sweep_dir)
     total = "?" if jobs is None else str(len(jobs))
+    try:
+        since = (sweep_dir / CELLS_FILE).stat().st_mtime
+    except OSError:
+        since = 0.0
+    statuses = [read_status(f.parent) or {} for f in sweep_dir.rglob(STATUS_FILE)]
     finished = sum(
-        (read_status(f.parent) or {}).get("state") in ("done", "reused", "failed") for f in sweep_dir.rglob(STATUS_FILE)
+        s.get("state") in ("done", "reused", "failed") and s.get("started_unix", 0) >= since for s in statuses
     )
     return f"[{finished}/{total}]"
 
@@ -229,20 +291,39 @@ def _say(message: str) -> None:
     print(f"rethink: {message}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: the state of every cell under the given sweep (or run) directories; 1 when a cell failed."""
-    parser = argparse.ArgumentParser(prog="python -m rethink.progress", description=__doc__.split("\n\n")[0])
-    parser.add_argument("dirs", nargs="+", help="sweep or run directories")
-    args = parser.parse_args(argv)
-    failed = False
-    for directory in map(Path, args.dirs):
-        if not directory.is_dir():
-            print(f"rethink.progress: {directory}: no such directory", file=sys.stderr)
-            failed = True
-            continue
-        cells = sweep_cells(directory)
-        print(f"{directory}: {tally(cells) if cells else 'no cells (no status.json and no cells.json)'}")
+def _print_state(directory: Path) -> bool:
+    """Print the cells under ``directory`` sweep by sweep (a folder of several sweeps: their overall tally first);
+    True when a cell failed."""
+    groups = sweeps(directory)
+    everything = [cell for cells in groups.values() for cell in cells]
+    if not everything:
+        print(f"{directory}: no cells (no status.json and no cells.json)")
+        return False
+    if len(groups) > 1:
+        print(f"{directory}: {len(groups)} sweeps, {tally(everything)}")
+    for sweep, cells in groups.items():
+        print(f"{sweep}: {tally(cells)}")
         for cell in cells:
             print(f"  {cell.line()}")
-        failed |= any(c.state == "failed" for c in cells)
+    return any(c.state == "failed" for c in everything)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: the state of every cell under the given sweep (or run) directories; 1 when a cell failed. When the reader
+    of stdout goes away (``| head``) it stops quietly with status 141, as a Unix tool killed by SIGPIPE."""
+    parser = argparse.ArgumentParser(prog="python -m rethink.progress", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dirs", nargs="+", help="sweep or run directories, or folders of them")
+    args = parser.parse_args(argv)
+    failed = False
+    try:
+        for directory in map(Path, args.dirs):
+            if not directory.is_dir():
+                print(f"rethink.progress: {directory}: no such directory", file=sys.stderr)
+                failed = True
+                continue
+            failed |= _print_state(directory)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 141
     return 1 if failed else 0

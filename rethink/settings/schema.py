@@ -195,7 +195,7 @@ class Settings:
     logger: LoggerSettings
     paths: PathsSettings
     progress_bar: Literal["rich", "tqdm", "lines"] = "rich"
-    dry_run: bool = False
+    dry_run: Literal[False, True, "json"] = False  # true: for people (a sweep: a table); json: for programs
     resolved: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the composed config, resolved
 
     def config(self) -> dict[str, Any]:
