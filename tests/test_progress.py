@@ -226,3 +226,12 @@ def test_a_sweep_run_again_continues_in_its_folder_reusing_the_cells_done(tmp_pa
     assert results[1]["stages"][-1]["status"] == "computed"
     # a dry run now finds every stage of both cells stored (its keys are the runner's)
     assert all(e.stored for cell in cells for e in stage_estimates(build_plan(compose_settings(*cell))))
+
+
+def test_a_sweep_line_says_how_long_the_remaining_cells_should_take() -> None:
+    from rethink.results.progress import time_left
+
+    assert time_left(2, 6, 50.0) == "  ~100 s left"  # 25 s per cell so far, 4 cells to go
+    assert time_left(3, 10, 300.0) == "  ~12 min left"
+    assert time_left(1, 100, 600.0) == "  ~16.5 h left"
+    assert time_left(0, 6, 10.0) == time_left(6, 6, 10.0) == time_left(2, None, 10.0) == ""

@@ -242,7 +242,9 @@ class SweepProgress(Callback):
         run_dir = Path(config.hydra.runtime.output_dir)
         status = read_status(run_dir)
         if config.hydra.mode == RunMode.MULTIRUN and status is not None:
-            _say(f"{_counter(config)} {describe(run_dir, status).line()}")
+            finished, total, since = _finished(config)
+            left = time_left(finished, total, time.time() - since) if since else ""
+            _say(f"{_counter(config)} {describe(run_dir, status).line()}{left}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         cells = sweep_cells(Path(config.hydra.sweep.dir))
@@ -270,12 +272,11 @@ def _swept(config: DictConfig, overrides: list[str]) -> list[str]:
     return [o for o in overrides if o not in common]
 
 
-def _counter(config: DictConfig) -> str:
-    """``[5/12]``: cells of this sweep finished so far (any process) over all of its cells; a sweep run again in its
-    folder counts only the cells finished since it started (when it wrote ``cells.json``)."""
+def _finished(config: DictConfig) -> tuple[int, int | None, float]:
+    """Cells of this sweep finished so far (any process), all of its cells (None: unknown), and when this run of the
+    sweep started (it wrote ``cells.json``); a sweep run again in its folder counts only the cells finished since."""
     sweep_dir = Path(config.hydra.sweep.dir)
     jobs = _jobs(sweep_dir)
-    total = "?" if jobs is None else str(len(jobs))
     try:
         since = (sweep_dir / CELLS_FILE).stat().st_mtime
     except OSError:
@@ -284,7 +285,28 @@ def _counter(config: DictConfig) -> str:
     finished = sum(
         s.get("state") in ("done", "reused", "failed") and s.get("started_unix", 0) >= since for s in statuses
     )
-    return f"[{finished}/{total}]"
+    return finished, None if jobs is None else len(jobs), since
+
+
+def _counter(config: DictConfig) -> str:
+    """``[5/12]``: :func:`_finished` over all of the sweep's cells."""
+    finished, total, _ = _finished(config)
+    return f"[{finished}/{'?' if total is None else total}]"
+
+
+def time_left(finished: int, total: int | None, elapsed_s: float) -> str:
+    """``  ~12 min left``: the remaining cells at this run's mean time per finished cell ("" when unknown)."""
+    if not finished or total is None or finished >= total:
+        return ""
+    seconds = elapsed_s / finished * (total - finished)
+    text = (
+        f"{seconds:.0f} s"
+        if seconds < 120
+        else f"{seconds / 60:.0f} min"
+        if seconds < 7200
+        else f"{seconds / 3600:.1f} h"
+    )
+    return f"  ~{text} left"
 
 
 def _say(message: str) -> None:
