@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import traceback
@@ -60,7 +61,8 @@ def main(cfg: DictConfig) -> str | None:
     try:
         from rethink.pipeline.result import run_cell
 
-        result = run_cell(load_settings(cfg), run_dir)
+        with contextlib.redirect_stdout(sys.stderr):  # progress bars and library prints: stdout carries results only
+            result = run_cell(load_settings(cfg), run_dir)
     except UserError as exc:
         if leader:
             progress.mark_failed(run_dir, str(exc))

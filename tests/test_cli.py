@@ -21,23 +21,39 @@ def rethink(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_synthetic_cell(tmp_path: Path) -> None:
+# what a default run must not print: Lightning's info lines and tips, library deprecations and advice that does not
+# apply, W&B's deprecation of an argument Lightning passes, Hydra's launch lines (stderr, in sweeps)
+NOISE = (
+    "GPU available",
+    "TPU available",
+    "litlogger",
+    "limit_train_batches",
+    "LeafSpec",
+    "logging interval",
+    "anonymous",
+    "Launching",
+)
+
+
+def test_train_synthetic_cell_prints_its_result_and_no_noise(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = rethink(
         "dataset=synthetic",
-        "model=resnet56",
-        "model.width_multiplier=0.25",
+        "model=vgg11",
+        "model.width_multiplier=0.125",
         "trainer=cpu",
         "pretrain.epochs=1",
-        "trainer.limit_train_batches=2",
         f"hydra.run.dir={run_dir}",
         f"paths.artifact_dir={tmp_path / 'artifacts'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((run_dir / "result.json").read_text())
-    assert result["cell"]["model"] == "resnet56" and result["epochs"] == 1
-    assert f"result:   {run_dir / 'result.json'}" in proc.stdout
+    assert result["cell"]["model"] == "vgg11" and result["epochs"] == 1
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "pretrain" / "metrics.csv").is_file()
+    assert proc.stdout.splitlines()[0].startswith("cell      synthetic / vgg11")  # the progress bar is on stderr
+    assert proc.stdout.splitlines()[-1] == f"result:   {run_dir / 'result.json'}"
+    assert "Epoch 0/0" in proc.stderr
+    assert [noise for noise in NOISE if noise in proc.stdout + proc.stderr] == []
 
 
 def test_dry_run_prints_only_json(tmp_path: Path) -> None:

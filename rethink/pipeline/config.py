@@ -31,7 +31,12 @@ from rethink.settings.schema import (
 from rethink.settings.typed import NonNegativeInt, coerce, parse
 
 GROUPS = ("dataset", "model", "pruner", "schedule", "pretrain", "optim", "calibration", "trainer", "logger", "paths")
-SCALARS: dict[str, Any] = {"seed": NonNegativeInt, "progress_bar": Literal["rich", "tqdm"], "dry_run": bool}
+SCALARS: dict[str, Any] = {
+    "seed": NonNegativeInt,
+    "progress_bar": Literal["rich", "tqdm"],
+    "dry_run": bool,
+    "verbose": bool,
+}
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:

@@ -196,6 +196,7 @@ class Settings:
     paths: PathsSettings
     progress_bar: Literal["rich", "tqdm"] = "rich"
     dry_run: bool = False
+    verbose: bool = False  # Lightning's own info lines and library warnings (rethink.training.console)
     resolved: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the composed config, resolved
 
     def config(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from rethink.settings.schema import Settings
@@ -42,10 +42,8 @@ def make_loggers(
     loggers: list[Logger] = [CSVLogger(save_dir=str(log_dir), name="", version="")]
     wandb = settings.logger.wandb
     if wandb is not None:
-        from pytorch_lightning.loggers import WandbLogger
-
         loggers.append(
-            WandbLogger(
+            QuietWandbLogger(
                 project=wandb.project,
                 entity=wandb.entity,
                 group=group,
@@ -60,11 +58,18 @@ def make_loggers(
     return loggers
 
 
+class QuietWandbLogger(WandbLogger):
+    """Lightning's W&B logger without the ``anonymous`` argument it always passes to ``wandb.init``, which newer W&B
+    versions deprecate with a warning on every run, whatever its value."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._wandb_init.pop("anonymous", None)
+
+
 @rank_zero_only  # DDP: the other ranks hold a dummy W&B experiment
 def summarize(loggers: list[Logger], values: dict[str, Any]) -> None:
     """The stage's final results in the W&B run summary (what dashboards and ``wandb sync`` show per run)."""
-    from pytorch_lightning.loggers import WandbLogger
-
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger.experiment is not None:
             logger.experiment.summary.update({f"final/{k}": v for k, v in values.items() if k != "unit"})

@@ -19,6 +19,7 @@ from rethink.arch import ArchSpec
 from rethink.distributed import leader_value, rank_batch_size
 from rethink.errors import UserError
 from rethink.settings.schema import Settings
+from rethink.training.console import quiet_lightning
 from rethink.training.loggers import finish, make_loggers, summarize
 from rethink.training.module import ClassificationModule
 from rethink.training.recipes import Recipe
@@ -57,6 +58,7 @@ def make_trainer(
     settings: Settings, epochs: int, loggers: list[Logger], checkpoint_dir: Path, callbacks: Sequence[Callback] = ()
 ) -> pl.Trainer:
     """A Trainer for one stage; the data modules shard data themselves, so Lightning must not add samplers."""
+    quiet_lightning(settings.verbose)
     kwargs = dict(settings.trainer.arguments)
     if kwargs.get("enable_progress_bar", True) and settings.progress_bar == "rich":
         callbacks = [RichProgressBar(), *callbacks]
