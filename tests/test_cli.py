@@ -22,7 +22,8 @@ def rethink(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 # what a default run must not print: Lightning's info lines and tips, library deprecations and advice that does not
-# apply, W&B's deprecation of an argument Lightning passes, Hydra's launch lines (stderr, in sweeps)
+# apply, the CSV logger's warning about a stage directory (init.pt is written first), W&B's deprecation of an
+# argument Lightning passes, Hydra's launch lines (stderr, in sweeps)
 NOISE = (
     "GPU available",
     "TPU available",
@@ -30,6 +31,7 @@ NOISE = (
     "limit_train_batches",
     "LeafSpec",
     "logging interval",
+    "will be deleted",
     "anonymous",
     "Launching",
 )

@@ -1,7 +1,9 @@
-"""What a run prints and logs: Lightning's own lines only with ``verbose=true``."""
+"""What a run prints and logs: Lightning's own lines only with ``verbose=true``, every stage's ``metrics.csv`` kept
+across a resume."""
 
 from __future__ import annotations
 
+import csv
 import logging
 import warnings
 from pathlib import Path
@@ -9,10 +11,16 @@ from pathlib import Path
 import pytest
 from conftest import compose_settings
 
+from rethink.training.loggers import StageWriter
 from rethink.training.trainer import make_trainer
 
 FAST = ("dataset=synthetic", "model=vgg11", "model.width_multiplier=0.125", "trainer=cpu", "pretrain.epochs=1")
 LOGGING_INTERVAL = "The number of training batches (8) is smaller than the logging interval"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 @pytest.mark.parametrize("verbose", [False, True])
@@ -30,3 +38,29 @@ def test_lightnings_info_lines_and_library_noise_show_only_when_verbose(tmp_path
         lightning.removeHandler(handler)
     assert any("GPU available" in line for line in lines) == verbose
     assert any(LOGGING_INTERVAL in str(w.message) for w in caught) == verbose
+
+
+def test_a_resumed_stage_keeps_the_rows_of_the_epochs_it_does_not_train_again(tmp_path: Path) -> None:
+    first = StageWriter(tmp_path, None)
+    for epoch in range(3):  # killed in epoch 2, after the checkpoint of epoch 1
+        first.log_metrics({"train/loss": 2.0 - epoch, "epoch": epoch}, step=10 * epoch)
+        if epoch < 2:
+            first.log_metrics({"test/top1": 10.0 * epoch, "epoch": epoch}, step=10 * epoch + 9)
+        first.save()
+    resumed = StageWriter(tmp_path, resumed_epoch=1)
+    resumed.log_metrics({"train/loss": 0.5, "train/top1": 60.0, "epoch": 2}, step=20)  # a new column
+    resumed.save()
+    resumed.log_metrics({"test/top1": 20.0, "epoch": 2}, step=29)
+    resumed.save()
+    rows = _rows(tmp_path / "metrics.csv")
+    assert [(r["epoch"], r["train/loss"], r["test/top1"]) for r in rows] == [
+        ("0", "2.0", ""),
+        ("0", "", "0.0"),
+        ("1", "1.0", ""),
+        ("1", "", "10.0"),
+        ("2", "0.5", ""),
+        ("2", "", "20.0"),
+    ]
+    assert rows[4]["train/top1"] == "60.0"
+    StageWriter(tmp_path, None)  # a stage started afresh starts its file afresh
+    assert not (tmp_path / "metrics.csv").exists()

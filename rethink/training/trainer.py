@@ -80,18 +80,19 @@ def make_trainer(
         raise UserError(f"trainer config: {exc}. Check the trainer.* overrides.") from None
 
 
-def resumable_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The stage's last epoch checkpoint if it loads; an unreadable one is removed (the stage restarts)."""
+def resumable_checkpoint(checkpoint_dir: Path) -> tuple[Path, int] | None:
+    """The stage's last epoch checkpoint and the epoch it ends, if it loads; an unreadable one is removed (the stage
+    restarts)."""
     path = checkpoint_dir / LAST_CHECKPOINT
     if not path.is_file():
         return None
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        epoch = int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
     except Exception as exc:  # any unreadable checkpoint: start the stage over rather than fail
         log.warning("checkpoint %s is unreadable (%s); restarting the stage", path, exc)
         path.unlink()
         return None
-    return path
+    return path, epoch
 
 
 def _accuracy(module: ClassificationModule, with_best: bool) -> dict[str, Any]:
@@ -133,8 +134,9 @@ def fit(
     if before_fit is not None:
         before_fit(module)
     checkpoint_dir = work_dir / "checkpoints"
-    resume_from = leader_value(lambda: resumable_checkpoint(checkpoint_dir))  # DDP: every rank resumes alike
-    loggers = make_loggers(run.settings, run.cell, run.group, stage, work_dir, run.run_dir)
+    resume = leader_value(lambda: resumable_checkpoint(checkpoint_dir))  # DDP: every rank resumes alike
+    resume_from, resumed_epoch = resume or (None, None)
+    loggers = make_loggers(run.settings, run.cell, run.group, stage, work_dir, run.run_dir, resumed_epoch)
     trainer = make_trainer(run.settings, recipe.epochs, loggers, checkpoint_dir, callbacks)
     try:
         trainer.fit(module, datamodule=run.datamodule, ckpt_path=resume_from, weights_only=True)
