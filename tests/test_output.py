@@ -1,5 +1,5 @@
 """What a run prints and logs: Lightning's own lines only with ``verbose=true``, every stage's ``metrics.csv`` kept
-across a resume."""
+across a resume, accuracies in percent everywhere."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import compose_settings
 
+from rethink.pipeline.result import run_cell
 from rethink.training.loggers import StageWriter
 from rethink.training.trainer import make_trainer
 
@@ -64,3 +65,14 @@ def test_a_resumed_stage_keeps_the_rows_of_the_epochs_it_does_not_train_again(tm
     assert rows[4]["train/top1"] == "60.0"
     StageWriter(tmp_path, None)  # a stage started afresh starts its file afresh
     assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_accuracies_are_logged_in_percent_as_the_result_gives_them(tmp_path: Path) -> None:
+    result = run_cell(compose_settings(*FAST, "pretrain.epochs=2", f"paths.artifact_dir={tmp_path}"), tmp_path / "run")
+    rows = _rows(tmp_path / "run" / "pretrain" / "metrics.csv")
+    test = [r for r in rows if r["test/top1"]]
+    assert [r["epoch"] for r in test] == ["0", "1"]
+    assert float(test[-1]["test/top1"]) == pytest.approx(result["accuracy"]["top1_final"], abs=1e-3)
+    assert float(test[-1]["test/top1_best"]) == pytest.approx(result["accuracy"]["top1_best"], abs=1e-3)
+    train = [float(r["train/top1"]) for r in rows if r["train/top1"]]
+    assert len(train) == 2 and max(train) > 1  # percent: a fraction would stay below 1

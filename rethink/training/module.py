@@ -18,8 +18,8 @@ class ClassificationModule(pl.LightningModule):
     """Cross-entropy classification with SGD (momentum, weight decay on all parameters) and a multi-step LR.
 
     Each epoch ends with a pass over the test set (as the reference code does); ``test/top1`` is logged per epoch and
-    ``test/top1_best`` tracks the best epoch. ``top5`` adds top-5 accuracy (ImageNet). ``stage`` names the stage the
-    module trains or evaluates (pretrain, prune, imp, retrain).
+    ``test/top1_best`` tracks the best epoch, in percent like ``train/top1`` and result.json. ``top5`` adds top-5
+    accuracy (ImageNet). ``stage`` names the stage the module trains or evaluates (pretrain, prune, imp, retrain).
     """
 
     def __init__(self, spec: ArchSpec, recipe: Recipe, top5: bool = False, stage: str = "") -> None:
@@ -47,10 +47,13 @@ class ClassificationModule(pl.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
-        self.train_top1(logits, labels)
+        self.train_top1.update(logits, labels)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/top1", 100 * self.train_top1.compute())
+        self.train_top1.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
@@ -70,8 +73,8 @@ class ClassificationModule(pl.LightningModule):
             return
         for name, value in metrics.items():
             self.best[name] = max(self.best.get(name, 0.0), value)
-            self.log(f"test/{name}", value)
-            self.log(f"test/{name}_best", self.best[name])
+            self.log(f"test/{name}", 100 * value)
+            self.log(f"test/{name}_best", 100 * self.best[name])
         self.last = metrics
 
     def configure_optimizers(self) -> dict[str, Any]:
