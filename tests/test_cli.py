@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO
 
 NO_DATA = ("dataset=cifar10", "dataset.npz_path=/no/such/cifar.npz")  # reading it would fail: settings come first
@@ -65,6 +66,9 @@ def test_dry_run_prints_only_json(tmp_path: Path) -> None:
     assert plan["models"]["large"]["params"] == 1_727_962 and plan["stages"][0]["milestones"] == [80, 120]
 
 
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -82,7 +86,20 @@ def test_dry_run_prints_only_json(tmp_path: Path) -> None:
         (["pretrain.epochs=ten"], "rethink: error: pretrain.epochs='ten' (str): expected an integer >= 1"),
         (
             ["dataset=cifar10", "dataset.npz_path=/no/such/cifar.npz"],
-            "data file not found: dataset.npz_path='/no/such",
+            "data file not found: dataset.npz_path='/no/such/cifar.npz'. Give it the data with the environment "
+            "variable RETHINK_CIFAR10_NPZ=/path/to/cifar10.npz or the override dataset.npz_path=/path/to/cifar10.npz "
+            "(an .npz with x_train, y_train, x_test, y_test), or put torchvision's cifar10 files under dataset.root",
+        ),
+        (
+            ["dataset=synthetic", "pruner=l1", "model=resnet56"],
+            "pruner=l1 with model 'resnet56': L1-norm target for 'resnet56': no target given. Name one of its "
+            "predefined variants, pruner.variant=A or B, or give pruner.stage_ratios=[...]",
+        ),
+        pytest.param(
+            ["dataset=synthetic", "trainer=gpu"],
+            "rethink: error: trainer.accelerator=gpu asks for a GPU, but this machine has no CUDA GPU that torch can "
+            "use (torch.cuda.is_available() is False). Run on the CPU with trainer=cpu.",
+            marks=NO_GPU,
         ),
         (["dataset=imagenet", "model=resnet50", "dataset.root=/no/imagenet"], "has no train/ or val/ folder"),
         # typed settings, checked at the door: before the (missing) data would be read

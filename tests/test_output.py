@@ -1,5 +1,5 @@
 """What a run prints and logs: Lightning's own lines only with ``verbose=true``, every stage's ``metrics.csv`` kept
-across a resume, accuracies in percent everywhere."""
+across a resume, accuracies in percent everywhere, top-5 only where it is defined."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_settings
+from PIL import Image
 
 from rethink.pipeline.result import run_cell
 from rethink.training.loggers import StageWriter
@@ -76,3 +77,19 @@ def test_accuracies_are_logged_in_percent_as_the_result_gives_them(tmp_path: Pat
     assert float(test[-1]["test/top1_best"]) == pytest.approx(result["accuracy"]["top1_best"], abs=1e-3)
     train = [float(r["train/top1"]) for r in rows if r["train/top1"]]
     assert len(train) == 2 and max(train) > 1  # percent: a fraction would stay below 1
+
+
+def test_top5_only_where_a_data_set_has_five_classes(tmp_path: Path) -> None:
+    """A user's own ImageFolder of 3 classes: top-1 only (top-5 of 3 classes is undefined; torchmetrics refuses it)."""
+    root = tmp_path / "images"
+    for split in ("train", "val"):
+        for label, colour in (("ant", (200, 0, 0)), ("bee", (0, 200, 0)), ("cat", (0, 0, 200))):
+            (root / split / label).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (40, 30), tuple(c + 10 * i for c in colour)).save(root / split / label / f"{i}.jpg")
+    folder = ("dataset=imagenet", f"dataset.root={root}", "dataset.num_classes=3", "dataset.image_size=32")
+    folder += ("dataset.batch_size=4", "dataset.test_batch_size=4", "dataset.num_workers=0")
+    settings = compose_settings(*folder, *FAST[1:], f"paths.artifact_dir={tmp_path / 'artifacts'}")
+    result = run_cell(settings, tmp_path / "run")
+    assert set(result["accuracy"]) == {"unit", "top1_final", "top1_best"}
+    assert "test/top5" not in _rows(tmp_path / "run" / "pretrain" / "metrics.csv")[0]

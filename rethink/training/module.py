@@ -19,7 +19,8 @@ class ClassificationModule(pl.LightningModule):
 
     Each epoch ends with a pass over the test set (as the reference code does); ``test/top1`` is logged per epoch and
     ``test/top1_best`` tracks the best epoch, in percent like ``train/top1`` and result.json. ``top5`` adds top-5
-    accuracy (ImageNet). ``stage`` names the stage the module trains or evaluates (pretrain, prune, imp, retrain).
+    accuracy (ImageNet) where it is defined, with 5 classes or more. ``stage`` names the stage the module trains or
+    evaluates (pretrain, prune, imp, retrain).
     """
 
     def __init__(self, spec: ArchSpec, recipe: Recipe, top5: bool = False, stage: str = "") -> None:
@@ -30,7 +31,8 @@ class ClassificationModule(pl.LightningModule):
         num_classes = spec.num_classes
         self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.test_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.test_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if top5 else None
+        five = top5 and num_classes >= 5
+        self.test_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if five else None
         self.best: dict[str, float] = {}
         self.last: dict[str, float] = {}
 

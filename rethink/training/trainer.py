@@ -7,11 +7,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import Logger
 
@@ -54,6 +55,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
+def check_accelerator(arguments: Mapping[str, Any]) -> None:
+    """Refuse a GPU run on a machine without (enough) CUDA GPUs before any data is read; Lightning would fail with
+    a stack trace when the stage's trainer is built."""
+    accelerator = str(arguments.get("accelerator", "auto")).lower()
+    if accelerator not in ("gpu", "cuda") or (accelerator == "gpu" and torch.backends.mps.is_available()):
+        return
+    found, devices = torch.cuda.device_count(), arguments.get("devices", 1)
+    if found == 0:
+        raise UserError(
+            f"trainer.accelerator={accelerator} asks for a GPU, but this machine has no CUDA GPU that torch can use "
+            "(torch.cuda.is_available() is False). Run on the CPU with trainer=cpu."
+        )
+    if isinstance(devices, int) and devices > found:
+        raise UserError(f"trainer.devices={devices}: this machine has {found} CUDA GPU(s); ask for at most {found}.")
+
+
 def make_trainer(
     settings: Settings, epochs: int, loggers: list[Logger], checkpoint_dir: Path, callbacks: Sequence[Callback] = ()
 ) -> pl.Trainer:
@@ -76,7 +93,7 @@ def make_trainer(
             callbacks=[checkpoint, *callbacks],
             plugins=[AtomicCheckpointIO()],
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, MisconfigurationException) as exc:
         raise UserError(f"trainer config: {exc}. Check the trainer.* overrides.") from None
 
 
