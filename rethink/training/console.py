@@ -14,6 +14,9 @@ NOISE = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     # quick runs have fewer batches per epoch than trainer.log_every_n_steps; metrics.csv keeps the epoch values
     r"The number of training batches \(\d+\) is smaller than the logging interval",
+    # DDP: Lightning's advice to reduce over the processes values that torchmetrics has already reduced
+    r"It is recommended to use `self.log\('(test/top[15](_best)?|train/top1|train/loss_epoch)', "
+    r"\.\.\., sync_dist=True\)`",
 )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rethink.arch import ArchSpec, build
@@ -29,6 +30,7 @@ class ClassificationModule(pl.LightningModule):
         self.spec, self.recipe, self.stage = spec, recipe, stage
         self.model = build(spec)
         num_classes = spec.num_classes
+        self.train_loss = MeanMetric()
         self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.test_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         five = top5 and num_classes >= 5
@@ -50,11 +52,15 @@ class ClassificationModule(pl.LightningModule):
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
         self.train_top1.update(logits, labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.train_loss.update(loss.detach(), len(labels))
+        self.log("train/loss_step", loss, prog_bar=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
+        # over every process's images (torchmetrics reduces them), in the same order on every process
+        self.log("train/loss_epoch", self.train_loss.compute(), prog_bar=True)
         self.log("train/top1", 100 * self.train_top1.compute())
+        self.train_loss.reset()
         self.train_top1.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
