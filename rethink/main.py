@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import shutil
 import sys
 import traceback
@@ -10,11 +13,13 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from rethink.errors import UserError
 from rethink.results import progress
+from rethink.settings.schema import RESERVED_TRAINER_ARGS, reserved_trainer_arg
 
 
 def report(result: dict, run_dir: Path) -> str:
@@ -68,7 +73,8 @@ def main(cfg: DictConfig) -> str | None:
     try:
         from rethink.pipeline.result import run_cell
 
-        result = run_cell(load_settings(cfg), run_dir)
+        with contextlib.redirect_stdout(sys.stderr):  # progress bars and library prints: stdout carries results only
+            result = run_cell(load_settings(cfg), run_dir)
     except UserError as exc:
         if leader:
             progress.mark_failed(run_dir, str(exc))
@@ -133,9 +139,50 @@ def unknown_experiment(overrides: list[str]) -> str | None:
     return None
 
 
-if __name__ == "__main__":
+def config_error(exc: CompactHydraException) -> str:
+    """One paragraph for an error of Hydra's config composition: an option no config group has, a key no config
+    has, a malformed override."""
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
+        group, _, name = exc.missing_cfg_file.rpartition("/")
+        return f"{group}={name}: no such {group} option; the options are: {', '.join(exc.options)}."
+    text = str(exc).split("Config search path:")[0]
+    override = re.search(r"Could not override '([^']+)'.*use \+(\S+)", text, re.DOTALL)
+    if override:
+        key, line = override.groups()
+        group, _, name = key.partition(".")
+        if group == "trainer" and name in RESERVED_TRAINER_ARGS:
+            return reserved_trainer_arg(name)
+        parent = getattr(exc.__cause__, "parent_node", None)  # the config node the key is missing from
+        listing = ""
+        if isinstance(parent, DictConfig):
+            where = f"of {key.rpartition('.')[0]} " if "." in key else ""
+            listing = f"; the settings {where}are: {', '.join(sorted(k for k in parent if k != 'hydra'))}"
+        hint = f" (another argument of Lightning's Trainer is added with +{line})" if group == "trainer" else ""
+        return f"{key}: no such setting, so {line} sets nothing{listing}. Check the spelling{hint}."
+    if isinstance(exc, OverrideParseException):
+        text = f"{exc.override}: {text}"
+    if exc.__cause__ is not None:  # an OmegaConf error behind Hydra's message
+        text += f" {exc.__cause__}"
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def cli() -> None:
+    """``python -m rethink.main``: every user error — a bad override, an unknown config option, a value the settings
+    refuse — is one message on stderr and exit status 2; ``HYDRA_FULL_ERROR=1`` shows Hydra's own traceback."""
     problem = unknown_experiment(sys.argv[1:])
     if problem:
         print(f"rethink: error: {problem}", file=sys.stderr)
         sys.exit(2)
-    main()
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its composition errors here instead of exiting 1
+    try:
+        main()
+    except CompactHydraException as exc:
+        print(f"rethink: error: {config_error(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

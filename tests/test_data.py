@@ -13,7 +13,7 @@ from torchvision.transforms import functional as TF
 from rethink.data import DATASETS, DatasetSettings, build_datamodule, check_imagenet_root, load_arrays
 from rethink.data.augment import crop_flip, normalize, random_crop_flip
 from rethink.data.in_memory import ShardedBatchSampler
-from rethink.data.sources import load_npz
+from rethink.data.sources import load_npz, load_torchvision_cifar
 from rethink.errors import UserError
 from rethink.settings import parse
 
@@ -190,6 +190,16 @@ def test_missing_and_corrupt_npz_are_reported(tmp_path: Path) -> None:
     corrupt.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(UserError, match="not a readable .npz"):
         load_npz(corrupt, 10, 32)
+
+
+def test_missing_cifar_files_name_every_way_to_give_the_data(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as err:
+        load_torchvision_cifar("cifar100", tmp_path, download=False)
+    assert str(err.value).startswith(
+        f"cifar100: no data. dataset.npz_path is not set and torchvision's files are not under "
+        f"dataset.root='{tmp_path}'. Give it the data with the environment variable "
+        "RETHINK_CIFAR100_NPZ=/path/to/cifar100.npz or the override dataset.npz_path=/path/to/cifar100.npz"
+    )
 
 
 def test_imagenet_root_needs_train_and_val(tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ def test_ddp_cell_prunes_identically_on_every_rank_and_like_one_process(tmp_path
     assert (tmp_path / "ddp_run" / "train_ddp_process_1.log").is_file()  # rank 1 really ran, in the same run dir
     assert [p.parent.name for p in tmp_path.rglob("result.json")] == ["ddp_run"]  # rank 0 wrote the one result
     assert ddp_run.stdout.count("test top-1 accuracy") == 1  # rank 1 prints no report
+    assert "sync_dist" not in ddp_run.stdout  # no advice to reduce values torchmetrics reduced over the processes
     ddp = json.loads((tmp_path / "ddp_run" / "result.json").read_text())
     assert ddp["config"]["trainer"]["strategy"] == "ddp" and ddp["config"]["trainer"]["devices"] == 2
     assert [(s["stage"], s["status"]) for s in ddp["stages"]] == [

@@ -97,6 +97,7 @@ def test_a_setting_that_changes_the_computation_changes_the_key(change: str) -> 
         "paths.root_dir=/other/root",
         "trainer.enable_progress_bar=false",
         "progress_bar=tqdm",
+        "verbose=true",
         "logger=wandb",
         "calibration.batches=2",  # l1 reads no data
         "schedule=lottery",  # the retraining's own choice: not the large model's nor the decision's

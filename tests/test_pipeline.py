@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -91,6 +92,12 @@ def _env() -> dict[str, str]:
     return {**os.environ, "WANDB_MODE": "offline"}
 
 
+def _test_rows(metrics_csv: Path) -> list[tuple[str, str]]:
+    """(epoch, test top-1) of every row of a stage's metrics.csv that holds a test accuracy."""
+    with open(metrics_csv, newline="") as handle:
+        return [(row["epoch"], row["test/top1"]) for row in csv.DictReader(handle) if row["test/top1"]]
+
+
 def test_sigkilled_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
     args = ["dataset=synthetic", "model=vgg11", "model.width_multiplier=0.125", "trainer=cpu", "pretrain.epochs=6"]
     killed_store = tmp_path / "killed"
@@ -120,6 +127,9 @@ def test_sigkilled_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
     a = torch.load(tmp_path / "run2" / "weights.pt", weights_only=True)
     b = torch.load(tmp_path / "run3" / "weights.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the resumed stage's metrics.csv still holds the epochs trained before the kill, each once, as a clean run's
+    resumed, uninterrupted = (_test_rows(tmp_path / run / "pretrain" / "metrics.csv") for run in ("run2", "run3"))
+    assert resumed == uninterrupted and [epoch for epoch, _ in resumed] == ["0", "1", "2", "3", "4", "5"]
 
 
 def test_two_processes_needing_one_pretrain_train_it_once(tmp_path: Path) -> None:

@@ -27,20 +27,28 @@ TINY = [
 ]
 
 
-def env() -> dict[str, str]:
-    """A subprocess's environment: offline W&B, full Hydra errors, this checkout's rethink from any working dir."""
-    return {
+def env(wandb_silent: bool = True) -> dict[str, str]:
+    """A subprocess's environment: offline W&B (silent unless asked), full Hydra errors, this checkout's rethink from
+    any working dir."""
+    values = {
         **os.environ,
         "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
         "HYDRA_FULL_ERROR": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
+    return values | ({"WANDB_SILENT": "true"} if wandb_silent else {})
 
 
-def run(module: str, *args: str, timeout: int = 300, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def run(
+    module: str, *args: str, timeout: int = 300, cwd: Path = REPO, wandb_silent: bool = True
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env(wandb_silent),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -138,8 +146,11 @@ def test_wandb_offline_runs_carry_group_and_job_type(tmp_path: Path) -> None:
         "seed=1,2",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         f"paths.artifact_dir={artifacts}",
+        wandb_silent=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wandb: " in proc.stderr and "anonymous" not in proc.stderr  # W&B speaks, without its deprecation warning
+    assert "Launching 2 jobs locally" in proc.stderr and "Launching" not in proc.stdout  # Hydra's lines: stderr
     group = "synthetic/vgg16/l1 A/finetune"  # the cell of the paper's table; its seeds are the group's runs
     for seed in (1, 2):  # each cell's W&B runs (one per stage) lie in its own Hydra run directory
         (cell_dir,) = (tmp_path / "sweep").glob(f"*_seed{seed}")

@@ -242,7 +242,10 @@ def test_criteria_errors(call: Callable[[], object], message: str) -> None:
         ("resnet56", 10, {"stage_ratios": [0.95, 0.1, 0.1]},
          "model 'resnet56': conv 2 (layer1.0.conv1) would keep 0 of its 16 filters with prune ratio 0.95"),
         ("resnet56", 10, {"variant": "A", "skip": [2]}, "give either variant 'A' or ratios/skip, not both"),
-        ("resnet56", 10, {}, "give a variant, or exactly one of stage_ratios and layer_ratios"),
+        ("resnet56", 10, {}, "no target given. Name one of its predefined variants, pruner.variant=A or B, or give "
+         "pruner.stage_ratios=[...] (one per stage) or pruner.layer_ratios=[...] (one per prunable conv)"),
+        ("vgg11", 10, {}, "no target given. It has no predefined variant (these models have: resnet110 A, B; "
+         "resnet34 A, B; resnet56 A, B; vgg16 A); give pruner.stage_ratios=[...]"),
         ("vgg16", 10, {"stage_ratios": [0.1] * 5, "layer_ratios": [0.1] * 13}, "exactly one of stage_ratios"),
     ],
 )  # fmt: skip

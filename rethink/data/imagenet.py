@@ -75,7 +75,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
-            pin_memory=True,
+            pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
             generator=generator,
         )

@@ -70,7 +70,7 @@ def load_arrays(settings: DatasetSettings) -> ImageArrays:
     """The in-memory images of a small data set (cifar10, cifar100, digits, synthetic)."""
     if isinstance(settings, CifarSettings):
         if settings.npz_path:
-            arrays = load_npz(settings.npz_path, settings.num_classes, settings.image_size)
+            arrays = load_npz(settings.npz_path, settings.num_classes, settings.image_size, settings.name)
         else:
             arrays = load_torchvision_cifar(settings.name, settings.root, settings.download)
     elif isinstance(settings, DigitsSettings):

@@ -13,6 +13,16 @@ from rethink.data.in_memory import ImageArrays
 from rethink.errors import UserError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+NPZ_ENV = {"cifar10": "RETHINK_CIFAR10_NPZ", "cifar100": "RETHINK_CIFAR100_NPZ"}  # conf/paths/default.yaml
+
+
+def cifar_sources(name: str) -> str:
+    """The ways to give rethink a CIFAR data set, for the message of data that is missing."""
+    return (
+        f"Give it the data with the environment variable {NPZ_ENV[name]}=/path/to/{name}.npz or the override "
+        f"dataset.npz_path=/path/to/{name}.npz (an .npz with {', '.join(NPZ_KEYS)}), or put torchvision's {name} "
+        "files under dataset.root (dataset.download=true fetches them there when online)."
+    )
 
 
 def _as_nchw_uint8(images: np.ndarray, name: str, image_size: int, source: str) -> torch.Tensor:
@@ -48,15 +58,12 @@ def _labels(labels: np.ndarray, name: str, count: int, num_classes: int, source:
     return torch.from_numpy(labels.astype(np.int64))
 
 
-def load_npz(path: str | Path, num_classes: int, image_size: int) -> ImageArrays:
-    """Read an .npz holding ``x_train, y_train, x_test, y_test``; validate keys, shapes, dtypes and labels."""
+def load_npz(path: str | Path, num_classes: int, image_size: int, name: str = "cifar10") -> ImageArrays:
+    """Read data set ``name`` from an .npz holding ``x_train, y_train, x_test, y_test``; validate keys, shapes,
+    dtypes and labels."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(
-            f"data file not found: dataset.npz_path='{path}'. Point dataset.npz_path (or the environment variable "
-            "RETHINK_CIFAR10_NPZ / RETHINK_CIFAR100_NPZ) at an .npz with x_train, y_train, x_test, y_test, or set "
-            "dataset.npz_path=null to use torchvision's files."
-        )
+        raise UserError(f"data file not found: dataset.npz_path='{path}'. {cifar_sources(name)}")
     try:
         with np.load(path) as data:
             missing = [k for k in NPZ_KEYS if k not in data.files]
@@ -86,9 +93,10 @@ def load_torchvision_cifar(name: str, root: str | Path, download: bool) -> Image
     try:
         train, test = cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
     except (RuntimeError, OSError) as exc:
+        downloading = f" and could not be downloaded ({exc})" if download else ""
         raise UserError(
-            f"{name}: torchvision's files are not under dataset.root='{root}' and could not be downloaded ({exc}). "
-            f"Download them there, or set dataset.npz_path to an .npz with {', '.join(NPZ_KEYS)}."
+            f"{name}: no data. dataset.npz_path is not set and torchvision's files are not under "
+            f"dataset.root='{root}'{downloading}. {cifar_sources(name)}"
         ) from None
     num_classes = 10 if name == "cifar10" else 100
     x_train, x_test = (_as_nchw_uint8(np.asarray(d.data), "data", 32, str(root)) for d in (train, test))

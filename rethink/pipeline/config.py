@@ -35,6 +35,7 @@ SCALARS: dict[str, Any] = {
     "seed": NonNegativeInt,
     "progress_bar": Literal["rich", "tqdm", "lines"],
     "dry_run": Literal[False, True, "json"],
+    "verbose": bool,
 }
 
 

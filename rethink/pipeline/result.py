@@ -15,6 +15,7 @@ from rethink.pipeline.plan import CellPlan, build_plan
 from rethink.pipeline.runner import CellRunner
 from rethink.provenance import git_sha, versions
 from rethink.settings.schema import Settings
+from rethink.training.trainer import check_accelerator
 
 
 def _budget(plan: CellPlan) -> dict[str, Any] | None:
@@ -41,6 +42,7 @@ def _batch(records: list[dict[str, Any]]) -> dict[str, int] | None:
 def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
     """Run the cell of ``settings``; write ``result.json`` (and the final spec and weights) under ``run_dir``."""
     plan = build_plan(settings)
+    check_accelerator(settings.trainer.arguments)
     datamodule = build_datamodule(settings.dataset, settings.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

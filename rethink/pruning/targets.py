@@ -86,6 +86,17 @@ def predefined_rule(model_name: str, variant: str) -> L1Rule:
     )
 
 
+def _target_choices(model_name: str) -> str:
+    """The targets a model can be given: its predefined variants, or ratios of one's own (a clause, no full stop)."""
+    ratios = "pruner.stage_ratios=[...] (one per stage) or pruner.layer_ratios=[...] (one per prunable conv)"
+    variants = sorted(v for m, v in PREDEFINED if m == model_name)
+    if variants:
+        return f"Name one of its predefined variants, pruner.variant={' or '.join(variants)}, or give {ratios}"
+    models = sorted({m for m, _ in PREDEFINED})
+    known = "; ".join(f"{m} {', '.join(sorted(v for n, v in PREDEFINED if n == m))}" for m in models)
+    return f"It has no predefined variant (these models have: {known}); give {ratios}"
+
+
 def l1_rule(
     model_name: str,
     variant: str | None = None,
@@ -103,10 +114,10 @@ def l1_rule(
                 f"L1-norm target for '{model_name}': give either variant {variant!r} or ratios/skip, not both"
             )
         return predefined_rule(model_name, variant)
-    if (stage_ratios is None) == (layer_ratios is None):
-        raise ValueError(
-            f"L1-norm target for '{model_name}': give a variant, or exactly one of stage_ratios and layer_ratios"
-        )
+    if stage_ratios is not None and layer_ratios is not None:
+        raise ValueError(f"L1-norm target for '{model_name}': give exactly one of stage_ratios and layer_ratios")
+    if stage_ratios is None and layer_ratios is None:
+        raise ValueError(f"L1-norm target for '{model_name}': no target given. {_target_choices(model_name)}")
     return L1Rule(
         stage_ratios=None if stage_ratios is None else tuple(stage_ratios),
         layer_ratios=None if layer_ratios is None else tuple(layer_ratios),

@@ -81,10 +81,11 @@ class PathsSettings:
 
 # Trainer arguments a stage sets itself (a schedule gives the epochs; loggers, callbacks, checkpoints are the
 # stage's): a trainer.* override of one of them is refused with the setting to use instead.
+EPOCHS = "pretrain.epochs (the large model's training) and schedule.epochs (the retraining), e.g. pretrain.epochs=3"
 RESERVED_TRAINER_ARGS = {
-    "max_epochs": "schedule.epochs / pretrain.epochs",
-    "min_epochs": "schedule.epochs / pretrain.epochs",
-    "max_steps": "schedule.epochs / pretrain.epochs",
+    "max_epochs": EPOCHS,
+    "min_epochs": EPOCHS,
+    "max_steps": EPOCHS,
     "logger": "logger=csv|wandb",
     "callbacks": "a pruner's or the stage's own callbacks",
     "default_root_dir": "paths.artifact_dir",
@@ -92,6 +93,11 @@ RESERVED_TRAINER_ARGS = {
     "plugins": "nothing: the stage writes its checkpoints atomically",
     "num_sanity_val_steps": "nothing",
 }
+
+
+def reserved_trainer_arg(key: str, prefix: str = "trainer") -> str:
+    """The message for a ``trainer.*`` setting a stage sets itself (a key of :data:`RESERVED_TRAINER_ARGS`)."""
+    return f"{prefix}.{key} is set by each stage itself; use {RESERVED_TRAINER_ARGS[key]}."
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ class TrainerSettings:
         accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
         for key in data:
             if key in RESERVED_TRAINER_ARGS:
-                raise UserError(f"{prefix}.{key} is set by the stage itself; use {RESERVED_TRAINER_ARGS[key]}.")
+                raise UserError(reserved_trainer_arg(key, prefix))
             if key not in accepted:
                 raise UserError(
                     f"{prefix}.{key}: not an argument of Lightning's Trainer; see "
@@ -196,6 +202,7 @@ class Settings:
     paths: PathsSettings
     progress_bar: Literal["rich", "tqdm", "lines"] = "rich"
     dry_run: Literal[False, True, "json"] = False  # true: for people (a sweep: a table); json: for programs
+    verbose: bool = False  # Lightning's own info lines and library warnings (rethink.training.console)
     resolved: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the composed config, resolved
 
     def config(self) -> dict[str, Any]:

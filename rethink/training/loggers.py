@@ -2,15 +2,87 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from pytorch_lightning.loggers import CSVLogger, Logger
+from lightning_fabric.loggers.logger import rank_zero_experiment
+from pytorch_lightning.core.saving import save_hparams_to_yaml
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from rethink.settings.schema import Settings
+
+
+class StageWriter:
+    """``metrics.csv`` (and ``hparams.yaml``) of one stage, appended at every save. A stage started afresh starts
+    the file afresh; a resumed stage keeps the rows of the epochs its checkpoint holds (``epoch`` <=
+    ``resumed_epoch``) and drops those of the epochs it trains again."""
+
+    def __init__(self, log_dir: Path, resumed_epoch: int | None) -> None:
+        self.path = log_dir / "metrics.csv"
+        self.metrics: list[dict[str, Any]] = []  # rows logged since the last save (Lightning's writer interface)
+        self.keys: list[str] = []
+        self.hparams: dict[str, Any] = {}
+        if self.path.is_file() and resumed_epoch is not None:
+            with open(self.path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                kept = [row for row in reader if not row.get("epoch") or int(row["epoch"]) <= resumed_epoch]
+                self.keys = list(reader.fieldnames or [])
+            self._write(kept, "w")
+        elif self.path.is_file():
+            self.path.unlink()
+
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        self.hparams.update(params)
+        save_hparams_to_yaml(self.path.with_name("hparams.yaml"), self.hparams)
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        row = {k: v.item() if hasattr(v, "item") else v for k, v in metrics.items()}
+        self.metrics.append({**row, "step": len(self.metrics) if step is None else step})
+
+    def save(self) -> None:
+        """Append the new rows; a new column rewrites the file with the wider header."""
+        if not self.metrics:
+            return
+        new = sorted({key for row in self.metrics for key in row} - set(self.keys))
+        if new or not self.path.is_file():
+            old = []
+            if self.path.is_file():
+                with open(self.path, newline="") as handle:
+                    old = list(csv.DictReader(handle))
+            self.keys = sorted({*self.keys, *new})
+            self._write(old + self.metrics, "w")
+        else:
+            self._write(self.metrics, "a")
+        self.metrics = []
+
+    def _write(self, rows: list[dict[str, Any]], mode: str) -> None:
+        with open(self.path, mode, newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.keys)
+            if mode == "w":
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+class StageCSVLogger(CSVLogger):
+    """Lightning's CSV logger writing through :class:`StageWriter` into ``log_dir`` itself (the stage's artifact
+    directory): Lightning's own writer would delete an existing ``metrics.csv`` and warn about the stage's other
+    files."""
+
+    def __init__(self, log_dir: Path, resumed_epoch: int | None = None) -> None:
+        super().__init__(save_dir=str(log_dir), name="", version="")
+        self._resumed_epoch = resumed_epoch
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> StageWriter:
+        if self._experiment is None:
+            Path(self.log_dir).mkdir(parents=True, exist_ok=True)
+            self._experiment = StageWriter(Path(self.log_dir), self._resumed_epoch)
+        return self._experiment
 
 
 def wandb_mode(requested: str | None) -> str:
@@ -34,18 +106,23 @@ def experiment_tags() -> list[str]:
 
 
 def make_loggers(
-    settings: Settings, cell: dict[str, Any], group: str, stage: str, log_dir: Path, wandb_dir: Path | None = None
+    settings: Settings,
+    cell: dict[str, Any],
+    group: str,
+    stage: str,
+    log_dir: Path,
+    wandb_dir: Path | None = None,
+    resumed_epoch: int | None = None,
 ) -> list[Logger]:
-    """CSV always (``log_dir/metrics.csv``); W&B when ``logger.wandb`` is set: ``group`` = the cell of a table
-    (dataset/model/pruner setting/schedule), job_type = stage, tags = ``logger.wandb.tags`` + the experiment, files
-    under ``wandb_dir`` (the cell's run directory; default ``log_dir``)."""
-    loggers: list[Logger] = [CSVLogger(save_dir=str(log_dir), name="", version="")]
+    """CSV always (``log_dir/metrics.csv``, keeping the epochs up to ``resumed_epoch`` of a resumed stage); W&B when
+    ``logger.wandb`` is set: ``group`` = the cell of a table (dataset/model/pruner setting/schedule), job_type =
+    stage, tags = ``logger.wandb.tags`` + the experiment, files under ``wandb_dir`` (the cell's run directory;
+    default ``log_dir``)."""
+    loggers: list[Logger] = [StageCSVLogger(log_dir, resumed_epoch)]
     wandb = settings.logger.wandb
     if wandb is not None:
-        from pytorch_lightning.loggers import WandbLogger
-
         loggers.append(
-            WandbLogger(
+            QuietWandbLogger(
                 project=wandb.project,
                 entity=wandb.entity,
                 group=group,
@@ -60,11 +137,18 @@ def make_loggers(
     return loggers
 
 
+class QuietWandbLogger(WandbLogger):
+    """Lightning's W&B logger without the ``anonymous`` argument it always passes to ``wandb.init``, which newer W&B
+    versions deprecate with a warning on every run, whatever its value."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._wandb_init.pop("anonymous", None)
+
+
 @rank_zero_only  # DDP: the other ranks hold a dummy W&B experiment
 def summarize(loggers: list[Logger], values: dict[str, Any]) -> None:
     """The stage's final results in the W&B run summary (what dashboards and ``wandb sync`` show per run)."""
-    from pytorch_lightning.loggers import WandbLogger
-
     for logger in loggers:
         if isinstance(logger, WandbLogger) and logger.experiment is not None:
             logger.experiment.summary.update({f"final/{k}": v for k, v in values.items() if k != "unit"})

@@ -8,6 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rethink.arch import ArchSpec, build
@@ -18,8 +19,9 @@ class ClassificationModule(pl.LightningModule):
     """Cross-entropy classification with SGD (momentum, weight decay on all parameters) and a multi-step LR.
 
     Each epoch ends with a pass over the test set (as the reference code does); ``test/top1`` is logged per epoch and
-    ``test/top1_best`` tracks the best epoch. ``top5`` adds top-5 accuracy (ImageNet). ``stage`` names the stage the
-    module trains or evaluates (pretrain, prune, imp, retrain).
+    ``test/top1_best`` tracks the best epoch, in percent like ``train/top1`` and result.json. ``top5`` adds top-5
+    accuracy (ImageNet) where it is defined, with 5 classes or more. ``stage`` names the stage the module trains or
+    evaluates (pretrain, prune, imp, retrain).
     """
 
     def __init__(self, spec: ArchSpec, recipe: Recipe, top5: bool = False, stage: str = "") -> None:
@@ -28,9 +30,11 @@ class ClassificationModule(pl.LightningModule):
         self.spec, self.recipe, self.stage = spec, recipe, stage
         self.model = build(spec)
         num_classes = spec.num_classes
+        self.train_loss = MeanMetric()
         self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.test_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.test_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if top5 else None
+        five = top5 and num_classes >= 5
+        self.test_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro") if five else None
         self.best: dict[str, float] = {}
         self.last: dict[str, float] = {}
 
@@ -47,10 +51,17 @@ class ClassificationModule(pl.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
-        self.train_top1(logits, labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)
+        self.train_top1.update(logits, labels)
+        self.train_loss.update(loss.detach(), len(labels))
+        self.log("train/loss_step", loss, prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # over every process's images (torchmetrics reduces them), in the same order on every process
+        self.log("train/loss_epoch", self.train_loss.compute(), prog_bar=True)
+        self.log("train/top1", 100 * self.train_top1.compute())
+        self.train_loss.reset()
+        self.train_top1.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
@@ -70,8 +81,8 @@ class ClassificationModule(pl.LightningModule):
             return
         for name, value in metrics.items():
             self.best[name] = max(self.best.get(name, 0.0), value)
-            self.log(f"test/{name}", value)
-            self.log(f"test/{name}_best", self.best[name])
+            self.log(f"test/{name}", 100 * value)
+            self.log(f"test/{name}_best", 100 * self.best[name])
         self.last = metrics
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -7,11 +7,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
@@ -19,6 +20,7 @@ from rethink.arch import ArchSpec
 from rethink.distributed import leader_value, rank_batch_size
 from rethink.errors import UserError
 from rethink.settings.schema import Settings
+from rethink.training.console import quiet_lightning
 from rethink.training.loggers import finish, make_loggers, summarize
 from rethink.training.module import ClassificationModule
 from rethink.training.progress_bar import progress_callback
@@ -58,6 +60,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
+def check_accelerator(arguments: Mapping[str, Any]) -> None:
+    """Refuse a GPU run on a machine without (enough) CUDA GPUs before any data is read; Lightning would fail with
+    a stack trace when the stage's trainer is built."""
+    accelerator = str(arguments.get("accelerator", "auto")).lower()
+    if accelerator not in ("gpu", "cuda") or (accelerator == "gpu" and torch.backends.mps.is_available()):
+        return
+    found, devices = torch.cuda.device_count(), arguments.get("devices", 1)
+    if found == 0:
+        raise UserError(
+            f"trainer.accelerator={accelerator} asks for a GPU, but this machine has no CUDA GPU that torch can use "
+            "(torch.cuda.is_available() is False). Run on the CPU with trainer=cpu."
+        )
+    if isinstance(devices, int) and devices > found:
+        raise UserError(f"trainer.devices={devices}: this machine has {found} CUDA GPU(s); ask for at most {found}.")
+
+
 def make_trainer(
     settings: Settings,
     epochs: int,
@@ -68,6 +86,7 @@ def make_trainer(
 ) -> pl.Trainer:
     """A Trainer for one stage; the data modules shard data themselves, so Lightning must not add samplers. Its
     progress bar (``progress_bar`` style) names the run by ``label`` (cell and stage)."""
+    quiet_lightning(settings.verbose)
     kwargs = dict(settings.trainer.arguments)
     if kwargs.get("enable_progress_bar", True):
         callbacks = [progress_callback(settings.progress_bar, label), *callbacks]
@@ -86,22 +105,23 @@ def make_trainer(
             callbacks=[checkpoint, *callbacks],
             plugins=[AtomicCheckpointIO()],
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, MisconfigurationException) as exc:
         raise UserError(f"trainer config: {exc}. Check the trainer.* overrides.") from None
 
 
-def resumable_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The stage's last epoch checkpoint if it loads; an unreadable one is removed (the stage restarts)."""
+def resumable_checkpoint(checkpoint_dir: Path) -> tuple[Path, int] | None:
+    """The stage's last epoch checkpoint and the epoch it ends, if it loads; an unreadable one is removed (the stage
+    restarts)."""
     path = checkpoint_dir / LAST_CHECKPOINT
     if not path.is_file():
         return None
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        epoch = int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
     except Exception as exc:  # any unreadable checkpoint: start the stage over rather than fail
         log.warning("checkpoint %s is unreadable (%s); restarting the stage", path, exc)
         path.unlink()
         return None
-    return path
+    return path, epoch
 
 
 def _accuracy(module: ClassificationModule, with_best: bool) -> dict[str, Any]:
@@ -143,8 +163,9 @@ def fit(
     if before_fit is not None:
         before_fit(module)
     checkpoint_dir = work_dir / "checkpoints"
-    resume_from = leader_value(lambda: resumable_checkpoint(checkpoint_dir))  # DDP: every rank resumes alike
-    loggers = make_loggers(run.settings, run.cell, run.group, stage, work_dir, run.run_dir)
+    resume = leader_value(lambda: resumable_checkpoint(checkpoint_dir))  # DDP: every rank resumes alike
+    resume_from, resumed_epoch = resume or (None, None)
+    loggers = make_loggers(run.settings, run.cell, run.group, stage, work_dir, run.run_dir, resumed_epoch)
     trainer = make_trainer(run.settings, recipe.epochs, loggers, checkpoint_dir, callbacks, run.label(stage))
     try:
         trainer.fit(module, datamodule=run.datamodule, ckpt_path=resume_from, weights_only=True)
