@@ -55,7 +55,7 @@ def test_train_synthetic_cell_prints_its_result_and_no_noise(tmp_path: Path) -> 
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "pretrain" / "metrics.csv").is_file()
     assert proc.stdout.splitlines()[0].startswith("cell      synthetic / vgg11")  # the progress bar is on stderr
     assert proc.stdout.splitlines()[-1] == f"result:   {run_dir / 'result.json'}"
-    assert "Epoch 0/0" in proc.stderr
+    assert "synthetic/vgg11/none/baseline seed 1 | pretrain | epoch 1/1" in proc.stderr
     assert [noise for noise in NOISE if noise in proc.stdout + proc.stderr] == []
 
 

@@ -31,7 +31,7 @@ def env(wandb_silent: bool = True) -> dict[str, str]:
     """A subprocess's environment: offline W&B (silent unless asked), full Hydra errors, this checkout's rethink from
     any working dir."""
     values = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "WANDB_SILENT"},  # conftest silences W&B for the suite
         "WANDB_MODE": "offline",
         "HYDRA_FULL_ERROR": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
