@@ -14,11 +14,22 @@ from rethink.pruning import (  # noqa: F401  (each registers itself)
 )
 from rethink.pruning.context import CalibrationShape, PruneContext
 from rethink.pruning.decision import Decision
-from rethink.pruning.registry import PRUNERS, Needs, Pruner, PrunerSettings, create, lookup, pruner_class, register
+from rethink.pruning.registry import (
+    PRUNERS,
+    Curve,
+    Needs,
+    Pruner,
+    PrunerSettings,
+    create,
+    lookup,
+    pruner_class,
+    register,
+)
 
 __all__ = [
     "PRUNERS",
     "CalibrationShape",
+    "Curve",
     "Decision",
     "Needs",
     "PruneContext",

@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from rethink.errors import UserError
 from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.masks import apply_masks, magnitude_masks
-from rethink.pruning.registry import Needs, Pruner, PrunerSettings, register
+from rethink.pruning.registry import Curve, Needs, Pruner, PrunerSettings, register
 from rethink.settings.typed import PositiveInt, Ratio
 
 
@@ -69,3 +69,12 @@ class Magnitude(Pruner):
         if rounds > 1:
             out["rounds"] = rounds
         return out
+
+    @classmethod
+    def curve(cls, requested: Mapping[str, Any]) -> Curve | None:
+        """One-shot global masks are the automatic curve, per-layer ones the uniform curve (the same count of
+        weights removed, so matched at the same ratio); iterative pruning is neither."""
+        if (requested.get("rounds") or 1) > 1:
+            return None
+        role = "automatic" if requested.get("scope", "global") == "global" else "uniform"
+        return Curve("weights", role, float(requested["ratio"]))

@@ -27,6 +27,22 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """Where a cell's result sits among the parameter-efficiency curves of the paper's Figure 3.
+
+    kind: what is pruned, "channels" or "weights" (only curves of one kind are compared);
+    role: "automatic" (the pruner found the architecture), "uniform" (the same fraction everywhere), "guided" or
+        "transferred guided" (per-stage ratios taken from an automatic decision);
+    level: the automatic prune setting (its ratio) whose parameter count this point matches, so points of one level
+        are compared at matched params; None when the point matches none (e.g. uniform at a channel ratio).
+    """
+
+    kind: str
+    role: str
+    level: float | None
+
+
+@dataclass(frozen=True)
 class Needs:
     """What a pruner needs, so the plan knows the stages of a cell before anything runs.
 
@@ -121,6 +137,11 @@ class Pruner:
         """The setting that names a report row and keys the published numbers (``{"variant": "A"}``, ``{"ratio":
         0.7}``); by default every requested setting that is set."""
         return {k: v for k, v in requested.items() if v not in (None, [], {})}
+
+    @classmethod
+    def curve(cls, requested: Mapping[str, Any]) -> Curve | None:
+        """The Figure 3 curve a result of this pruner (with settings ``requested``) belongs to; None: none."""
+        return None
 
 
 PRUNERS: dict[str, type[Pruner]] = {}

@@ -20,7 +20,7 @@ its shortcut (``remove_block``, :func:`slim`: the reference's mask implementatio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -35,7 +35,7 @@ from rethink.errors import UserError
 from rethink.pruning.context import PruneContext
 from rethink.pruning.criteria import keep_largest
 from rethink.pruning.decision import Decision
-from rethink.pruning.registry import Needs, Pruner, PrunerSettings, register
+from rethink.pruning.registry import Curve, Needs, Pruner, PrunerSettings, register
 from rethink.settings.typed import NonNegativeFloat, PositiveInt, Ratio
 
 ON_EMPTY = ("keep_min", "error", "remove_block")
@@ -336,3 +336,7 @@ class Slimming(Pruner):
         if requested.get("sparsity") is not None:
             out["sparsity"] = requested["sparsity"]
         return out
+
+    @classmethod
+    def curve(cls, requested: Mapping[str, Any]) -> Curve:
+        return Curve("channels", "automatic", float(requested["ratio"]))
