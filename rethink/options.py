@@ -11,8 +11,19 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def option_node(group: str, name: str) -> dict[str, Any] | None:
+    """The node ``group=name`` composes to (its YAML file, or the option offered from code), unresolved; None when
+    there is no such option."""
+    path = CONF_DIR / group / f"{name}.yaml"
+    if path.is_file():
+        return OmegaConf.to_container(OmegaConf.load(path))  # type: ignore[return-value]
+    stored = ConfigStore.instance().repo.get(group, {}).get(f"{name}.yaml")
+    return None if stored is None else OmegaConf.to_container(stored.node)  # type: ignore[return-value]
 
 
 def offer_option(group: str, name: str, node: Mapping[str, Any]) -> None:

@@ -2,9 +2,9 @@
 
 Each stage of a cell gets the key the runner will give it (:mod:`rethink.pipeline.keys`, computed here in the order
 :class:`~rethink.pipeline.runner.CellRunner` computes them) where the plan determines it — every stage but the
-retraining after an automatic pruner, whose key depends on what training decides — and whether the store holds it
-complete. Training compute follows the paper's convention: epochs x 3 x FLOPs/image (2 x MACs, forward) x training
-images; the stages that cells share (same key: a large model, a decision) count once.
+retraining after an automatic (or guided) pruner, whose key depends on what training decides — and whether the store
+holds it complete. Training compute follows the paper's convention: epochs x 3 x FLOPs/image (2 x MACs, forward) x
+training images; the stages that cells share (same key: a large model, a decision) count once.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def stage_estimates(plan: CellPlan) -> list[StageEstimate]:
     def add(stage: str, key: str | None, epochs: int | None, flops: int, upper_bound: bool = False) -> None:
         estimates.append(StageEstimate(stage, key, epochs, flops, images, _stored(root, stage, key), upper_bound))
 
+    if plan.source is not None:  # a guided pruner: the source cell's pretrain and prune (its retraining is not run)
+        estimates += stage_estimates(plan.source)[:-1]
     prune = None
     if plan.needs_pretrain:
         if plan.pretrained_weights:  # imported: evaluated, not trained; keyed by the file's content

@@ -19,12 +19,14 @@ from typing import Any
 
 from rethink.arch import INPUT_SIZE, ArchSpec, UnknownModelError, default_spec, family_of, model_info, spec_cost
 from rethink.arch.family import DECLARATIONS
+from rethink.arch.stages import group_stages, stage_kept_ratios
 from rethink.arch.surgery import group_widths
 from rethink.distributed import planned_world_size, rank_batch_size
 from rethink.errors import UserError
 from rethink.pipeline.budget import Budget
+from rethink.pipeline.source import plan_source
 from rethink.pruning.context import CalibrationShape
-from rethink.pruning.registry import Pruner, create
+from rethink.pruning.registry import Pruner, SourceCell, SourceModels, create
 from rethink.settings.schema import FRESH, ORIGINAL, Settings
 from rethink.training.checkpoints import TORCHVISION, TORCHVISION_OPTIONS, torchvision_fetch_hint, torchvision_file
 from rethink.training.recipes import Recipe, pretrain_recipe
@@ -50,6 +52,7 @@ class SparseCost:
     params: int
     flops: dict[str, int]
     report: dict[str, Any]
+    stages: dict[int, float]  # kept fraction of 3x3 conv weights per stage (feature-map size, largest first)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class CellPlan:
     budget: Budget | None = None
     sparse: SparseCost | None = None
     decided: dict[str, Any] | None = None  # the decision's notes (decision.json), once training has decided
+    source: "CellPlan | None" = None  # the cell whose decision guides this one's target (Pruner.source)
 
     @property
     def model_name(self) -> str:
@@ -131,8 +135,13 @@ class CellPlan:
         summary: dict[str, Any] = {"pruner": name, "requested": requested, "achieved": achieved}
         if before:
             summary["widths"] = {"before": before, "after": after}
+            stages = group_stages(self.large, self.input_size)
+            kept = stage_kept_ratios(before, after, stages)
+            summary["stage_ratios"] = {"unit": "channels", "sizes": list(kept), "kept": _rounded(kept.values())}
         if self.sparse is not None:
             summary["sparsity"] = self.sparse.report
+            kept = self.sparse.stages
+            summary["stage_ratios"] = {"unit": "weights", "sizes": list(kept), "kept": _rounded(kept.values())}
         if self.decided:
             summary["decision"] = self.decided
         return summary | notes
@@ -149,6 +158,7 @@ class CellPlan:
         """The JSON form printed by ``dry_run``."""
         budget = self.budget
         imported = self.imported()
+        source = {} if self.source is None else {"source": self.source.to_dict()}
         return {
             "cell": self.cell,
             "input_size": self.input_size,
@@ -161,6 +171,7 @@ class CellPlan:
                 | ({"imports": imported} if imported and s.name == "pretrain" else {})
                 for s in self.stages
             ],
+            **source,
         }
 
     def resolve(
@@ -171,6 +182,10 @@ class CellPlan:
         plan = dataclasses.replace(self, pruned=pruned, sparse=sparse, decided=decided)
         retrain, budget = _retrain_stage(plan)
         return dataclasses.replace(plan, stages=(*self.stages[:-1], retrain), budget=budget)
+
+
+def _rounded(values: Any) -> list[float]:
+    return [round(float(v), 6) for v in values]
 
 
 def _large_spec(settings: Settings) -> ArchSpec:
@@ -320,10 +335,14 @@ def build_plan(settings: Settings) -> CellPlan:
     retrain, budget = _retrain_stage(plan)
     needs = pruner.requirements()
     if retrain.init != FRESH and not needs.trained_model:
+        what = "a fixed target architecture" if target is not None else "an architecture derived from another cell"
         raise UserError(
-            f"pruner={pruner.name} with a fixed target architecture has no trained weights to inherit; train it from "
+            f"pruner={pruner.name} with {what} has no trained weights to inherit; train it from "
             f"scratch (schedule=scratch_e or scratch_b), not schedule={schedule.name}."
         )
+    guide = pruner.source()
+    if guide is not None:
+        return dataclasses.replace(plan, stages=(retrain,), budget=budget, source=_source_plan(settings, guide, plan))
     iterative = pruner.rounds() > 1
     if (retrain.init == ORIGINAL or iterative) and settings.pretrain.weights:
         what = f"iterative pruning (pruner.rounds={pruner.rounds()})" if iterative else f"schedule={schedule.name}"
@@ -338,6 +357,16 @@ def build_plan(settings: Settings) -> CellPlan:
         stages = (*plan.stages, *rounds)
         _check_calibration(settings, pruner, large, target)
     return _importing(dataclasses.replace(plan, stages=(*stages, retrain), budget=budget))
+
+
+def _source_plan(settings: Settings, guide: SourceCell, plan: CellPlan) -> CellPlan:
+    """The plan of the cell whose decision guides ``plan``'s target, checked to fit ``plan``'s model."""
+    source = plan_source(settings, guide)
+    try:
+        plan.pruner.check_source(plan.large, plan.input_size, SourceModels(source.large, None, source.input_size))
+    except ValueError as exc:
+        raise UserError(f"pruner={plan.pruner.name} with model '{plan.model_name}': {exc}") from None
+    return source
 
 
 def _check_calibration(settings: Settings, pruner: Pruner, large: ArchSpec, target: ArchSpec | None) -> None:

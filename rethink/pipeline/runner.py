@@ -15,6 +15,8 @@ from omegaconf import OmegaConf
 
 from rethink.arch import ArchSpec, build, spec_cost
 from rethink.arch.cost import count_cost
+from rethink.arch.stages import feature_map_sizes
+from rethink.data import build_datamodule
 from rethink.distributed import is_distributed_follower
 from rethink.io import save_tensors_atomic, write_json_atomic, write_text_atomic
 from rethink.pipeline import keys
@@ -24,7 +26,8 @@ from rethink.pipeline.store import ArtifactStore, sha256_file
 from rethink.pruning.callback import PruningCallback
 from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
-from rethink.pruning.masks import MaskKeeper, sparse_he_init_, sparsity_report
+from rethink.pruning.masks import MaskKeeper, sparse_he_init_, sparsity_report, stage_kept_weights
+from rethink.pruning.registry import SourceModels
 from rethink.results import progress
 from rethink.results.naming import cell_group
 from rethink.settings.schema import INHERITED, ORIGINAL
@@ -182,7 +185,8 @@ class CellRunner:
             removed = sum(int((~m).sum()) for m in decision.masks.values())
             params = spec_cost(decision.spec, plan.input_size).params - removed
             report = sparsity_report(decision.masks)["total"]
-            sparse = SparseCost(params, {"macs": cost.macs, "paper": cost.flops}, report)
+            stages = stage_kept_weights(decision.masks, feature_map_sizes(decision.spec, plan.input_size))
+            sparse = SparseCost(params, {"macs": cost.macs, "paper": cost.flops}, report, stages)
         self.plan = plan.resolve(decision.spec, sparse, decision.notes)
 
     def _sparse_init(self, spec: ArchSpec, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -196,6 +200,41 @@ class CellRunner:
 
     # ------------------------------------------------------------------------------------------------- cell
 
+    def decide(self) -> tuple[Outcome, Decision]:
+        """Pretrain (or import) the large model and prune it (with iterative pruning's rounds); the plan becomes the
+        resolved one. Returns the final prune stage and its decision."""
+        plan = self.plan
+        pretrain = source = self._pretrain()
+        decision = None
+        for round_index, stage in enumerate(plan.stages[1:-1], start=1):  # iterative: retrain init x decision
+            prune = self._prune(source, pretrain.path, round_index, decision)
+            decision = prune.payload
+            initial = load_state(prune.path / "init.pt")
+            key = keys.round_key(plan, prune.key, stage)
+            source = self._fit(stage, key, plan.large, initial, [MaskKeeper(decision.masks)] if decision.masks else [])
+        prune = self._prune(source, pretrain.path, plan.pruner.rounds(), decision)
+        self._resolve(prune.payload)
+        return prune, prune.payload
+
+    def _guided(self) -> None:
+        """Run (or reuse) the source cell's pretrain and prune stages, then resolve this plan's target from its
+        decision; the source's stage records join this cell's, marked with the source cell."""
+        plan, source = self.plan, self.plan.source
+        assert source is not None
+        context = self.run_context
+        same_data = source.settings.dataset == plan.settings.dataset and source.settings.seed == plan.settings.seed
+        datamodule = (
+            context.datamodule if same_data else build_datamodule(source.settings.dataset, source.settings.seed)
+        )
+        runner = CellRunner(source, datamodule, context.run_dir)
+        _, decision = runner.decide()
+        self.records += [{**record, "source": source.cell} for record in runner.records]
+        decided = SourceModels(source.large, decision.spec, source.input_size)
+        target = plan.pruner.target_from(plan.large, plan.input_size, decided)
+        self.plan = plan.resolve(
+            target, decided={"source": source.cell, "source_pruning": runner.plan.pruning_summary()}
+        )
+
     def run(self) -> dict[str, Any]:
         """All stages in order; returns the final stage's metrics."""
         plan = self.plan
@@ -203,18 +242,9 @@ class CellRunner:
             return self._pretrain().payload
         decision, prune = None, None
         if plan.needs_pretrain:
-            pretrain = source = self._pretrain()
-            for round_index, stage in enumerate(plan.stages[1:-1], start=1):  # iterative: retrain init x decision
-                prune = self._prune(source, pretrain.path, round_index, decision)
-                decision = prune.payload
-                initial = load_state(prune.path / "init.pt")
-                key = keys.round_key(plan, prune.key, stage)
-                source = self._fit(
-                    stage, key, plan.large, initial, [MaskKeeper(decision.masks)] if decision.masks else []
-                )
-            prune = self._prune(source, pretrain.path, plan.pruner.rounds(), decision)
-            decision = prune.payload
-            self._resolve(decision)
+            prune, decision = self.decide()
+        elif plan.source is not None:
+            self._guided()
         else:
             self.records.append(
                 {"stage": "prune", "key": None, "path": None, "status": "predefined target: no trained model needed"}

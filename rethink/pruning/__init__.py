@@ -2,6 +2,8 @@
 stage boundary inside a Lightning run (:mod:`rethink.pruning.callback`)."""
 
 from rethink.pruning import (  # noqa: F401  (each registers itself)
+    guided,
+    guided_sparsity,
     l1,
     magnitude,
     none,
@@ -20,6 +22,8 @@ from rethink.pruning.registry import (
     Needs,
     Pruner,
     PrunerSettings,
+    SourceCell,
+    SourceModels,
     create,
     lookup,
     pruner_class,
@@ -35,6 +39,8 @@ __all__ = [
     "PruneContext",
     "Pruner",
     "PrunerSettings",
+    "SourceCell",
+    "SourceModels",
     "create",
     "lookup",
     "pruner_class",

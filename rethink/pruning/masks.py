@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -122,14 +122,47 @@ def magnitude_masks(
         threshold = _kth_smallest(flat, index)
         return {name: (score.cpu() > threshold) for name, score in scores.items()}
 
+    counts = {
+        name: _prune_index(s.flatten(), ratio, existing is not None, f"conv layer {name!r}")
+        for name, s in scores.items()
+    }
+    return _smallest_out(scores, counts)
+
+
+def _smallest_out(scores: Mapping[str, Tensor], counts: Mapping[str, int]) -> dict[str, Tensor]:
+    """Keep-masks removing the ``counts[name]`` smallest scores of each layer (ties broken by position)."""
     masks = {}
     for name, score in scores.items():
         flat = score.flatten().cpu()
-        count = _prune_index(flat, ratio, existing is not None, f"conv layer {name!r}")
         keep = torch.ones(flat.numel(), dtype=torch.bool)
-        keep[torch.argsort(flat, stable=True)[:count]] = False
+        keep[torch.argsort(flat, stable=True)[: counts[name]]] = False
         masks[name] = keep.view_as(score)
     return masks
+
+
+def layer_masks(model: nn.Module, ratios: Mapping[str, float]) -> dict[str, Tensor]:
+    """Keep-masks removing exactly ``int(n * ratios[name])`` of the ``n`` weights of each conv (smallest ``|w|``
+    first); a conv not in ``ratios`` keeps everything."""
+    scores = _scores(model, None)
+    unknown = sorted(set(ratios) - set(scores))
+    if unknown:
+        raise ValueError(f"no conv layer {unknown[0]!r} in the model")
+    counts = {name: int(score.numel() * _check_ratio(ratios.get(name, 0.0))) for name, score in scores.items()}
+    return _smallest_out(scores, counts)
+
+
+def is_3x3(mask: Tensor) -> bool:
+    """Whether a conv weight (mask) has 3x3 kernels."""
+    return tuple(mask.shape[-2:]) == (3, 3)
+
+
+def stage_kept_weights(masks: Mapping[str, Tensor], sizes: Mapping[str, int]) -> dict[int, float]:
+    """Per stage (feature-map size, largest first): the mean over its 3x3 convs of their kept fraction of weights."""
+    kept: dict[int, list[float]] = {}
+    for name, mask in masks.items():
+        if is_3x3(mask) and name in sizes:
+            kept.setdefault(sizes[name], []).append(float(mask.float().mean()))
+    return {size: sum(kept[size]) / len(kept[size]) for size in sorted(kept, reverse=True)}
 
 
 def _prune_index(flat: Tensor, ratio: float, iterative: bool, where: str) -> int:

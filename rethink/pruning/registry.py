@@ -43,6 +43,27 @@ class Curve:
 
 
 @dataclass(frozen=True)
+class SourceCell:
+    """The cell whose pruning decision a pruner's target derives from (guided pruning): this cell with another
+    ``pruner`` (its option name and settings, e.g. ``{"name": "slimming", "ratio": 0.5}``) and, where not None,
+    another model, data set or seed. Its pretrain and prune stages run (or are reused from the store) first."""
+
+    pruner: Mapping[str, Any]
+    model: str | None = None
+    dataset: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class SourceModels:
+    """The source cell's large model, its decided pruned model (None before it is decided) and its input size."""
+
+    large: "ArchSpec"
+    pruned: "ArchSpec | None"
+    input_size: int
+
+
+@dataclass(frozen=True)
 class Needs:
     """What a pruner needs, so the plan knows the stages of a cell before anything runs.
 
@@ -99,6 +120,18 @@ class Pruner:
     def regularizer(self, large: "ArchSpec") -> dict[str, Any] | None:
         """The pretraining penalty as JSON (part of the pretrain stage's key and record), or None."""
         return None
+
+    def source(self) -> SourceCell | None:
+        """The cell whose decision this pruner's target derives from, or None (the usual case)."""
+        return None
+
+    def check_source(self, large: "ArchSpec", input_size: int, source: SourceModels) -> None:
+        """Raise ValueError when the source cell's model cannot guide ``large`` (the plan reports it before any
+        training)."""
+
+    def target_from(self, large: "ArchSpec", input_size: int, source: SourceModels) -> "ArchSpec":
+        """The pruned architecture, from the source cell's decision (pruners with a :meth:`source`)."""
+        raise NotImplementedError
 
     def notes(self) -> list[str]:
         """Facts about this pruner's target a result should carry (``pruning.notes``), e.g. a published discrepancy."""

@@ -1,18 +1,21 @@
 """The uniform control of the paper's Figure 3 (``pruner=uniform``, docs/protocol.md#uniform): every BN channel group
-keeps the same fraction of its channels, from a ratio or from the channel count of a pruned spec (e.g. the one
-network slimming decided); the architecture is fixed, so it is trained from scratch."""
+keeps the same fraction of its channels, from a ratio, from the channel count of a pruned spec, or matching the
+parameter count of this cell's network-slimming decision at a ratio (``match_slimming``: the slimming cell's
+pretrain and prune stages are run or reused first); it is trained from scratch."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+from rethink.arch.registry import spec_cost
 from rethink.arch.spec import ArchSpec
 from rethink.arch.surgery import with_group_widths
 from rethink.errors import UserError
-from rethink.pruning.registry import Needs, Pruner, PrunerSettings, register
+from rethink.pruning.registry import Curve, Needs, Pruner, PrunerSettings, SourceCell, SourceModels, register
 from rethink.pruning.slimming import slimming_groups
 from rethink.settings.typed import Ratio
 
@@ -46,20 +49,44 @@ def uniform_target(spec: ArchSpec, reference_spec: ArchSpec) -> ArchSpec:
     return with_group_widths(spec, uniform_keep_widths(spec, sum(reference.values())))
 
 
+def params_matched_target(spec: ArchSpec, params: int, input_size: int) -> ArchSpec:
+    """The uniform control of ``spec`` whose parameter count is closest to ``params`` (the smaller on a tie): a
+    bisection over the total kept channels, params growing with them."""
+    pool = sum(group.width for group in slimming_groups(spec, "the uniform control"))
+
+    def target(total: int) -> ArchSpec:
+        return with_group_widths(spec, uniform_keep_widths(spec, total))
+
+    low, high = 1, pool  # the largest total whose params do not exceed `params`, or 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if spec_cost(target(middle), input_size).params <= params:
+            low = middle
+        else:
+            high = middle - 1
+    candidates = [target(total) for total in {low, min(low + 1, pool)}]
+    return min(
+        candidates, key=lambda c: (abs(spec_cost(c, input_size).params - params), spec_cost(c, input_size).params)
+    )
+
+
 @dataclass(frozen=True)
 class UniformSettings(PrunerSettings):
-    """``pruner=uniform``: exactly one of ``ratio`` (fraction of channels removed) and ``reference`` (a pruned
-    ``spec.json`` whose channel count to match)."""
+    """``pruner=uniform``: exactly one of ``ratio`` (fraction of channels removed), ``reference`` (a pruned
+    ``spec.json`` whose channel count to match) and ``match_slimming`` (the ratio of this cell's network-slimming
+    decision whose parameter count to match)."""
 
     name: str = "uniform"
     ratio: Ratio | None = None
     reference: str | None = None
+    match_slimming: Ratio | None = None
 
     def validate(self, prefix: str) -> None:
-        if (self.reference is None) == (self.ratio is None):
+        if sum(value is not None for value in (self.ratio, self.reference, self.match_slimming)) != 1:
             raise UserError(
-                "pruner=uniform needs exactly one of pruner.ratio (fraction of channels removed) and "
-                "pruner.reference (a pruned spec.json whose channel count to match)."
+                "pruner=uniform needs exactly one of pruner.ratio (fraction of channels removed), "
+                "pruner.reference (a pruned spec.json whose channel count to match) and pruner.match_slimming (the "
+                "ratio of this cell's network-slimming decision whose parameter count to match)."
             )
         if self.reference is not None and not Path(self.reference).is_file():
             raise UserError(f"pruner.reference='{self.reference}': no such file; give a pruned model's spec.json.")
@@ -75,6 +102,18 @@ class Uniform(Pruner):
     settings_type = UniformSettings
     needs = Needs(trained_model=False, predefined_target=True, family=("channel_groups",))
 
+    def requirements(self) -> Needs:
+        matched = self.settings.match_slimming is not None
+        return dataclasses.replace(self.needs, predefined_target=not matched)
+
+    def source(self) -> SourceCell | None:
+        ratio = self.settings.match_slimming
+        return None if ratio is None else SourceCell({"name": "slimming", "ratio": ratio})
+
+    def target_from(self, large: ArchSpec, input_size: int, source: SourceModels) -> ArchSpec:
+        assert source.pruned is not None
+        return params_matched_target(large, spec_cost(source.pruned, source.input_size).params, input_size)
+
     def target(self, large: ArchSpec) -> ArchSpec:
         if self.settings.reference is not None:
             return uniform_target(large, ArchSpec.from_json(Path(self.settings.reference).read_text()))
@@ -82,8 +121,16 @@ class Uniform(Pruner):
         return with_group_widths(large, uniform_keep_widths(large, max(1, round(pool * (1 - self.settings.ratio)))))
 
     @classmethod
-    def row_setting(cls, requested: dict[str, Any]) -> dict[str, Any]:
+    def row_setting(cls, requested: Mapping[str, Any]) -> dict[str, Any]:
+        if requested.get("match_slimming") is not None:
+            return {"match_slimming": requested["match_slimming"]}
         if requested.get("ratio") is not None:
             return {"ratio": requested["ratio"]}
         reference = str(requested.get("reference"))
         return {"reference": Path(reference).parent.name or reference}
+
+    @classmethod
+    def curve(cls, requested: Mapping[str, Any]) -> Curve:
+        """Matched to a slimming decision's params: a point of that ratio's level; otherwise matched to none."""
+        level = requested.get("match_slimming")
+        return Curve("channels", "uniform", None if level is None else float(level))

@@ -58,7 +58,7 @@ def requested_settings(result: dict[str, Any]) -> dict[str, Any]:
     if isinstance(pruning.get("requested"), dict):
         return pruning["requested"]
     pruner = ((result.get("config") or {}).get("pruner")) or {}
-    return {k: v for k, v in pruner.items() if k != "name"}
+    return {k: v for k, v in pruner.items() if k not in ("name", "_target_")}
 
 
 def pruned_setting(result: dict[str, Any]) -> dict[str, Any]:

@@ -222,8 +222,10 @@ def _schedule_lr(result: dict[str, Any]) -> Any:
 
 
 def _stage(result: dict[str, Any], name: str) -> dict[str, Any]:
-    """The run's (last) record of stage ``name``, or {}."""
-    found = [s for s in result.get("stages") or [] if isinstance(s, dict) and s.get("stage") == name]
+    """The run's (last) own record of stage ``name`` (not a guided pruner's source cell's), or {}."""
+    found = [
+        s for s in result.get("stages") or [] if isinstance(s, dict) and s.get("stage") == name and "source" not in s
+    ]
     return found[-1] if found else {}
 
 
