@@ -93,7 +93,7 @@ def test_guided_cells_reuse_the_slimming_cell_and_uniform_matches_its_params(tmp
     assert cell["pruning"]["stage_ratios"]["sizes"] == [32, 16, 8, 4, 2, 1]
 
     uniform = run_cell(
-        compose_settings(*common, "pruner=uniform", "pruner.match_slimming=0.5", "schedule=scratch_e"),
+        compose_settings(*common, "pruner=uniform", "pruner.ratio=0.5", "pruner.match=slimming", "schedule=scratch_e"),
         tmp_path / "uniform",
     )
     assert [s["status"] for s in uniform["stages"]] == ["reused", "reused", "computed"]
@@ -178,8 +178,8 @@ def test_a_guided_cell_plans_the_source_stages_with_the_slimming_cells_keys() ->
             "pruner=guided: its source cell (pruner=slimming ratio=0.5 on vgg16_imagenet / cifar10, seed 1) cannot",
         ),
         (
-            ["dataset=cifar10", "model=vgg19", "pruner=uniform", "pruner.ratio=0.5", "pruner.match_slimming=0.5"],
-            "pruner=uniform needs exactly one of pruner.ratio",
+            ["dataset=cifar10", "model=vgg19", "pruner=uniform", "pruner.match=slimming", "pruner.reference=x"],
+            "pruner.match=slimming matches the parameter count",
         ),
     ],
 )

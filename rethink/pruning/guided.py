@@ -2,8 +2,8 @@
 reduced to one kept-channel ratio per stage (layers with the same feature-map size), applied uniformly inside each
 stage of this model, which is then trained from scratch.
 
-The guiding decision is the source cell's: by default network slimming at ``source.ratio`` on this model, data set
-and seed (so it is the very decision of the matching ``pruner=slimming`` cell, shared through the store); with
+The guiding decision is the source cell's: by default network slimming at ``ratio`` on this model, data set and seed
+(so it is the very decision of the matching ``pruner=slimming`` cell, shared through the store); with
 ``source.model`` / ``source.dataset`` set it is **transferred guided pruning** (the paper: VGG-16 on CIFAR-10 guiding
 VGG-19 on CIFAR-100), where stages are matched by feature-map size and the two models must have the same stages.
 
@@ -27,9 +27,8 @@ from rethink.settings.typed import NonNegativeInt, Ratio
 
 @dataclass(frozen=True)
 class GuidingCell:
-    """The cell whose slimming decision guides: its ratio, and its model / data set / seed (None: this cell's)."""
+    """The cell whose slimming decision guides: its model / data set / seed (None: this cell's)."""
 
-    ratio: Ratio = 0.5
     model: str | None = None
     dataset: str | None = None
     seed: NonNegativeInt | None = None
@@ -37,9 +36,11 @@ class GuidingCell:
 
 @dataclass(frozen=True)
 class GuidedSettings(PrunerSettings):
-    """``pruner=guided``: the source cell whose network-slimming decision gives the stage ratios."""
+    """``pruner=guided``: ``ratio``, the network-slimming ratio of the guiding decision, made in the ``source``
+    cell."""
 
     name: str = "guided"
+    ratio: Ratio = 0.5
     source: GuidingCell = field(default_factory=GuidingCell)
 
 
@@ -72,7 +73,7 @@ class Guided(Pruner):
 
     def source(self) -> SourceCell:
         s = self.settings.source
-        return SourceCell({"name": "slimming", "ratio": s.ratio}, s.model, s.dataset, s.seed)
+        return SourceCell({"name": "slimming", "ratio": self.settings.ratio}, s.model, s.dataset, s.seed)
 
     def check(self, large: ArchSpec) -> None:
         slimming_groups(large, "guided pruning")  # the stage ratios are applied to BN channel groups
@@ -95,7 +96,7 @@ class Guided(Pruner):
     def row_setting(cls, requested: Mapping[str, Any]) -> dict[str, Any]:
         """``{"ratio": 0.5}`` (the guiding slimming ratio), with ``"source": "vgg16/cifar10"`` when transferred."""
         source = requested.get("source") or {}
-        out: dict[str, Any] = {"ratio": source.get("ratio")}
+        out: dict[str, Any] = {"ratio": requested.get("ratio")}
         where = [str(source[k]) for k in ("model", "dataset") if source.get(k) is not None]
         if where or source.get("seed") is not None:
             out["source"] = "/".join(where) + ("" if source.get("seed") is None else f" seed {source['seed']}")

@@ -1,7 +1,7 @@
 """The uniform control of the paper's Figure 3 (``pruner=uniform``, docs/protocol.md#uniform): every BN channel group
 keeps the same fraction of its channels, from a ratio, from the channel count of a pruned spec, or matching the
-parameter count of this cell's network-slimming decision at a ratio (``match_slimming``: the slimming cell's
-pretrain and prune stages are run or reused first); it is trained from scratch."""
+parameter count of this cell's network-slimming decision at a ratio (``match=slimming``: the slimming cell's pretrain
+and prune stages are run or reused first); it is trained from scratch."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from rethink.arch.registry import spec_cost
 from rethink.arch.spec import ArchSpec
@@ -72,21 +72,26 @@ def params_matched_target(spec: ArchSpec, params: int, input_size: int) -> ArchS
 
 @dataclass(frozen=True)
 class UniformSettings(PrunerSettings):
-    """``pruner=uniform``: exactly one of ``ratio`` (fraction of channels removed), ``reference`` (a pruned
-    ``spec.json`` whose channel count to match) and ``match_slimming`` (the ratio of this cell's network-slimming
-    decision whose parameter count to match)."""
+    """``pruner=uniform``: exactly one of ``ratio`` and ``reference`` (a pruned ``spec.json`` whose channel count to
+    match). ``match``: ``channels`` (``ratio`` is the fraction of channels removed) or ``slimming`` (the control has
+    the parameter count of this cell's network-slimming decision at ``ratio``)."""
 
     name: str = "uniform"
     ratio: Ratio | None = None
     reference: str | None = None
-    match_slimming: Ratio | None = None
+    match: Literal["channels", "slimming"] = "channels"
 
     def validate(self, prefix: str) -> None:
-        if sum(value is not None for value in (self.ratio, self.reference, self.match_slimming)) != 1:
+        if (self.reference is None) == (self.ratio is None):
             raise UserError(
-                "pruner=uniform needs exactly one of pruner.ratio (fraction of channels removed), "
-                "pruner.reference (a pruned spec.json whose channel count to match) and pruner.match_slimming (the "
-                "ratio of this cell's network-slimming decision whose parameter count to match)."
+                "pruner=uniform needs exactly one of pruner.ratio (fraction of channels removed, or with "
+                "pruner.match=slimming the slimming ratio whose parameter count to match) and pruner.reference (a "
+                "pruned spec.json whose channel count to match)."
+            )
+        if self.match == "slimming" and self.ratio is None:
+            raise UserError(
+                "pruner.match=slimming matches the parameter count of a network-slimming decision at pruner.ratio; "
+                "give pruner.ratio instead of pruner.reference."
             )
         if self.reference is not None and not Path(self.reference).is_file():
             raise UserError(f"pruner.reference='{self.reference}': no such file; give a pruned model's spec.json.")
@@ -103,12 +108,11 @@ class Uniform(Pruner):
     needs = Needs(trained_model=False, predefined_target=True, family=("channel_groups",))
 
     def requirements(self) -> Needs:
-        matched = self.settings.match_slimming is not None
-        return dataclasses.replace(self.needs, predefined_target=not matched)
+        return dataclasses.replace(self.needs, predefined_target=self.settings.match != "slimming")
 
     def source(self) -> SourceCell | None:
-        ratio = self.settings.match_slimming
-        return None if ratio is None else SourceCell({"name": "slimming", "ratio": ratio})
+        s = self.settings
+        return SourceCell({"name": "slimming", "ratio": s.ratio}) if s.match == "slimming" else None
 
     def target_from(self, large: ArchSpec, input_size: int, source: SourceModels) -> ArchSpec:
         assert source.pruned is not None
@@ -122,15 +126,14 @@ class Uniform(Pruner):
 
     @classmethod
     def row_setting(cls, requested: Mapping[str, Any]) -> dict[str, Any]:
-        if requested.get("match_slimming") is not None:
-            return {"match_slimming": requested["match_slimming"]}
         if requested.get("ratio") is not None:
-            return {"ratio": requested["ratio"]}
+            matched = {"match": "slimming"} if requested.get("match") == "slimming" else {}
+            return {"ratio": requested["ratio"], **matched}
         reference = str(requested.get("reference"))
         return {"reference": Path(reference).parent.name or reference}
 
     @classmethod
     def curve(cls, requested: Mapping[str, Any]) -> Curve:
         """Matched to a slimming decision's params: a point of that ratio's level; otherwise matched to none."""
-        level = requested.get("match_slimming")
-        return Curve("channels", "uniform", None if level is None else float(level))
+        matched = requested.get("match") == "slimming" and requested.get("ratio") is not None
+        return Curve("channels", "uniform", float(requested["ratio"]) if matched else None)
