@@ -133,7 +133,7 @@ def unknown_experiment(overrides: list[str]) -> str | None:
             available = sorted(
                 p.relative_to(root).with_suffix("").as_posix()
                 for p in root.rglob("*.yaml")
-                if group != "experiment" or "row" not in p.relative_to(root).parts
+                if group != "experiment" or not {"row", "method"} & set(p.relative_to(root).parts)
             )
             return f"{key}={name}: no such experiment (no file {root / name}.yaml). Available: {', '.join(available)}."
     return None
