@@ -53,13 +53,19 @@ def fake(pruner: str, seed: int, top1: float, params: int, requested: dict[str, 
         pruning = {"pruner": pruner, "requested": requested or {}}
         if kw.get("kept"):
             pruning["stage_ratios"] = {"unit": "channels", "sizes": SIZES, "kept": kw["kept"]}
+        if kw.get("fraction"):
+            pruning["achieved"] = {"params_pruned_fraction": kw["fraction"]}
+    stages = []
+    if kw.get("pretrain"):  # normal training (no regularizer): the Unpruned column
+        accuracy = {"top1_final": kw["pretrain"], "top1_best": kw["pretrain"] + BEST}
+        stages.append({"stage": "pretrain", "accuracy": accuracy})
     return {
         "cell": {"dataset": "cifar10", "model": "vgg19", "pruner": pruner, "schedule": schedule, "seed": seed},
         "params": params,
         "accuracy": {"unit": "percent", "top1_final": top1, "top1_best": top1 + BEST},
         "pruning": pruning,
-        "stages": [],
-        "config": {"model": {"name": "vgg19"}, "schedule": {"name": schedule, "lr": 0.1}},
+        "stages": stages,
+        "config": {"model": {"name": "vgg19"}, "schedule": {"name": schedule, "lr": kw.get("lr", 0.1)}},
         "_file": f"/runs/{pruner}/{schedule}/{seed}/result.json",
     }
 
@@ -69,6 +75,7 @@ def synthetic() -> list[dict[str, Any]]:
     for ratio, seeds in SLIMMING.items():
         for seed, (top1, params, kept) in seeds.items():
             out.append(fake("slimming", seed, top1, params, {"ratio": ratio}, kept=kept))
+    out.append(fake("slimming", 1, 50.0, 1, {"ratio": 0.5}))  # a second run of seed 1: the first counts, as in tables
     for seed, (top1, params, kept) in SLIMMING[0.7].items():  # fine-tuned: same pruned models, another figure
         out.append(fake("slimming", seed, top1 + 1, params, {"ratio": 0.7}, kept=kept, schedule="finetune"))
     for seed, (top1, params, kept) in UNIFORM[0.5].items():
@@ -123,6 +130,7 @@ def test_channel_curves_per_method_sorted_by_params(written: Path) -> None:
     assert [p["level"] for p in slimming] == [0.7, 0.5]  # sorted by params: the 70% pruned model is smaller
     _check(slimming[0], _expected({s: v[:2] for s, v in SLIMMING[0.7].items()}))
     _check(slimming[1], _expected({s: v[:2] for s, v in SLIMMING[0.5].items()}))
+    assert slimming[1]["seeds"] == [1, 2]
     _check(by_label["uniform"][0], _expected({s: v[:2] for s, v in UNIFORM[0.5].items()}))
     _check(by_label["guided"][0], _expected(GUIDED))
     _check(by_label["transferred guided (vgg16/cifar100)"][0], _expected(TRANSFERRED))
@@ -144,6 +152,24 @@ def test_weight_curves_global_vs_layer_and_curveless_results_left_out(written: P
         pruners |= {p["pruner"] for c in figure.get("curves", []) for p in c["points"]}
         pruners |= {line["method"] for line in figure.get("lines", [])}
     assert "l1" not in pruners and not any("L1" in p for p in pruners)
+
+
+def test_a_schedule_run_at_two_lrs_and_the_unpruned_model_from_pretraining(tmp_path: Path) -> None:
+    top1 = {0.1: {1: 93.0, 2: 93.2}, 0.01: {1: 92.0, 2: 92.6}}
+    pretrain = {1: 93.8, 2: 94.0}
+    results = [
+        fake("magnitude", seed, acc, 1000, {"ratio": 0.5}, lr=lr, pretrain=pretrain[seed], fraction=0.75)
+        for lr, seeds in top1.items()
+        for seed, acc in seeds.items()
+    ]
+    report.write_report(results, [], tmp_path, ["synthetic"], metric="final")
+    data = _data(tmp_path, "curves_cifar10_vgg19_weights_scratch_e")
+    points = {c["label"]: c["points"] for c in data["curves"]}
+    assert list(points) == [f"{MAGNITUDE_LABEL} (lr=0.01)", f"{MAGNITUDE_LABEL} (lr=0.1)"]
+    for lr, seeds in top1.items():
+        (point,) = points[f"{MAGNITUDE_LABEL} (lr={lr})"]
+        _check(point, _expected({s: (acc - BEST, 1000) for s, acc in seeds.items()}))
+    _check(data["unpruned"], _expected({s: (acc - BEST, 4000) for s, acc in pretrain.items()}))
 
 
 def test_one_figure_per_schedule(written: Path) -> None:
