@@ -6,6 +6,7 @@ the pruners' own tables."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -23,7 +24,8 @@ def criteria_table(tables: list[Table]) -> Table | None:
         if table.name == UNPRUNED_TABLE:
             continue
         for row in table.rows:
-            key = (row.dataset, row.model, tuple(sorted(row.options.items())), tuple(sorted(row.setting.items())))
+            identity = json.dumps([row.options, row.setting], sort_keys=True)  # settings may hold dicts or lists
+            key = (row.dataset, row.model, identity)
             shared[key][table.name] = row
     rows, columns = [], []
     for by_pruner in shared.values():

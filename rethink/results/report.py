@@ -37,7 +37,7 @@ def write_report(
 ) -> dict[str, Any]:
     """Write the tables (Markdown + CSV), the long-form ``cells.csv``, the plots and ``report.md`` under ``out``;
     accuracies at ``metric`` (best | final epoch)."""
-    from rethink.results import plots  # matplotlib only when a report is written
+    from rethink.results import curves, plots  # matplotlib only when a report is written
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(exist_ok=True)
@@ -67,6 +67,7 @@ def write_report(
         writer.writerows(long_rows)
     plot_dir = out / "plots"
     written["plots"] = plots.make_plots([t for t in tables if t.name != COMPARISON], plot_dir)
+    written["plots"] += curves.figure3_plots([t for t in tables if t.name != COMPARISON], plot_dir)
     lines = [
         "# Rethinking the Value of Network Pruning — reproduction report",
         "",
@@ -86,6 +87,7 @@ def write_report(
     if accuracy_plots:
         lines += ["## Accuracy vs parameters", ""]
         lines += [f"![{title}]({p.relative_to(out).as_posix()})\n" for title, p in accuracy_plots]
+    lines += curves.section(written["plots"], out)
     if problems:
         lines += ["## Files not reported", ""] + [f"- {p}" for p in problems] + [""]
     (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
