@@ -125,7 +125,7 @@ def test_channel_curves_per_method_sorted_by_params(written: Path) -> None:
         assert image.size == curves.CURVES_SIZE
     assert (data["kind"], data["schedule"], data["metric"]) == ("channels", "scratch_e", "best")
     by_label = {c["label"]: c["points"] for c in data["curves"]}
-    assert list(by_label) == [SLIMMING_LABEL, "uniform", "guided", "transferred guided (vgg16/cifar100)"]
+    assert list(by_label) == [SLIMMING_LABEL, "uniform", "guided", "transferred guided (from vgg16/cifar100)"]
     slimming = by_label[SLIMMING_LABEL]
     assert [p["level"] for p in slimming] == [0.7, 0.5]  # sorted by params: the 70% pruned model is smaller
     _check(slimming[0], _expected({s: v[:2] for s, v in SLIMMING[0.7].items()}))
@@ -133,7 +133,7 @@ def test_channel_curves_per_method_sorted_by_params(written: Path) -> None:
     assert slimming[1]["seeds"] == [1, 2]
     _check(by_label["uniform"][0], _expected({s: v[:2] for s, v in UNIFORM[0.5].items()}))
     _check(by_label["guided"][0], _expected(GUIDED))
-    _check(by_label["transferred guided (vgg16/cifar100)"][0], _expected(TRANSFERRED))
+    _check(by_label["transferred guided (from vgg16/cifar100)"][0], _expected(TRANSFERRED))
     assert len(by_label["uniform"]) == len(by_label["guided"]) == 1
     _check(data["unpruned"], _expected(BASELINE))
 

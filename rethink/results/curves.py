@@ -57,7 +57,7 @@ def method(result: dict[str, Any]) -> tuple[Curve, str] | None:
         label += f" — {cls.title or cls.name}"
     elif curve.role == "transferred guided":
         source = requested.get("source") or {}
-        label += f" ({source.get('model')}/{source.get('dataset')})"
+        label += f" (from {'/'.join(str(source[k]) for k in ('model', 'dataset') if source.get(k) is not None)})"
     return curve, label
 
 
