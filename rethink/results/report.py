@@ -19,12 +19,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from rethink.errors import UserError
 from rethink.results.comparison import NAME as COMPARISON
 from rethink.results.comparison import report_tables
 from rethink.results.naming import slug
 from rethink.results.published import METRIC
 from rethink.results.render import LONG_FIELDS, render, table, to_csv, to_markdown
 from rethink.results.tables import METRIC_NAMES, METRICS, collect
+from rethink.results.verdicts import ALPHA, check_alpha, judge
 
 
 def write_report(
@@ -34,9 +36,10 @@ def write_report(
     sources: list[str],
     use_wandb: bool = False,
     metric: str = METRIC,
+    alpha: float = ALPHA,
 ) -> dict[str, Any]:
-    """Write the tables (Markdown + CSV), the long-form ``cells.csv``, the plots and ``report.md`` under ``out``;
-    accuracies at ``metric`` (best | final epoch)."""
+    """Write the tables (Markdown + CSV), the long-form ``cells.csv``, the plots, ``verdicts.json`` (tests at level
+    ``alpha``) and ``report.md`` under ``out``; accuracies at ``metric`` (best | final epoch)."""
     from rethink.results import plots  # matplotlib only when a report is written
 
     out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +89,9 @@ def write_report(
     if accuracy_plots:
         lines += ["## Accuracy vs parameters", ""]
         lines += [f"![{title}]({p.relative_to(out).as_posix()})\n" for title, p in accuracy_plots]
+    written["verdicts"] = judge(tables, results, metric, alpha)
+    written["verdicts"].write(out / "verdicts.json")
+    lines += [written["verdicts"].to_markdown()]
     if problems:
         lines += ["## Files not reported", ""] + [f"- {p}" for p in problems] + [""]
     (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
@@ -121,16 +127,23 @@ def main(argv: list[str] | None = None) -> int:
         default=METRIC,
         help="accuracy of the best epoch (default, as the paper reports) or of the final epoch",
     )
+    parser.add_argument("--alpha", type=float, default=ALPHA, help="significance level of the verdicts (default 0.05)")
     parser.add_argument("--wandb", action="store_true", help="also log tables and plots to W&B (job_type=report)")
     args = parser.parse_args(argv)
+    try:
+        check_alpha(args.alpha)
+    except UserError as exc:
+        print(f"rethink.report: {exc}", file=sys.stderr)
+        return 2
     results, problems = collect(args.paths)
     for problem in problems:
         print(f"rethink.report: {problem}", file=sys.stderr)
     if not results:
         print("rethink.report: no readable result.json: nothing written", file=sys.stderr)
         return 1
-    written = write_report(results, problems, Path(args.out), list(args.paths), args.wandb, args.metric)
+    written = write_report(results, problems, Path(args.out), list(args.paths), args.wandb, args.metric, args.alpha)
     print(table(results, args.metric))
+    print(written["verdicts"].to_markdown())
     print(
         f"rethink.report: wrote {written['report']} "
         f"({len(written['tables'])} table(s), {len(written['plots'])} plot(s))",
