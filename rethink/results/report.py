@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from rethink.errors import UserError
+from rethink.results import costs
 from rethink.results.comparison import NAME as COMPARISON
 from rethink.results.comparison import report_tables
 from rethink.results.naming import slug
@@ -39,7 +40,7 @@ def write_report(
     alpha: float = ALPHA,
 ) -> dict[str, Any]:
     """Write the tables (Markdown + CSV), the long-form ``cells.csv``, the plots, ``verdicts.json`` (tests at level
-    ``alpha``) and ``report.md`` under ``out``; accuracies at ``metric`` (best | final epoch)."""
+    ``alpha``), ``costs.csv`` and ``report.md`` under ``out``; accuracies at ``metric`` (best | final epoch)."""
     from rethink.results import plots  # matplotlib only when a report is written
 
     out.mkdir(parents=True, exist_ok=True)
@@ -92,6 +93,9 @@ def write_report(
     written["verdicts"] = judge(tables, results, metric, alpha)
     written["verdicts"].write(out / "verdicts.json")
     lines += [written["verdicts"].to_markdown()]
+    costed = costs.cost_tables(tables)
+    costs.write_csv(costed, out / "costs.csv")
+    lines += [costs.to_markdown(costed)]
     if problems:
         lines += ["## Files not reported", ""] + [f"- {p}" for p in problems] + [""]
     (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
