@@ -147,3 +147,9 @@ def test_figure3_pairs_automatic_and_guided_with_uniform_at_the_same_level(
 def test_identical_constant_samples_are_no_significant_difference() -> None:
     same = verdicts.Comparison("t", "d", "m", "s", "a", "b", [93.0, 93.0], [93.0, 93.0], 0.05)
     assert (same.verdict, same.p_value) == ("no significant difference", None)
+
+
+def test_a_report_without_comparisons_says_so(tmp_path: Path) -> None:
+    found = run_report(tmp_path, cells({"baseline": [93.0, 93.2]}, pruner="none", requested={}))
+    assert (found["comparisons"], found["summaries"]) == ([], [])
+    assert "No cell has both sides of a comparison" in (tmp_path / "report" / "report.md").read_text()

@@ -1,11 +1,12 @@
 """Tables, plots and a report from ``result.json`` files: ``python -m rethink.report PATH... [--out DIR]
-[--metric best|final] [--wandb]``, and the summary printed after every sweep (:class:`SweepSummary`, a Hydra
-callback).
+[--metric best|final] [--alpha A] [--wandb]``, and the summary printed after every sweep (:class:`SweepSummary`, a
+Hydra callback).
 
 :func:`write_report` writes, under one directory, every table as Markdown and CSV (``tables/``), the long-form
-``cells.csv``, the plots (``plots/``) and ``report.md`` with all of them; with ``--wandb`` also a W&B run. The tables
-are :mod:`rethink.results.tables` (which results, grouped how) rendered by :mod:`rethink.results.render` (how cells,
-published numbers and footnotes read).
+``cells.csv``, the plots (``plots/``), the verdicts (``verdicts.json``), the compute cost (``costs.csv``) and
+``report.md`` with all of them; with ``--wandb`` also a W&B run. The tables are :mod:`rethink.results.tables` (which
+results, grouped how) rendered by :mod:`rethink.results.render` (how cells, published numbers and footnotes read);
+:mod:`rethink.results.verdicts` tests them, :mod:`rethink.results.costs` counts what they cost.
 """
 
 from __future__ import annotations

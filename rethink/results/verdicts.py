@@ -146,7 +146,8 @@ def figure3_comparisons(results: list[dict[str, Any]], metric: str, alpha: float
         if curve is None or curve.level is None or value is None:
             continue
         cell = r["cell"]
-        key = (cell["dataset"], cell["model"], _freeze(model_options(r)), cell["schedule"], curve.kind, curve.level)
+        level = round(float(curve.level), 6)  # a ratio written two ways (0.7, 0.7000001) is one level
+        key = (cell["dataset"], cell["model"], _freeze(model_options(r)), cell["schedule"], curve.kind, level)
         points[key][curve.role].setdefault(cell["seed"], value)
     out = []
     for key in sorted(points, key=lambda k: (DATASET_ORDER.get(k[0], 9), k[0], _natural(k[1]), k[2:])):
