@@ -110,6 +110,7 @@ def test_ddp_cell_prunes_identically_on_every_rank_and_like_one_process(tmp_path
     assert single["batch"] == {"global": 64, "world_size": 1, "per_rank": 64}
     for stage in ("pretrain", "retrain"):
         assert _stage(ddp, stage)["optimizer_steps"] == _stage(single, stage)["optimizer_steps"] == 4
+    assert {s["device"] for s in ddp["stages"]} == {"cpu x2"} and {s["device"] for s in single["stages"]} == {"cpu"}
     single_prune = Path(_stage(single, "prune")["path"])
     assert (single_prune / "spec.json").read_text() == (prune_dir / "spec.json").read_text()
     single_keep = json.loads((single_prune / "keep.json").read_text())

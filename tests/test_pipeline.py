@@ -161,6 +161,7 @@ def test_imported_weights_are_checked_evaluated_and_pruned(tmp_path: Path) -> No
         compose_settings(*CELL, "schedule=finetune", store, f"pretrain.weights={weights}"), tmp_path / "b"
     )
     assert _statuses(imported)[0] == ("pretrain", "imported")
+    assert imported["stages"][0]["device"] == "cpu" and imported["stages"][0]["compute_s"] >= 0
     assert imported["stages"][0]["accuracy"]["top1_final"] == trained["stages"][0]["accuracy"]["top1_final"]
     assert imported["stages"][1]["key"] != trained["stages"][1]["key"]  # another upstream, another prune artifact
 

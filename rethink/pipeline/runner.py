@@ -5,6 +5,7 @@ Each stage records whether it was computed, resumed, reused or imported."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from rethink.results.naming import cell_group
 from rethink.settings.schema import INHERITED, ORIGINAL
 from rethink.training.checkpoints import load_weights
 from rethink.training.module import ClassificationModule
-from rethink.training.trainer import RunContext, fit, validate
+from rethink.training.trainer import RunContext, device_label, fit, validate
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -42,6 +43,16 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
 
 def _metrics(path: Path) -> dict[str, Any]:
     return json.loads((path / "metrics.json").read_text())
+
+
+# what a stage's computation cost, kept in its artifact (metrics.json or the manifest) so a reused stage's record
+# carries the original computation's numbers; stores from before these keys have none (the report: unknown cost)
+COST_KEYS = ("compute_s", "device")
+
+
+def _cost(start: float, device: str) -> dict[str, Any]:
+    """The wall time since ``start`` (perf_counter) and the device. A resumed stage counts only this run's time."""
+    return {"compute_s": round(time.perf_counter() - start, 2), "device": device}
 
 
 class CellRunner:
@@ -82,12 +93,14 @@ class CellRunner:
                 if save_init and not (path / "init.pt").exists() and not is_distributed_follower():
                     save_tensors_atomic(path / "init.pt", module.model.state_dict())
 
+            start = time.perf_counter()
             result = fit(self.run_context, stage.name, spec, stage.recipe, path, initial, before_fit, callbacks)
             metrics = {
                 "accuracy": result.accuracy,
                 "recipe": asdict(stage.recipe),
                 "optimizer_steps": result.optimizer_steps,
                 "batch": result.batch,
+                **_cost(start, result.device),
             }
             if result.is_global_zero:
                 save_tensors_atomic(path / "weights.pt", result.module.model.state_dict())
@@ -106,7 +119,7 @@ class CellRunner:
         outcome = self.stages.run(stage.name, key, compute, _metrics)
         self.epochs_done += stage.recipe.epochs
         payload = outcome.payload
-        extra = {k: payload[k] for k in ("optimizer_steps", "batch") if k in payload}  # absent in older stores
+        extra = {k: payload[k] for k in ("optimizer_steps", "batch", *COST_KEYS) if k in payload}  # older: absent
         self._record(outcome, accuracy=payload["accuracy"], **extra)
         return outcome
 
@@ -117,9 +130,11 @@ class CellRunner:
         digest = sha256_file(Path(plan.pretrained_weights))
 
         def compute(path: Path) -> Produced:
+            start = time.perf_counter()
             state = load_weights(plan.pretrained_weights, spec, plan.model_name)
-            _, accuracy = validate(self.run_context, "evaluate", spec, state, path)
+            module, accuracy = validate(self.run_context, "evaluate", spec, state, path)
             metrics = {"accuracy": accuracy, "imported_from": plan.pretrained_weights}
+            metrics |= _cost(start, device_label(module.trainer))
             if not is_distributed_follower():
                 save_tensors_atomic(path / "weights.pt", state)
                 write_text_atomic(path / "spec.json", spec.to_json() + "\n")
@@ -128,7 +143,8 @@ class CellRunner:
 
         outcome = self.stages.run("pretrain", keys.pretrain_key(plan, digest), compute, _metrics)
         imported = {"file": plan.pretrained_weights, "sha256": digest}
-        self._record(outcome, accuracy=outcome.payload["accuracy"], imported_from=imported)
+        cost = {k: outcome.payload[k] for k in COST_KEYS if k in outcome.payload}
+        self._record(outcome, accuracy=outcome.payload["accuracy"], imported_from=imported, **cost)
         return outcome
 
     def _pretrain(self) -> Outcome:
@@ -158,8 +174,9 @@ class CellRunner:
             )  # fmt: skip
 
         def compute(path: Path) -> Produced:
+            start = time.perf_counter()
             callback = PruningCallback(pruner, context_of, path)
-            _, accuracy = validate(
+            module, accuracy = validate(
                 self.run_context, "prune", large, load_state(source.path / "weights.pt"), path, [callback]
             )
             files = list(callback.files)
@@ -169,6 +186,7 @@ class CellRunner:
                 save_tensors_atomic(path / "init.pt", pruner.apply(init, large, callback.decision).state_dict())
                 files.append("init.pt")
             meta = {"accuracy": accuracy, "installed_sha256_per_rank": callback.installed}
+            meta |= _cost(start, device_label(module.trainer))
             return Produced(files, callback.decision, meta=meta)
 
         outcome = self.stages.run("prune", keys.prune_key(plan, source.key, round_index), compute, Decision.load)

@@ -1,11 +1,12 @@
 """Tables, plots and a report from ``result.json`` files: ``python -m rethink.report PATH... [--out DIR]
-[--metric best|final] [--wandb]``, and the summary printed after every sweep (:class:`SweepSummary`, a Hydra
-callback).
+[--metric best|final] [--alpha A] [--wandb]``, and the summary printed after every sweep (:class:`SweepSummary`, a
+Hydra callback).
 
 :func:`write_report` writes, under one directory, every table as Markdown and CSV (``tables/``), the long-form
-``cells.csv``, the plots (``plots/``) and ``report.md`` with all of them; with ``--wandb`` also a W&B run. The tables
-are :mod:`rethink.results.tables` (which results, grouped how) rendered by :mod:`rethink.results.render` (how cells,
-published numbers and footnotes read).
+``cells.csv``, the plots (``plots/``), the verdicts (``verdicts.json``), the compute cost (``costs.csv``) and
+``report.md`` with all of them; with ``--wandb`` also a W&B run. The tables are :mod:`rethink.results.tables` (which
+results, grouped how) rendered by :mod:`rethink.results.render` (how cells, published numbers and footnotes read);
+:mod:`rethink.results.verdicts` tests them, :mod:`rethink.results.costs` counts what they cost.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from rethink.errors import UserError
+from rethink.results import costs
 from rethink.results.comparison import NAME as COMPARISON
 from rethink.results.comparison import report_tables
 from rethink.results.naming import slug
 from rethink.results.published import METRIC
 from rethink.results.render import LONG_FIELDS, render, table, to_csv, to_markdown
 from rethink.results.tables import METRIC_NAMES, METRICS, collect
+from rethink.results.verdicts import ALPHA, check_alpha, judge
 
 
 def write_report(
@@ -34,9 +38,11 @@ def write_report(
     sources: list[str],
     use_wandb: bool = False,
     metric: str = METRIC,
+    alpha: float = ALPHA,
 ) -> dict[str, Any]:
-    """Write the tables (Markdown + CSV), the long-form ``cells.csv``, the plots and ``report.md`` under ``out``;
-    accuracies at ``metric`` (best | final epoch)."""
+    """Write the tables (Markdown + CSV), the long-form ``cells.csv``, the plots (with Figure 3's curves),
+    ``verdicts.json`` (tests at level ``alpha``), ``costs.csv`` and ``report.md`` under ``out``; accuracies at
+    ``metric`` (best | final epoch)."""
     from rethink.results import curves, plots  # matplotlib only when a report is written
 
     out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +94,12 @@ def write_report(
         lines += ["## Accuracy vs parameters", ""]
         lines += [f"![{title}]({p.relative_to(out).as_posix()})\n" for title, p in accuracy_plots]
     lines += curves.section(written["plots"], out)
+    written["verdicts"] = judge(tables, results, metric, alpha)
+    written["verdicts"].write(out / "verdicts.json")
+    lines += [written["verdicts"].to_markdown()]
+    costed = costs.cost_tables(tables)
+    costs.write_csv(costed, out / "costs.csv")
+    lines += [costs.to_markdown(costed)]
     if problems:
         lines += ["## Files not reported", ""] + [f"- {p}" for p in problems] + [""]
     (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
@@ -123,16 +135,23 @@ def main(argv: list[str] | None = None) -> int:
         default=METRIC,
         help="accuracy of the best epoch (default, as the paper reports) or of the final epoch",
     )
+    parser.add_argument("--alpha", type=float, default=ALPHA, help="significance level of the verdicts (default 0.05)")
     parser.add_argument("--wandb", action="store_true", help="also log tables and plots to W&B (job_type=report)")
     args = parser.parse_args(argv)
+    try:
+        check_alpha(args.alpha)
+    except UserError as exc:
+        print(f"rethink.report: {exc}", file=sys.stderr)
+        return 2
     results, problems = collect(args.paths)
     for problem in problems:
         print(f"rethink.report: {problem}", file=sys.stderr)
     if not results:
         print("rethink.report: no readable result.json: nothing written", file=sys.stderr)
         return 1
-    written = write_report(results, problems, Path(args.out), list(args.paths), args.wandb, args.metric)
+    written = write_report(results, problems, Path(args.out), list(args.paths), args.wandb, args.metric, args.alpha)
     print(table(results, args.metric))
+    print(written["verdicts"].to_markdown())
     print(
         f"rethink.report: wrote {written['report']} "
         f"({len(written['tables'])} table(s), {len(written['plots'])} plot(s))",

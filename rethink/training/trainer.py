@@ -143,6 +143,7 @@ class FitResult:
     is_global_zero: bool
     optimizer_steps: int  # over the whole stage, the same on every rank
     batch: dict[str, int]  # the global batch, the number of processes and each one's share
+    device: str  # what it ran on (:func:`device_label`)
 
 
 def fit(
@@ -176,7 +177,16 @@ def fit(
     world = trainer.world_size
     batch = {"global": run.datamodule.batch_size, "world_size": world}
     batch["per_rank"] = rank_batch_size(batch["global"], world)
-    return FitResult(module, accuracy, resume_from is not None, trainer.is_global_zero, trainer.global_step, batch)
+    device, resumed = device_label(trainer), resume_from is not None
+    return FitResult(module, accuracy, resumed, trainer.is_global_zero, trainer.global_step, batch, device)
+
+
+def device_label(trainer: pl.Trainer) -> str:
+    """What a Lightning run ran on: the accelerator type, the device name (CUDA) and the process count when more than
+    one, e.g. ``cpu``, ``cuda: NVIDIA H200 x2``."""
+    device = trainer.strategy.root_device
+    name = f": {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return f"{device.type}{name}" + (f" x{trainer.world_size}" if trainer.world_size > 1 else "")
 
 
 def validate(
