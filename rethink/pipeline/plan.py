@@ -24,7 +24,8 @@ from rethink.arch.surgery import group_widths
 from rethink.distributed import planned_world_size, rank_batch_size
 from rethink.errors import UserError
 from rethink.pipeline.budget import Budget
-from rethink.pipeline.source import plan_source
+from rethink.pipeline.config import load_settings
+from rethink.pipeline.source import describe, source_config
 from rethink.pruning.context import CalibrationShape
 from rethink.pruning.registry import Pruner, SourceCell, SourceModels, create
 from rethink.settings.schema import FRESH, ORIGINAL, Settings
@@ -360,8 +361,18 @@ def build_plan(settings: Settings) -> CellPlan:
 
 
 def _source_plan(settings: Settings, guide: SourceCell, plan: CellPlan) -> CellPlan:
-    """The plan of the cell whose decision guides ``plan``'s target, checked to fit ``plan``'s model."""
-    source = plan_source(settings, guide)
+    """The plan of the cell whose decision guides ``plan``'s target (:mod:`rethink.pipeline.source`), checked to be
+    an automatic pruner's and to fit ``plan``'s model."""
+    what = describe(guide, settings)
+    try:
+        source = build_plan(load_settings(source_config(settings, guide)))
+    except UserError as exc:
+        raise UserError(f"pruner={settings.pruner.name}: its source cell ({what}) cannot be planned: {exc}") from None
+    if not source.needs_pretrain or source.pruned is not None:
+        raise UserError(
+            f"pruner={settings.pruner.name}: its source cell ({what}) has no decision of a trained model to follow; "
+            "the source must be an automatic pruner (e.g. pruner=slimming)."
+        )
     try:
         plan.pruner.check_source(plan.large, plan.input_size, SourceModels(source.large, None, source.input_size))
     except ValueError as exc:

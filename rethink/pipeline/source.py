@@ -10,7 +10,7 @@ variant's miniature carries over. Every other group (pretrain, optim, trainer, p
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from omegaconf import OmegaConf
 
@@ -18,9 +18,6 @@ from rethink.errors import UserError
 from rethink.options import option_node
 from rethink.pruning.registry import SourceCell
 from rethink.settings.schema import Settings
-
-if TYPE_CHECKING:
-    from rethink.pipeline.plan import CellPlan
 
 
 def _resolved_node(config: Mapping[str, Any], group: str, node: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,21 +62,3 @@ def describe(source: SourceCell, settings: Settings) -> str:
     dataset = source.dataset or settings.dataset.name
     seed = settings.seed if source.seed is None else source.seed
     return f"pruner={source.pruner['name']} {pruner} on {model} / {dataset}, seed {seed}".replace("  ", " ")
-
-
-def plan_source(settings: Settings, source: SourceCell) -> "CellPlan":
-    """The plan of the source cell; a :class:`UserError` names the source when it cannot be planned."""
-    from rethink.pipeline.config import load_settings
-    from rethink.pipeline.plan import build_plan
-
-    what = describe(source, settings)
-    try:
-        plan = build_plan(load_settings(source_config(settings, source)))
-    except UserError as exc:
-        raise UserError(f"pruner={settings.pruner.name}: its source cell ({what}) cannot be planned: {exc}") from None
-    if not plan.needs_pretrain or plan.pruned is not None:
-        raise UserError(
-            f"pruner={settings.pruner.name}: its source cell ({what}) has no decision of a trained model to follow; "
-            "the source must be an automatic pruner (e.g. pruner=slimming)."
-        )
-    return plan
