@@ -85,3 +85,25 @@ def test_the_totals_are_the_compute_the_table_header_states(name: str) -> None:
     total = totals(cell.stages for cell in cells)
     assert total.cells == len(jobs) and total.unplanned == total.undecided == total.stored == 0
     assert round(total.device_hours) == int(header.group(1).replace(",", ""))
+
+
+@pytest.mark.parametrize(
+    "name, models_seeds",
+    [
+        ("figure3_guided", 2 * 5),  # slimming's VGG-19 / CIFAR-100 and VGG-16 / CIFAR-10, 5 seeds
+        pytest.param("figure3_slimming", 2 * 3 * 5, marks=pytest.mark.slow),  # 360 cells: about a minute
+        pytest.param("figure3_weight_level", 2 * 3 * 5, marks=pytest.mark.slow),  # 450 cells
+    ],
+)
+def test_figure3_sweeps_plan_every_cell_and_count_each_large_model_once(name: str, models_seeds: int) -> None:
+    """Every cell of the full Figure 3 sweeps plans; a guided or params-matched uniform cell lists its source cell's
+    pretrain, which is the slimming cells' own: one large model per (data set, model, seed) in the totals, plus one
+    retraining per cell (its architecture decided by training)."""
+    jobs = progress.sweep_jobs(compose_with_hydra(f"experiment=paper/{name}"))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cells = [plan_cell("config", [], num, job) for num, job in enumerate(jobs)]
+    total = totals(cell.stages for cell in cells)
+    assert total.cells == len(jobs) and total.unplanned == 0
+    assert total.stages == len(jobs) + models_seeds
+    pretrains = {e.key for cell in cells for e in cell.stages if e.stage == "pretrain"}
+    assert len(pretrains) == models_seeds
