@@ -10,19 +10,12 @@ from typing import Any
 
 import pytest
 from conftest import compose_settings
+from test_pipeline import CELL as PIPELINE_CELL
 
 from rethink.pipeline.result import run_cell
 from rethink.results import costs, report, tables
 
-CELL = (
-    "dataset=synthetic",
-    "model=vgg16",
-    "model.width_multiplier=0.125",
-    "trainer=cpu",
-    "pruner=l1",
-    "pruner.variant=A",
-    "schedule=finetune",
-)
+CELL = (*PIPELINE_CELL, "schedule=finetune")
 
 
 def test_stage_records_carry_compute_time_and_device_also_when_reused(tmp_path: Path) -> None:

@@ -21,18 +21,21 @@ SWEEPS = {
 
 
 @pytest.mark.parametrize(
-    "name",
+    "name, overrides",
     [
-        "figure3_guided",  # every channel method, transferred guided pruning included: in the default suite
-        pytest.param("figure3_slimming", marks=pytest.mark.slow),
-        pytest.param("figure3_weight_level", marks=pytest.mark.slow),
+        # every channel method, transferred guided pruning included, at one ratio: in the default suite
+        ("figure3_guided", ("pruner.ratio=0.3",)),
+        pytest.param("figure3_guided", (), marks=pytest.mark.slow),
+        pytest.param("figure3_slimming", (), marks=pytest.mark.slow),
+        pytest.param("figure3_weight_level", (), marks=pytest.mark.slow),
     ],
 )
-def test_quick_figure3_sweep_draws_its_curves(name: str, tmp_path: Path) -> None:
+def test_quick_figure3_sweep_draws_its_curves(name: str, overrides: tuple[str, ...], tmp_path: Path) -> None:
     sweep_dir, report_dir = tmp_path / "sweep", tmp_path / "report"
     proc = run(
         "rethink.main",
         f"experiment=paper/quick/{name}",
+        *overrides,
         f"hydra.sweep.dir={sweep_dir}",
         f"paths.artifact_dir={tmp_path / 'artifacts'}",
         timeout=1200,
