@@ -50,11 +50,11 @@ def main(cfg: DictConfig) -> str | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     from rethink.distributed import is_distributed_follower
     from rethink.pipeline.config import load_settings
-    from rethink.pipeline.plan import build_plan
+    from rethink.pipeline.tasks import cell_plan
 
     if cfg.get("dry_run") or not sweep:  # planned first: a dry run or bad input leaves no run folder behind
         try:
-            plan = build_plan(load_settings(cfg))
+            plan = cell_plan(load_settings(cfg))
         except UserError as exc:
             if sweep:  # a dry run of a sweeper whose cells are only known as they run: the other cells go on
                 print(f"rethink: error: {exc}", file=sys.stderr)

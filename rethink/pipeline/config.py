@@ -15,6 +15,7 @@ from typing import Any, Literal, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from rethink.data.registry import dataset_kind
+from rethink.detection.settings import TASKS
 from rethink.errors import UserError
 from rethink.pipeline.schedules import schedule_schema
 from rethink.pruning.registry import pruner_class
@@ -26,11 +27,13 @@ from rethink.settings.schema import (
     PathsSettings,
     PretrainSettings,
     Settings,
+    TaskSettings,
     TrainerSettings,
 )
 from rethink.settings.typed import NonNegativeInt, coerce, parse
 
 GROUPS = ("dataset", "model", "pruner", "schedule", "pretrain", "optim", "calibration", "trainer", "logger", "paths")
+GROUPS += ("task",)
 SCALARS: dict[str, Any] = {
     "seed": NonNegativeInt,
     "progress_bar": Literal["rich", "tqdm", "lines"],
@@ -58,6 +61,13 @@ def _option(node: Mapping[str, Any], group: str) -> str:
     if not isinstance(name, str):
         raise UserError(f"{group}.name={name!r}: every {group} option names itself; pick one with {group}=<name>.")
     return name
+
+
+def _task(node: Mapping[str, Any]) -> TaskSettings:
+    name = _option(dict(node), "task")
+    if name not in TASKS:
+        raise UserError(f"task.name={name!r} is not known; accepted: {', '.join(TASKS)}.")
+    return parse(TASKS[name], node, "task", f"task={name}")
 
 
 def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
@@ -97,6 +107,7 @@ def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
         trainer=TrainerSettings.parse(_group(config, "trainer")),
         logger=parse(LoggerSettings, _group(config, "logger"), "logger"),
         paths=parse(PathsSettings, _group(config, "paths"), "paths"),
+        task=_task(config.get("task") or {"name": "classification"}),
         resolved=MappingProxyType(config),
         **scalars,
     )

@@ -19,10 +19,12 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from rethink.detection.estimate import detection_estimates
 from rethink.errors import UserError
 from rethink.pipeline.config import load_settings
 from rethink.pipeline.estimate import REFERENCE_DEVICE, StageEstimate, Totals, stage_estimates, totals
-from rethink.pipeline.plan import CellPlan, build_plan
+from rethink.pipeline.plan import CellPlan
+from rethink.pipeline.tasks import cell_plan
 from rethink.results.naming import cell_group
 from rethink.results.progress import sweep_jobs
 
@@ -41,10 +43,10 @@ class PlannedCell:
 def plan_cell(config_name: str | None, hydra_overrides: list[str], job: int, overrides: list[str]) -> PlannedCell:
     """Compose the job's config (as its launcher would), validate and plan it."""
     try:
-        plan = build_plan(load_settings(compose(config_name=config_name, overrides=hydra_overrides + overrides)))
+        plan = cell_plan(load_settings(compose(config_name=config_name, overrides=hydra_overrides + overrides)))
     except (UserError, HydraException) as exc:
         return PlannedCell(job, overrides, error=str(exc).replace("\n", " "))
-    return PlannedCell(job, overrides, plan, stage_estimates(plan))
+    return PlannedCell(job, overrides, plan, detection_estimates(plan) if plan.detection else stage_estimates(plan))
 
 
 def _count(value: float) -> str:
@@ -63,6 +65,10 @@ def _row(cell: PlannedCell, common: set[str]) -> list[str]:
     label = f"{cell_group(plan.cell, plan.settings.config()['pruner'])} seed={plan.cell['seed']}"
     decided = plan.retrain.model == "large" or plan.pruned is not None  # else: at most the large model's
     cost = plan.cost(plan.retrain.model if decided else "large")
+    if plan.detection is not None:  # the detector's backbone at the detection input size
+        backbone = plan.detection.final_backbone
+        decided = backbone is not None
+        cost = plan.detection.backbone_cost(backbone or plan.large)
     bound = "" if decided else "≤"
     params, flops = bound + _count(cost["params"]), bound + _count(cost["flops"]["paper"])
     stages, stored = [], []

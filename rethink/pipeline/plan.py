@@ -17,22 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rethink.arch import INPUT_SIZE, ArchSpec, UnknownModelError, default_spec, family_of, model_info, spec_cost
-from rethink.arch.family import DECLARATIONS
+from rethink.arch import ArchSpec, default_spec, family_of, spec_cost
 from rethink.arch.stages import group_stages, stage_kept_ratios
 from rethink.arch.surgery import group_widths
-from rethink.distributed import planned_world_size, rank_batch_size
 from rethink.errors import UserError
 from rethink.pipeline.budget import Budget
+from rethink.pipeline.checks import check_calibration, check_global_batch, configured_pruner, large_spec
 from rethink.pipeline.config import load_settings
 from rethink.pipeline.source import describe, source_config
-from rethink.pruning.context import CalibrationShape
-from rethink.pruning.registry import Pruner, SourceCell, SourceModels, create
+from rethink.pruning.registry import Pruner, SourceCell, SourceModels
 from rethink.settings.schema import FRESH, ORIGINAL, Settings
 from rethink.training.checkpoints import TORCHVISION, TORCHVISION_OPTIONS, torchvision_fetch_hint, torchvision_file
 from rethink.training.recipes import Recipe, pretrain_recipe
 
-DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
 DECIDED_BY_TRAINING = ["per-layer widths", "params and FLOPs of the pruned model", "Scratch-B epochs"]
 
 
@@ -73,6 +70,7 @@ class CellPlan:
     sparse: SparseCost | None = None
     decided: dict[str, Any] | None = None  # the decision's notes (decision.json), once training has decided
     source: "CellPlan | None" = None  # the cell whose decision guides this one's target (Pruner.source)
+    detection: Any = None  # task=detection: the detection stages after this cell's (rethink.detection.plan)
 
     @property
     def model_name(self) -> str:
@@ -189,50 +187,6 @@ def _rounded(values: Any) -> list[float]:
     return [round(float(v), 6) for v in values]
 
 
-def _large_spec(settings: Settings) -> ArchSpec:
-    name, dataset = settings.model.name, settings.dataset
-    try:
-        info = model_info(name)
-    except UnknownModelError as exc:
-        raise UserError(f"model.name: {exc}. Pick one with model=<name>.") from None
-    size = INPUT_SIZE[info.domain]
-    if size != dataset.image_size:
-        raise UserError(
-            f"model '{name}' is {DOMAIN_NAMES.get(info.domain, info.domain)} architecture for {size}x{size} inputs, "
-            f"but dataset '{dataset.name}' has {dataset.image_size}x{dataset.image_size} images. Pick a model for "
-            f"that input size, e.g. model={'resnet56' if dataset.image_size == 32 else 'resnet50'}."
-        )
-    try:
-        spec = default_spec(name, dataset.num_classes, **settings.model.options)
-    except (TypeError, ValueError) as exc:
-        message = str(exc) if str(exc).startswith(f"model '{name}'") else f"model '{name}': {exc}"
-        raise UserError(f"{message}. Fix the model.* override (conf/model/{name}.yaml lists the options).") from None
-    try:
-        spec_cost(spec, size)  # every layer type has a FLOP rule (docs/protocol.md#flops)
-    except ValueError as exc:
-        raise UserError(f"model '{name}': {exc}") from None
-    return spec
-
-
-def _configured_pruner(settings: Settings, large: ArchSpec) -> tuple[Pruner, ArchSpec, ArchSpec | None]:
-    """The pruner for this model (checked against what its family declares), the large spec it trains, and its
-    predefined target (None when training decides)."""
-    pruner, model = create(settings.pruner, settings.model.name), settings.model.name
-    missing = family_of(large).missing(pruner.requirements().family)
-    if missing:
-        what = "; ".join(f"{DECLARATIONS[m]} (Family.{m})" for m in missing)
-        raise UserError(
-            f"pruner={pruner.name} cannot prune model '{model}': its family '{large.family}' does not declare {what}, "
-            f"which {pruner.name} needs. Declare it in the family's module, or pick another pruner."
-        )
-    try:
-        pruner.check(large)
-        prepared = pruner.prepare(large)
-        return pruner, prepared, pruner.target(prepared) if pruner.requirements().predefined_target else None
-    except ValueError as exc:
-        raise UserError(f"pruner={pruner.name} with model '{model}': {exc}. Fix the pruner.* overrides.") from None
-
-
 def _importing(plan: CellPlan) -> CellPlan:
     """``plan`` with the file its pretrain stage imports: ``pretrain.weights`` resolved (``torchvision``: the model's
     torchvision weights in the torch hub cache, which must fit the large model). A missing file stops a run here,
@@ -299,8 +253,8 @@ def _retrain_stage(plan: CellPlan) -> tuple[StagePlan, Budget | None]:
 def build_plan(settings: Settings) -> CellPlan:
     """Plan the cell of ``settings``; raises :class:`UserError` on input that does not fit together."""
     schedule, model = settings.schedule, settings.model.name
-    large = _large_spec(settings)
-    pruner, large, target = _configured_pruner(settings, large)
+    large = large_spec(settings)
+    pruner, large, target = configured_pruner(settings, large)
     baseline = schedule.init is None
     if (not pruner.prunes) != baseline:
         fix = (
@@ -312,7 +266,7 @@ def build_plan(settings: Settings) -> CellPlan:
             f"schedule={schedule.name} with pruner={pruner.name}: schedule=baseline trains the unpruned model and "
             f"every other schedule retrains a pruned one; {fix}."
         )
-    _check_global_batch(settings)
+    check_global_batch(settings)
     pretrain = _pretrain(settings)
     cell = {
         "dataset": settings.dataset.name,
@@ -356,7 +310,7 @@ def build_plan(settings: Settings) -> CellPlan:
     if retrain.init != FRESH or target is None:  # the decision needs the trained large model
         rounds = tuple(StagePlan("imp", "large", ORIGINAL, pretrain) for _ in range(pruner.rounds() - 1))
         stages = (*plan.stages, *rounds)
-        _check_calibration(settings, pruner, large, target)
+        check_calibration(settings, pruner, large, target)
     return _importing(dataclasses.replace(plan, stages=(*stages, retrain), budget=budget))
 
 
@@ -378,23 +332,3 @@ def _source_plan(settings: Settings, guide: SourceCell, plan: CellPlan) -> CellP
     except ValueError as exc:
         raise UserError(f"pruner={plan.pruner.name} with model '{plan.model_name}': {exc}") from None
     return source
-
-
-def _check_calibration(settings: Settings, pruner: Pruner, large: ArchSpec, target: ArchSpec | None) -> None:
-    """A data-driven pruner's calibration data checked against its needs, before any training."""
-    if not pruner.requirements().calibration:
-        return
-    dataset = settings.dataset
-    shape = CalibrationShape(settings.calibration.batches, dataset.batch_size, dataset.image_size)
-    try:
-        pruner.check_data(large, target, shape)
-    except ValueError as exc:
-        raise UserError(f"pruner={pruner.name} with model '{settings.model.name}': {exc}") from None
-
-
-def _check_global_batch(settings: Settings) -> None:
-    """``dataset.batch_size`` is the global batch: it must split evenly over the planned processes (checked again
-    by the data module once Lightning knows the world size)."""
-    world = planned_world_size(settings.trainer.arguments)
-    if world is not None:
-        rank_batch_size(settings.dataset.batch_size, world)

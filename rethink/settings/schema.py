@@ -186,6 +186,14 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class TaskSettings:
+    """``task.name``: what the cell trains — ``classification`` (the paper's tables) or another task's option, whose
+    schema subclasses this one (``detection``: :mod:`rethink.detection.settings`)."""
+
+    name: str = "classification"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a cell runs with: one validated, immutable object per config group, and the resolved config."""
 
@@ -200,6 +208,7 @@ class Settings:
     trainer: TrainerSettings
     logger: LoggerSettings
     paths: PathsSettings
+    task: TaskSettings = TaskSettings()
     progress_bar: Literal["rich", "tqdm", "lines"] = "rich"
     dry_run: Literal[False, True, "json"] = False  # true: for people (a sweep: a table); json: for programs
     verbose: bool = False  # Lightning's own info lines and library warnings (rethink.training.console)
