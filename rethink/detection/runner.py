@@ -16,9 +16,10 @@ import torch
 from rethink.arch import ArchSpec
 from rethink.detection import keys
 from rethink.detection.data import DetectionDataSettings, build_detection_datamodule
-from rethink.detection.model import backbone_classifier, load_backbone, prune_detector
+from rethink.detection.model import load_backbone
 from rethink.detection.module import DetectionModule, DetectionRecipe
 from rethink.detection.plan import DETECT, DETECT_FINETUNE, DETECT_PRUNE, DetectionPart
+from rethink.detection.surgery import backbone_classifier, prune_detector
 from rethink.distributed import is_distributed_follower
 from rethink.io import save_tensors_atomic, write_json_atomic, write_text_atomic
 from rethink.pipeline.plan import CellPlan
@@ -56,12 +57,11 @@ class DetectionRunner:
         """A detection training stage: the detector of backbone ``spec`` from ``start`` (a callable installing the
         starting weights into the module), trained with ``recipe``; resumes from its epoch checkpoint."""
         run, settings = self.classification.run_context, self.plan.settings
-        s = self.part.settings
 
         def compute(path: Path) -> Produced:
             began = time.perf_counter()
             pl.seed_everything(settings.seed, workers=True, verbose=False)
-            module = DetectionModule(spec, self.datamodule.num_classes, s.head, recipe, s.min_size, s.max_size)
+            module = self._module(spec, recipe)
             start(module)
             checkpoint_dir = path / "checkpoints"
             resume = resumable_checkpoint(checkpoint_dir)
@@ -70,8 +70,8 @@ class DetectionRunner:
             trainer = make_trainer(settings, recipe.epochs, loggers, checkpoint_dir, (), run.label(stage))
             try:
                 trainer.fit(module, datamodule=self.datamodule, ckpt_path=resume_from, weights_only=True)
-                scores = module.scores()
-                summarize(loggers, {**scores["final"], "epochs": recipe.epochs})
+                scores = {"final": dict(module.last), "best": dict(module.best)}
+                summarize(loggers, {**module.last, "epochs": recipe.epochs})
             finally:
                 finish(settings, loggers)
             metrics = {
@@ -96,13 +96,22 @@ class DetectionRunner:
         )  # fmt: skip
         return outcome
 
+    def _module(self, spec: ArchSpec, recipe: DetectionRecipe) -> DetectionModule:
+        s = self.part.settings
+        classes = self.datamodule.num_classes
+        return DetectionModule(spec, classes, s.head, recipe, s.min_size, s.max_size, s.trainable_layers)
+
+    def _recipe(self, epochs: int, lr: float, warmup: bool) -> DetectionRecipe:
+        s, optim = self.part.settings, self.plan.settings.optim
+        warmup_iters, factor = (s.warmup_iters, s.warmup_factor) if warmup else (0, 1.0)
+        milestones = tuple(s.milestones) if warmup else ()
+        return DetectionRecipe(
+            epochs, lr, optim.momentum, optim.weight_decay, warmup_iters, factor, milestones, optim.lr_gamma
+        )
+
     def _detect(self, backbone_key: str, spec: ArchSpec, state: dict[str, torch.Tensor]) -> Outcome:
         s = self.part.settings
-        optim = self.plan.settings.optim
-        recipe = DetectionRecipe(
-            s.epochs, s.lr, optim.momentum, optim.weight_decay, s.warmup_iters, s.warmup_factor, list(s.milestones),
-            optim.lr_gamma,
-        )  # fmt: skip
+        recipe = self._recipe(s.epochs, s.lr, warmup=True)
         return self._detector_fit(
             DETECT, keys.detect_key(self.plan, backbone_key, spec), spec, recipe,
             lambda module: load_backbone(module.detector, state),
@@ -116,18 +125,18 @@ class DetectionRunner:
 
         def compute(path: Path) -> Produced:
             began = time.perf_counter()
-            state = load_state(detect.path / "weights.pt")
-            classifier = backbone_classifier(state, spec)
+            module = self._module(spec, self._recipe(1, self.part.settings.lr, warmup=False))
+            module.detector.load_state_dict(load_state(detect.path / "weights.pt"), strict=True)
+            classifier = backbone_classifier(module.detector, spec)
             context = PruneContext(classifier, spec, plan.model_name, plan.settings.seed, part.pruned)
             decision = part.pruner.decide(context)
+            pruned_spec, pruned = prune_detector(module.detector, spec, decision.keep)
             if not is_distributed_follower():
-                save_tensors_atomic(
-                    path / "weights.pt", self._pruned_detector(state, spec, decision.keep, decision.spec)
-                )
-                write_text_atomic(path / "spec.json", decision.spec.to_json() + "\n")
+                save_tensors_atomic(path / "weights.pt", pruned.state_dict())
+                write_text_atomic(path / "spec.json", pruned_spec.to_json() + "\n")
                 write_json_atomic(path / "keep.json", decision.keep)
             meta = {"compute_s": round(time.perf_counter() - began, 2), "device": "cpu"}
-            return Produced(["weights.pt", "spec.json", "keep.json"], decision.spec, meta=meta)
+            return Produced(["weights.pt", "spec.json", "keep.json"], pruned_spec, meta=meta)
 
         def load(path: Path) -> ArchSpec:
             return ArchSpec.from_json((path / "spec.json").read_text())
@@ -137,21 +146,9 @@ class DetectionRunner:
         self.records.append({**record, **{k: v for k, v in outcome.meta.items() if k in ("compute_s", "device")}})
         return outcome, outcome.payload
 
-    def _pruned_detector(
-        self, state: dict[str, torch.Tensor], spec: ArchSpec, keep: dict[str, list[int]], pruned: ArchSpec
-    ) -> dict[str, torch.Tensor]:
-        s = self.part.settings
-        module = DetectionModule(
-            spec, self.datamodule.num_classes, s.head, DetectionRecipe(1, s.lr), s.min_size, s.max_size
-        )
-        module.detector.load_state_dict(state, strict=True)
-        return prune_detector(module.detector, spec, keep, pruned).state_dict()
-
     def _finetune(self, prune: Outcome, spec: ArchSpec) -> Outcome:
-        s, optim = self.part.settings, self.plan.settings.optim
-        recipe = DetectionRecipe(
-            s.finetune_epochs, s.finetune_lr, optim.momentum, optim.weight_decay, 0, 1.0, [], optim.lr_gamma
-        )
+        s = self.part.settings
+        recipe = self._recipe(s.finetune_epochs, s.finetune_lr, warmup=False)
         state = load_state(prune.path / "weights.pt")
         return self._detector_fit(
             DETECT_FINETUNE, keys.detect_finetune_key(self.plan, prune.key), spec, recipe,

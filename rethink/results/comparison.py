@@ -10,6 +10,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from rethink.results.detection import is_detection
 from rethink.results.tables import UNPRUNED_TABLE, Row, Table, build_tables
 
 NAME = "criteria"
@@ -49,7 +50,8 @@ def criteria_table(tables: list[Table]) -> Table | None:
 
 
 def report_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Table]:
-    """Every table of ``results`` at ``metric``: one per pruner, the unpruned models, and the criteria comparison."""
-    tables = build_tables(results, metric)
+    """Every table of ``results`` at ``metric``: one per pruner, the unpruned models, and the criteria comparison
+    (detection results have their own table: :mod:`rethink.results.detection`)."""
+    tables = build_tables([r for r in results if not is_detection(r)], metric)
     compared = criteria_table(tables)
     return tables + ([compared] if compared is not None else [])

@@ -23,6 +23,7 @@ from typing import Any
 
 from rethink.results import published
 from rethink.results.comparison import report_tables
+from rethink.results.detection import detection_table
 from rethink.results.tables import METRIC_NAMES, UNPRUNED_TABLE, Row, Table, column_title
 
 # ---------------------------------------------------------------------------------------------- number formatting
@@ -254,7 +255,8 @@ LONG_FIELDS += ["metric", "not_paper_protocol"]
 
 
 def table(results: list[dict[str, Any]], metric: str = published.METRIC) -> str:
-    """Every table of ``results`` as Markdown at ``metric`` (what the sweep summary prints)."""
+    """Every table of ``results`` as Markdown at ``metric`` (what the sweep summary prints), the detection table
+    last."""
     for result in results:
         result.setdefault("_file", "?")
-    return "\n".join(to_markdown(t) for t in report_tables(results, metric))
+    return "\n".join([*(to_markdown(t) for t in report_tables(results, metric)), detection_table(results)]).rstrip()

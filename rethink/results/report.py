@@ -24,6 +24,7 @@ from rethink.errors import UserError
 from rethink.results import costs
 from rethink.results.comparison import NAME as COMPARISON
 from rethink.results.comparison import report_tables
+from rethink.results.detection import detection_table
 from rethink.results.naming import slug
 from rethink.results.published import METRIC
 from rethink.results.render import LONG_FIELDS, render, table, to_csv, to_markdown
@@ -93,6 +94,10 @@ def write_report(
     if accuracy_plots:
         lines += ["## Accuracy vs parameters", ""]
         lines += [f"![{title}]({p.relative_to(out).as_posix()})\n" for title, p in accuracy_plots]
+    detection = detection_table(results)
+    if detection:
+        (out / "tables" / "detection.md").write_text(detection)
+        lines += [detection]
     lines += curves.section(written["plots"], out)
     written["verdicts"] = judge(tables, results, metric, alpha)
     written["verdicts"].write(out / "verdicts.json")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from rethink.results.detection import check_detection, is_detection
 from rethink.results.naming import pruned_setting, pruner_table_order, pruner_table_title, setting_label
 from rethink.results.protocol import PRETRAIN_SCOPE, RETRAIN_SCOPE, differences
 from rethink.results.recipes import restart_recipes
@@ -68,6 +69,8 @@ def check(result: Any) -> str | None:
         return f"foreign: a JSON {type(result).__name__}, not a result object"
     if not isinstance(result.get("cell"), dict) and not isinstance(result.get("accuracy"), dict):
         return "foreign: not a rethink result.json (no 'cell' or 'accuracy' keys)"
+    if is_detection(result):
+        return check_detection(result)
     missing = [
         ".".join(path)
         for path in REQUIRED
