@@ -21,6 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from rethink.pipeline.plan import build_plan
+from rethink.pipeline.tasks import cell_plan
 from rethink.results import progress, protocol
 
 PAPER = CONF_DIR / "experiment" / "paper"
@@ -53,6 +54,7 @@ EXPECTED_CELLS = {
     "figure3_slimming": 2 * 3 * 2 * 6 * 5,
     "figure3_guided": 4 * 6 * 5,
     "figure3_weight_level": 2 * 3 * 3 * 5 * 5,
+    "detection_voc": 2 * 5,
 }
 # Figure 3's miniatures keep every method but fewer models and ratios, on the synthetic data set; transferred guided
 # pruning (from VGG-16 on CIFAR-10) is guided pruning from VGG-16 on the same synthetic data there
@@ -120,7 +122,7 @@ def test_table_config_composes_and_expands(name: str) -> None:
     assert f"python -m rethink.main experiment=paper/{name}" in header and "GPU-hours" in header
     for cell in covering_cells(axes):
         settings = compose_settings(f"experiment=paper/{name}", *cell, "dry_run=true")
-        plan = build_plan(settings).to_dict()
+        plan = cell_plan(settings).to_dict()
         assert plan["cell"]["dataset"] in (cfg.dataset.name, *[c.split("=")[1] for c in axes.get("dataset", [])])
         assert plan["cell"]["seed"] == 1
         # the report compares this cell with the paper's numbers: its settings are the paper's protocol
@@ -129,6 +131,8 @@ def test_table_config_composes_and_expands(name: str) -> None:
             key, value = override.split("=", 1)
             if key in ("schedule", "dataset"):
                 assert plan["cell"][key] == value
+            elif key == "task.transfer":
+                assert plan["cell"]["schedule"] == value  # a detection cell's column
             elif key == "model":
                 assert plan["cell"]["model"] == value
             elif key in ("pruner.variant", "pruner.ratio"):
@@ -158,7 +162,7 @@ def test_quick_variant_has_the_same_cells_in_miniature(name: str) -> None:
     assert quick.model.width_multiplier <= 0.25 and quick.pretrain.epochs <= 4
     assert quick.hydra.sweep.dir == f"multirun_outputs/paper/quick/{name}/default"
     for cell in [job for job in progress.sweep_jobs(quick) if "seed=1" in job]:  # every cell plans (no narrow-width
-        plan = build_plan(compose_settings(*cell)).to_dict()  # pruning error is left for the sweep to find)
+        plan = cell_plan(compose_settings(*cell)).to_dict()  # pruning error is left for the sweep to find)
         assert plan["cell"]["dataset"] == "synthetic"
         assert all(stage.get("epochs") is None or stage["epochs"] <= 40 for stage in plan["stages"])
 

@@ -158,6 +158,8 @@ class CellPlan:
         budget = self.budget
         imported = self.imported()
         source = {} if self.source is None else {"source": self.source.to_dict()}
+        if self.detection is not None:
+            source["detection"] = self.detection.to_dict()
         return {
             "cell": self.cell,
             "input_size": self.input_size,
