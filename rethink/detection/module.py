@@ -144,6 +144,10 @@ def _without_difficult(target: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _steps_per_epoch(trainer: pl.Trainer) -> int:
-    """Optimizer steps per training epoch of this process."""
-    trainer.estimated_stepping_batches  # noqa: B018 (sets up the training data, so the batch count is known)
-    return max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
+    """Optimizer steps per training epoch of this process (the milestones are epochs, the schedule counts steps)."""
+    if trainer.train_dataloader is None:
+        trainer.fit_loop.setup_data()  # as Trainer.estimated_stepping_batches does, to know the batch count
+    batches = trainer.num_training_batches
+    if math.isinf(batches):
+        raise ValueError("the detection LR schedule needs training data of known length (milestones are epochs)")
+    return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
