@@ -103,6 +103,8 @@ def test_load_backbone_fills_every_weight(head: str) -> None:
     pruned = build(l1_target_spec(SPEC, "resnet34", "A")).state_dict()
     with pytest.raises(ValueError, match=r"shapes differ \(layer1.1.conv1.weight \(5, 8, 3, 3\) vs \(8, 8, 3, 3\)"):
         load_backbone(detector, pruned)
+    with pytest.raises(ValueError, match="not a model of the given spec"):
+        backbone_classifier(detector, l1_target_spec(SPEC, "resnet34", "A"))
 
 
 def _heads_on_fixed_boxes(detector: nn.Module, x: Tensor) -> list[Tensor]:
@@ -152,6 +154,8 @@ def test_l1_pruning_inside_the_detector_equals_masking(head: str, variant: str) 
     for a, b in zip(small, masked):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
     assert not torch.allclose(full[0], masked[0], rtol=1e-3)  # the pruned channels did matter
+    losses = pruned.train()(_images(), [{k: t[k] for k in ("boxes", "labels")} for t in _targets()])
+    assert all(torch.isfinite(v) for v in losses.values())  # the pruned detector fine-tunes
 
 
 RECIPE = DetectionRecipe(

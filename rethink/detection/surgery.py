@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN
 
 from rethink.arch import ArchSpec, build
-from rethink.arch.surgery import check_matches, mask, shrink
+from rethink.arch.surgery import mask, shrink
 from rethink.detection.model import backbone_parts, backbone_state, freeze_batchnorm, load_backbone
 
 
@@ -26,12 +26,13 @@ def backbone_classifier(detector: FasterRCNN, spec: ArchSpec) -> nn.Module:
     model = build(spec).eval()
     state = model.state_dict()
     backbone = backbone_state(detector)
-    absent = sorted(k for k in state if k not in backbone and not k.startswith("fc.") and "num_batches" not in k)
-    if absent:
-        raise ValueError(f"the detector's backbone is not a model of the given spec (it lacks {absent[:5]})")
+    wanted = {key for key in state if not key.startswith("fc.") and not key.endswith("num_batches_tracked")}
+    if set(backbone) != wanted or any(value.shape != state[key].shape for key, value in backbone.items()):
+        raise ValueError(
+            "the detector's backbone is not a model of the given spec (its weights' names or shapes differ)"
+        )
     state.update({key: value.detach().cpu().clone() for key, value in backbone.items()})
     model.load_state_dict(state, strict=True)
-    check_matches(model, spec)
     return model
 
 
