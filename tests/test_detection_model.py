@@ -72,6 +72,10 @@ def test_non_imagenet_resnet_is_refused() -> None:
         r"model=resnet34",
     ):
         build_detector(default_spec("vgg16", 10), 3)
+    with pytest.raises(UserError, match="detection head 'c5' is not known; accepted: fpn, c4"):
+        build_detector(SPEC, 3, "c5")
+    with pytest.raises(UserError, match=r"trainable_layers=6 must be an integer in \[0, 5\]"):
+        build_detector(SPEC, 3, trainable_layers=6)
 
 
 def _trained_classifier(seed: int = 1) -> nn.Module:

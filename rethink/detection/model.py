@@ -28,7 +28,7 @@ Head = Literal["fpn", "c4"]
 HEADS = ("fpn", "c4")
 FPN_WIDTH = 256
 C4_ANCHOR_SIZES = (32, 64, 128, 256, 512)  # Detectron's R50-C4 RPN: one stride-16 map, 5 sizes x 3 ratios
-# Trained from the last: trainable_layers=k trains the first k of these (torchvision's rule; 5 also trains bn1).
+# trainable_layers=k trains the first k of these (torchvision's rule), the rest of the backbone stays fixed.
 TRAINABLE_ORDER = ("layer4", "layer3", "layer2", "layer1", "conv1")
 RESNET_FAMILY = "resnet_imagenet"
 
@@ -71,10 +71,10 @@ def build_detector(
     the image resize of torchvision's transform (600 / 1000, the paper's Faster R-CNN setting). ``trainable_layers``:
     how many of layer4, layer3, layer2, layer1, conv1 train (3: layer2..layer4, Detectron's default).
     """
-    _check(spec, head, trainable_layers)
+    _check(spec, num_classes, head, trainable_layers)
     resnet = build(spec)
     freeze_batchnorm(resnet)
-    trained = TRAINABLE_ORDER[:trainable_layers] + (("bn1",) if trainable_layers == len(TRAINABLE_ORDER) else ())
+    trained = TRAINABLE_ORDER[:trainable_layers]  # BN is frozen: no parameters of its own
     for name, param in resnet.named_parameters():
         param.requires_grad_(name.split(".")[0] in trained)
     widths = spec.config["stage_out_widths"]
@@ -94,7 +94,7 @@ def build_detector(
     )
 
 
-def _check(spec: ArchSpec, head: str, trainable_layers: int) -> None:
+def _check(spec: ArchSpec, num_classes: int, head: str, trainable_layers: int) -> None:
     if spec.family != RESNET_FAMILY:
         raise UserError(
             f"the detection backbone must be an ImageNet ResNet (family '{RESNET_FAMILY}'), but the model's family "
@@ -104,7 +104,9 @@ def _check(spec: ArchSpec, head: str, trainable_layers: int) -> None:
         raise UserError(f"the detection backbone needs a resnet of 4 stages, got {spec.config['stage_out_widths']}.")
     if head not in HEADS:
         raise UserError(f"detection head {head!r} is not known; accepted: {', '.join(HEADS)}.")
-    if isinstance(trainable_layers, bool) or not 0 <= trainable_layers <= len(TRAINABLE_ORDER):
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise UserError(f"the detector needs num_classes >= 1 object classes, got {num_classes!r}.")
+    if isinstance(trainable_layers, bool) or not isinstance(trainable_layers, int) or not 0 <= trainable_layers <= 5:
         raise UserError(f"trainable_layers={trainable_layers!r} must be an integer in [0, {len(TRAINABLE_ORDER)}].")
 
 
