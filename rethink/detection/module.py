@@ -58,7 +58,7 @@ def make_scheduler(
 class DetectionModule(pl.LightningModule):
     """Trains the detector (the sum of its RPN and RoI-head losses, each logged) and evaluates it each validation
     epoch: ``val/map``, ``val/map_50``, ``val/voc07_map_50``, ``val/voc_area_map_50`` in percent, and the best and
-    last values in :attr:`best` / :attr:`last`.
+    last values in :attr:`best` (``voc07_map_50``) / :attr:`last` (every metric, per-class AP50 too).
 
     Training ignores objects marked ``difficult`` (as py-faster-rcnn's ``use_diff=False``); evaluation gives them to
     the metric, which ignores detections of them.
@@ -115,7 +115,7 @@ class DetectionModule(pl.LightningModule):
             return
         for name in LOGGED:
             self.log(f"val/{name}", metrics[name])
-        self.last = {name: metrics[name] for name in LOGGED}
+        self.last = metrics
         value = metrics["voc07_map_50"]
         if value > self.best.get("voc07_map_50", -math.inf):  # nan (no ground truth) is never best
             self.best["voc07_map_50"] = value
