@@ -17,6 +17,7 @@ from hydra.errors import CompactHydraException, MissingConfigException, Override
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+import rethink.detection  # noqa: F401  (registers task=detection before Hydra's callbacks plan any cell)
 from rethink.errors import UserError
 from rethink.results import progress
 from rethink.settings.schema import RESERVED_TRAINER_ARGS, reserved_trainer_arg

@@ -10,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import rethink.detection  # noqa: F401  (registers task=detection, as the entry point does)
 from rethink.pipeline.config import load_settings
 from rethink.settings.schema import Settings
 

@@ -72,6 +72,3 @@ class DetectionSettings(TaskSettings):
             raise UserError(f"{prefix}.trainable_layers={self.trainable_layers}: expected 0 to 5 (backbone stages).")
         if self.min_size > self.max_size:
             raise UserError(f"{prefix}.min_size={self.min_size} is larger than {prefix}.max_size={self.max_size}.")
-
-
-TASKS: dict[str, type[TaskSettings]] = {"classification": TaskSettings, "detection": DetectionSettings}

@@ -15,7 +15,6 @@ from typing import Any, Literal, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from rethink.data.registry import dataset_kind
-from rethink.detection.settings import TASKS
 from rethink.errors import UserError
 from rethink.pipeline.schedules import schedule_schema
 from rethink.pruning.registry import pruner_class
@@ -30,6 +29,7 @@ from rethink.settings.schema import (
     TaskSettings,
     TrainerSettings,
 )
+from rethink.settings.tasks import TASK_SCHEMAS
 from rethink.settings.typed import NonNegativeInt, coerce, parse
 
 GROUPS = ("dataset", "model", "pruner", "schedule", "pretrain", "optim", "calibration", "trainer", "logger", "paths")
@@ -65,9 +65,9 @@ def _option(node: Mapping[str, Any], group: str) -> str:
 
 def _task(node: Mapping[str, Any]) -> TaskSettings:
     name = _option(dict(node), "task")
-    if name not in TASKS:
-        raise UserError(f"task.name={name!r} is not known; accepted: {', '.join(TASKS)}.")
-    return parse(TASKS[name], node, "task", f"task={name}")
+    if name not in TASK_SCHEMAS:
+        raise UserError(f"task.name={name!r} is not known; accepted: {', '.join(TASK_SCHEMAS)}.")
+    return parse(TASK_SCHEMAS[name], node, "task", f"task={name}")
 
 
 def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:

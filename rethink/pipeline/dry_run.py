@@ -19,12 +19,11 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from rethink.detection.estimate import detection_estimates
 from rethink.errors import UserError
 from rethink.pipeline.config import load_settings
-from rethink.pipeline.estimate import REFERENCE_DEVICE, StageEstimate, Totals, stage_estimates, totals
+from rethink.pipeline.estimate import REFERENCE_DEVICE, StageEstimate, Totals, totals
 from rethink.pipeline.plan import CellPlan
-from rethink.pipeline.tasks import cell_plan
+from rethink.pipeline.tasks import cell_estimates, cell_plan
 from rethink.results.naming import cell_group
 from rethink.results.progress import sweep_jobs
 
@@ -46,7 +45,7 @@ def plan_cell(config_name: str | None, hydra_overrides: list[str], job: int, ove
         plan = cell_plan(load_settings(compose(config_name=config_name, overrides=hydra_overrides + overrides)))
     except (UserError, HydraException) as exc:
         return PlannedCell(job, overrides, error=str(exc).replace("\n", " "))
-    return PlannedCell(job, overrides, plan, detection_estimates(plan) if plan.detection else stage_estimates(plan))
+    return PlannedCell(job, overrides, plan, cell_estimates(plan))
 
 
 def _count(value: float) -> str:

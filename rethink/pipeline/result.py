@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from rethink.data import build_datamodule
-from rethink.detection.result import run_detection_cell
 from rethink.distributed import is_distributed_follower
 from rethink.io import copy_file_atomic, write_json_atomic, write_text_atomic
 from rethink.pipeline.plan import CellPlan
 from rethink.pipeline.runner import CellRunner
-from rethink.pipeline.tasks import cell_plan
+from rethink.pipeline.tasks import cell_plan, planned_task
 from rethink.provenance import git_sha, versions
 from rethink.settings.schema import Settings
 from rethink.training.trainer import check_accelerator
@@ -49,8 +48,9 @@ def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     runner = CellRunner(plan, datamodule, run_dir)
-    if plan.detection is not None:
-        return run_detection_cell(runner, run_dir)
+    task = planned_task(plan)
+    if task is not None:
+        return task.run(runner, run_dir)
     metrics = runner.run()
     plan, final = runner.plan, runner.plan.retrain
     cost = plan.cost(final.model)
