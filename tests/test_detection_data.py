@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from PIL import Image
 
@@ -106,6 +107,47 @@ def test_training_batches_flip_the_epochs_images() -> None:
         assert torch.equal(image, expected[0]) and torch.equal(augmented["boxes"], expected[1])
         assert torch.equal(augmented["labels"], target["labels"])
     assert dm.augment(batch, epoch=1)[0][0].equal(images[0])  # the same (seed, epoch): the same flips
+
+
+class _Recorder(pl.LightningModule):
+    """Records the boxes of every training and validation batch, per epoch and image_id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: dict[tuple[str, int, int], torch.Tensor] = {}
+
+    def _record(self, stage: str, batch) -> None:
+        for target in batch[1]:
+            self.seen[(stage, self.current_epoch, int(target["image_id"]))] = target["boxes"]
+
+    def training_step(self, batch, batch_idx):
+        self._record("train", batch)
+        return (self.weight**2).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self._record("val", batch)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_trainer_flips_training_batches_by_epoch_and_never_test_batches() -> None:
+    dm = build_detection_datamodule(DetectionDataSettings(num_train=8, num_test=4, image_size=32), seed=3)
+    recorder = _Recorder()
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+    )  # fmt: skip
+    trainer.fit(recorder, datamodule=dm)
+    for epoch in (0, 1):
+        flips = epoch_flips(8, seed=3, epoch=epoch)
+        for i in range(8):
+            image, target = dm.train[i]
+            expected = hflip(image, target["boxes"])[1] if flips[i] else target["boxes"]
+            assert torch.equal(recorder.seen[("train", epoch, i)], expected), (epoch, i)
+        for i in range(4):
+            assert torch.equal(recorder.seen[("val", epoch, i)], dm.test[i][1]["boxes"])
 
 
 # --- the data module --------------------------------------------------------------------------------------------
