@@ -15,7 +15,7 @@ import torch
 
 from rethink.arch import ArchSpec
 from rethink.detection import keys
-from rethink.detection.data import DetectionDataSettings, build_detection_datamodule
+from rethink.detection.data import build_detection_datamodule
 from rethink.detection.model import load_backbone
 from rethink.detection.module import DetectionModule, DetectionRecipe
 from rethink.detection.plan import DETECT, DETECT_FINETUNE, DETECT_PRUNE, DetectionPart
@@ -46,9 +46,7 @@ class DetectionRunner:
         self.plan: CellPlan = classification.plan
         part: DetectionPart = self.plan.detection
         self.part = part
-        self.datamodule = build_detection_datamodule(
-            DetectionDataSettings(**dataclasses.asdict(part.settings.data)), self.plan.settings.seed
-        )
+        self.datamodule = build_detection_datamodule(part.settings.data, self.plan.settings.seed, "task.data")
         self.backbone: ArchSpec | None = None
 
     # ------------------------------------------------------------------------------------------------ stages

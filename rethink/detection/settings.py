@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rethink.detection.data import DetectionDataSettings
 from rethink.errors import UserError
 from rethink.settings.schema import TaskSettings
 from rethink.settings.typed import NonNegativeInt, PositiveFloat, PositiveInt
@@ -30,27 +31,13 @@ CLASSIFICATION_SCHEDULE = {
 
 
 @dataclass(frozen=True)
-class DetectionData:
-    """``task.data``: the embedded shapes set or PASCAL VOC under ``root``, and the loaders' batch sizes."""
-
-    source: Literal["shapes", "voc2007", "voc0712"] = "shapes"
-    root: str | None = None
-    batch_size: PositiveInt = 4
-    test_batch_size: PositiveInt = 8
-    num_train: PositiveInt = 256
-    num_test: PositiveInt = 64
-    image_size: PositiveInt = 128
-    num_workers: NonNegativeInt = 0
-
-
-@dataclass(frozen=True)
 class DetectionSettings(TaskSettings):
     """``task=detection``."""
 
     name: str = "detection"
     transfer: Transfer = "unpruned"
     head: Literal["fpn", "c4"] = "fpn"
-    data: DetectionData = field(default_factory=DetectionData)
+    data: DetectionDataSettings = field(default_factory=DetectionDataSettings)
     epochs: PositiveInt = 12
     lr: PositiveFloat = 0.01
     milestones: list[NonNegativeInt] = field(default_factory=lambda: [8, 11])
