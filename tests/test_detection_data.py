@@ -260,6 +260,8 @@ def test_voc_errors_name_the_missing_folders(tmp_path: Path) -> None:
     (base / "images").rename(base / "JPEGImages")
     with pytest.raises(UserError, match=r"VOCdevkit/VOC2012/JPEGImages, VOCdevkit/VOC2012/Annotations"):
         build_detection_datamodule(DetectionDataSettings(source="voc0712", root=str(tmp_path)), seed=0)
+    with pytest.raises(UserError, match=r"VOCdevkit/ or a folder in it\. Point data\.root at the folder that holds"):
+        build_detection_datamodule(DetectionDataSettings(source="voc2007", root=str(tmp_path / "VOCdevkit")), seed=0)
     (base / "ImageSets/Main/test.txt").unlink()
     with pytest.raises(UserError, match=r"VOC2007 test split is missing.*VOCtest_06-Nov-2007\.tar"):
         build_detection_datamodule(DetectionDataSettings(source="voc2007", root=str(tmp_path)), seed=0)

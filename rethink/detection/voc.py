@@ -47,7 +47,7 @@ def check_voc_root(root: str | Path, years: tuple[str, ...], root_key: str = "ro
         f"VOCdevkit/VOC{y}/{f}" for y in years for f in VOC_FOLDERS if not (root / f"VOCdevkit/VOC{y}/{f}").is_dir()
     ]
     if missing:
-        inside = " It looks like a folder inside VOCdevkit/." if root.name.startswith(("VOCdevkit", "VOC20")) else ""
+        inside = " It looks like VOCdevkit/ or a folder in it." if root.name.startswith(("VOCdevkit", "VOC20")) else ""
         raise UserError(f"{root_key}='{root}' has no {', '.join(missing)} folder.{inside} {fix}")
     return root
 
