@@ -89,9 +89,9 @@ def test_the_detection_sweep_dry_run_lists_every_cell_with_backbone_params_and_s
 
     jobs = progress.sweep_jobs(compose_with_hydra("experiment=paper/detection_voc"))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cells = [plan_cell("config", [], num, job) for num, job in enumerate(jobs)]
+        cells = [plan_cell("config", ["dry_run=true"], num, job) for num, job in enumerate(jobs)]
     assert len(cells) == 10 and all(cell.error is None for cell in cells)
-    by_setting = {(c.plan.cell["schedule"], c.plan.settings.config()["pruner"].get("variant")): c for c in cells}
+    by_setting = {(c.plan.cell["schedule"], c.plan.detection.cell_settings.pruner.variant): c for c in cells}
     unpruned = by_setting[("unpruned", "A")].plan.detection.to_dict()["backbone"]["params"]
     pruned_a = by_setting[("prune_c", "A")].plan.detection.to_dict()["backbone"]["params"]
     pruned_b = by_setting[("prune_c", "B")].plan.detection.to_dict()["backbone"]["params"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from rethink.arch import ArchSpec, build
+from rethink.arch import ArchSpec, UnknownModelError, build, model_info
 from rethink.arch.cost import count_cost
 from rethink.detection.settings import CLASSIFICATION_SCHEDULE, DetectionSettings
 from rethink.errors import UserError
@@ -142,16 +142,25 @@ def _prune_in_detector(settings: Settings, large: ArchSpec) -> tuple[Pruner, Arc
     return pruner, target
 
 
+def _check_backbone(settings: Settings) -> None:
+    """An ImageNet ResNet, or a :class:`UserError` naming the model's family."""
+    try:
+        family = model_info(settings.model.name).make_spec(1000).family
+    except UnknownModelError:
+        return  # the classification plan names the unknown model
+    if family != BACKBONE_FAMILY:
+        raise UserError(
+            f"task=detection needs an ImageNet ResNet as the backbone (family '{BACKBONE_FAMILY}', e.g. "
+            f"model=resnet34 dataset=imagenet), but model '{settings.model.name}' is family '{family}'."
+        )
+
+
 def plan_detection(settings: Settings) -> CellPlan:
     """The plan of a detection cell: its classification cell's plan carrying a :class:`DetectionPart`."""
     task = settings.task
     assert isinstance(task, DetectionSettings)
+    _check_backbone(settings)
     plan = build_plan(load_settings(_classification_config(settings)))
-    if plan.large.family != BACKBONE_FAMILY:
-        raise UserError(
-            f"task=detection needs an ImageNet ResNet as the backbone (family '{BACKBONE_FAMILY}', e.g. "
-            f"model=resnet34 dataset=imagenet), but model '{settings.model.name}' is family '{plan.large.family}'."
-        )
     pruner = pruned = None
     if task.transfer == "prune_d":
         pruner, pruned = _prune_in_detector(settings, plan.large)
