@@ -25,8 +25,21 @@ from rethink.settings.schema import RESERVED_TRAINER_ARGS, reserved_trainer_arg
 
 def report(result: dict, run_dir: Path) -> str:
     """A short human-readable summary of a finished cell."""
-    acc = result["accuracy"]
     cell = result["cell"]
+    if "detection" in result:  # task=detection
+        detection, backbone = result["detection"], result["backbone"]
+        return "\n".join(
+            [
+                f"cell      detection ({detection['data']}, {detection['head']}) / {cell['model']} / "
+                f"pruner={cell['pruner']} / transfer={detection['transfer']} / seed={cell['seed']}",
+                f"backbone  {backbone['params']:,} params    FLOPs {backbone['flops']['paper'] / 1e9:.2f}G at "
+                f"{backbone['input']}x{backbone['input']}    wall time {result['wall_time_s']:.1f} s",
+                f"VOC07 mAP@0.5: final {detection['final'].get('voc07_map_50', float('nan')):.2f}%   "
+                f"best {detection['best'].get('voc07_map_50', float('nan')):.2f}%",
+                f"result:   {run_dir / 'result.json'}",
+            ]
+        )
+    acc = result["accuracy"]
     lines = [
         f"cell      {cell['dataset']} / {cell['model']} / pruner={cell['pruner']} / schedule={cell['schedule']}"
         f" / seed={cell['seed']}",

@@ -135,7 +135,7 @@ def test_table_config_composes_and_expands(name: str) -> None:
                 assert plan["cell"]["schedule"] == value  # a detection cell's column
             elif key == "model":
                 assert plan["cell"]["model"] == value
-            elif key in ("pruner.variant", "pruner.ratio"):
+            elif key in ("pruner.variant", "pruner.ratio") and plan["pruning"]:  # detection: not Unpruned, Prune-D
                 assert str(plan["pruning"]["requested"][key.split(".")[1]]) == value
             elif key == "schedule.lr":
                 assert retrain(plan)["lr"] == float(value)

@@ -34,6 +34,7 @@ class DetectionRecipe:
     warmup_factor: float
     milestones: tuple[int, ...]
     lr_gamma: float
+    clip_norm: float | None = None  # the gradients' total norm is clipped to this before each step (None: not)
 
 
 def lr_factor(step: int, steps_per_epoch: int, recipe: DetectionRecipe) -> float:
@@ -121,6 +122,11 @@ class DetectionModule(pl.LightningModule):
             self.best["voc07_map_50"] = value
         if self.best:
             self.log("val/voc07_map_50_best", self.best["voc07_map_50"])
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.recipe.clip_norm is not None:
+            params = [p for p in self.detector.parameters() if p.requires_grad and p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.recipe.clip_norm)
 
     def configure_optimizers(self) -> dict[str, Any]:
         recipe = self.recipe

@@ -104,7 +104,15 @@ class DetectionRunner:
         warmup_iters, factor = (s.warmup_iters, s.warmup_factor) if warmup else (0, 1.0)
         milestones = tuple(s.milestones) if warmup else ()
         return DetectionRecipe(
-            epochs, lr, optim.momentum, optim.weight_decay, warmup_iters, factor, milestones, optim.lr_gamma
+            epochs,
+            lr,
+            optim.momentum,
+            optim.weight_decay,
+            warmup_iters,
+            factor,
+            milestones,
+            optim.lr_gamma,
+            s.clip_norm,
         )
 
     def _detect(self, backbone_key: str, spec: ArchSpec, state: dict[str, torch.Tensor]) -> Outcome:

@@ -39,7 +39,8 @@ class DetectionSettings(TaskSettings):
     head: Literal["fpn", "c4"] = "fpn"
     data: DetectionDataSettings = field(default_factory=DetectionDataSettings)
     epochs: PositiveInt = 12
-    lr: PositiveFloat = 0.01
+    lr: PositiveFloat = 0.005
+    clip_norm: PositiveFloat | None = 10.0
     milestones: list[NonNegativeInt] = field(default_factory=lambda: [8, 11])
     warmup_iters: NonNegativeInt = 500
     warmup_factor: PositiveFloat = 0.001

@@ -76,7 +76,10 @@ def mark_finished(run_dir: Path, result: dict[str, Any]) -> None:
     """Record a finished cell: reused (nothing trained) or done, its stages' statuses and final top-1."""
     stages = {s["stage"]: s["status"] for s in result["stages"]}
     state = "done" if any(s in TRAINED for s in stages.values()) else "reused"
-    _update(run_dir, state=state, stages=stages, top1=result["accuracy"].get("top1_final"))
+    score = {"top1": result["accuracy"].get("top1_final")} if "accuracy" in result else {}
+    if "detection" in result:  # task=detection: the final detector's VOC07 mAP@0.5
+        score = {"map50": result["detection"]["final"].get("voc07_map_50")}
+    _update(run_dir, state=state, stages=stages, **score)
 
 
 def mark_failed(run_dir: Path, error: str, traceback_text: str | None = None) -> None:
@@ -133,6 +136,8 @@ def describe(run_dir: Path, status: dict[str, Any]) -> CellStatus:
         parts += [f"traceback: {status['error_log']}"] if status.get("error_log") else []
     if isinstance(status.get("top1"), (int, float)):
         parts.append(f"top-1 {status['top1']:.2f}%")
+    if isinstance(status.get("map50"), (int, float)):
+        parts.append(f"mAP@0.5 {status['map50']:.2f}%")
     if status.get("stages"):
         parts.append("(" + ", ".join(f"{k} {v.split(':')[0]}" for k, v in status["stages"].items()) + ")")
     if isinstance(status.get("elapsed_s"), (int, float)):
