@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import compose_settings
 
-from rethink.arch import default_spec
+from rethink.arch import ArchSpec, default_spec
 from rethink.arch.surgery import group_widths
 from rethink.errors import UserError
 from rethink.pipeline.result import run_cell
@@ -51,6 +51,9 @@ def test_every_transfer_setting_runs_and_shares_the_classification_cells(tmp_pat
     classification = run_cell(
         compose_settings(*CLASSIFICATION, store, "pruner.variant=A", "schedule=finetune"), tmp_path / "classification"
     )
+    scratch_b = run_cell(
+        compose_settings(*CLASSIFICATION, store, "pruner.variant=A", "schedule=scratch_b"), tmp_path / "scratch_b_cls"
+    )
     results = {}
     for transfer in ("prune_c", "unpruned", "prune_d", "scratch_b"):
         overrides = (*QUICK, store, "pruner.variant=A", f"task.transfer={transfer}")
@@ -77,11 +80,15 @@ def test_every_transfer_setting_runs_and_shares_the_classification_cells(tmp_pat
     # prune_d's backbone has exactly ResNet-34-A's widths; scratch_b trained that architecture on classification
     large = default_spec("resnet34", 10, width_multiplier=0.125)
     target = create(FilterTargetSettings(name="l1", variant="A"), "resnet34").target(large)
-    pruned = cell_plan(compose_settings(*QUICK, store, "pruner.variant=A", "task.transfer=prune_d")).detection.pruned
+    pruned = ArchSpec.from_json((tmp_path / "prune_d" / "spec.json").read_text())  # the detector's final backbone
     assert group_widths(pruned) == group_widths(target)
     assert results["prune_d"]["backbone"]["params"] == results["prune_c"]["backbone"]["params"]
-    scratch = [(s["stage"], s["status"]) for s in results["scratch_b"]["stages"]]
-    assert scratch[1:] == [("retrain", "computed"), ("detect", "computed")]  # no large model: a predefined target
+    # scratch_b: the classification cell's Scratch-B training, reused (no large model: a predefined target)
+    scratch = [(s["stage"], s["status"], s["key"]) for s in results["scratch_b"]["stages"] if s["key"]]
+    assert scratch[0] == ("retrain", "reused", scratch_b["stages"][-1]["key"]) and scratch[1][:2] == (
+        "detect",
+        "computed",
+    )
 
 
 def test_the_detection_sweep_dry_run_lists_every_cell_with_backbone_params_and_stages() -> None:
@@ -114,6 +121,10 @@ def test_the_detection_sweep_dry_run_lists_every_cell_with_backbone_params_and_s
         ),
         (["dataset=imagenet", "model=resnet34", "task.milestones=[30]"], "task.milestones=[30]: 30 is not before"),
         (["dataset=imagenet", "model=resnet34", "task.head=c5"], "task.head='c5'"),
+        (
+            ["dataset=imagenet", "model=resnet34", "task.data.source=voc2007", "task.data.root=/nonexistent/voc"],
+            "task.data.root='/nonexistent/voc' does not exist or is not a folder",
+        ),
     ],
 )
 def test_bad_detection_input_is_refused_before_training(overrides: list[str], message: str) -> None:

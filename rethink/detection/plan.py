@@ -20,7 +20,9 @@ from torch import nn
 
 from rethink.arch import ArchSpec, UnknownModelError, build, model_info
 from rethink.arch.cost import count_cost
+from rethink.detection.data import VOC_YEARS
 from rethink.detection.settings import CLASSIFICATION_SCHEDULE, DetectionSettings
+from rethink.detection.voc import check_voc_root
 from rethink.errors import UserError
 from rethink.options import option_node
 from rethink.pipeline.config import load_settings
@@ -160,6 +162,10 @@ def plan_detection(settings: Settings) -> CellPlan:
     task = settings.task
     assert isinstance(task, DetectionSettings)
     _check_backbone(settings)
+    data = task.data
+    data.validate("task.data")
+    if data.source != "shapes" and not settings.dry_run:  # the folders, before any classification stage trains
+        check_voc_root(str(data.root), VOC_YEARS[data.source], "task.data.root")
     plan = build_plan(load_settings(_classification_config(settings)))
     pruner = pruned = None
     if task.transfer == "prune_d":
