@@ -140,6 +140,8 @@ def figure3_comparisons(results: list[dict[str, Any]], metric: str, alpha: float
     counts. Results on no curve, or at no level, are not paired."""
     points: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in results:
+        if "accuracy" not in r:  # a detection result: its own table
+            continue
         cls, requested = lookup(r["cell"]["pruner"]), (r.get("pruning") or {}).get("requested")
         curve = cls.curve(requested) if cls is not None and isinstance(requested, dict) else None
         value, _ = top1(r["accuracy"], metric)
