@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from rethink.arch import ArchSpec, UnknownModelError, build, model_info
@@ -27,6 +28,7 @@ from rethink.errors import UserError
 from rethink.options import option_node
 from rethink.pipeline.config import load_settings
 from rethink.pipeline.plan import CellPlan, build_plan
+from rethink.pipeline.source import resolved_node
 from rethink.pruning.registry import Pruner, create
 from rethink.settings.schema import Settings
 
@@ -56,7 +58,7 @@ class DetectionPart:
     def backbone_cost(self, spec: ArchSpec) -> dict[str, Any]:
         """Params and FLOPs (MACs and the paper's convention) of ``spec`` without its classifier, on a square image
         of ``min_size`` (with the C4 head, layer4 runs on the RoIs instead: an estimate)."""
-        with_fc = build_meta(spec)
+        with_fc = _build_meta(spec)
         with_fc.fc = nn.Identity()
         cost = count_cost(with_fc, self.settings.min_size)
         return {
@@ -90,9 +92,7 @@ class DetectionPart:
         return out
 
 
-def build_meta(spec: ArchSpec) -> nn.Module:
-    import torch
-
+def _build_meta(spec: ArchSpec) -> nn.Module:
     with torch.device("meta"):
         return build(spec)
 
@@ -105,11 +105,7 @@ def _classification_config(settings: Settings) -> dict[str, Any]:
     config["task"] = {"name": "classification"}
     schedule = CLASSIFICATION_SCHEDULE[task.transfer]
     if config["schedule"].get("name") != schedule:
-        from omegaconf import OmegaConf
-
-        node = option_node("schedule", schedule)
-        whole = OmegaConf.create({**config, "schedule": node})
-        config["schedule"] = OmegaConf.to_container(whole.schedule, resolve=True)
+        config["schedule"] = resolved_node(config, "schedule", option_node("schedule", schedule) or {})
     if schedule == "baseline":
         config["pruner"] = option_node("pruner", "none")
     return config

@@ -20,7 +20,7 @@ from rethink.pruning.registry import SourceCell
 from rethink.settings.schema import Settings
 
 
-def _resolved_node(config: Mapping[str, Any], group: str, node: Mapping[str, Any]) -> dict[str, Any]:
+def resolved_node(config: Mapping[str, Any], group: str, node: Mapping[str, Any]) -> dict[str, Any]:
     """``node`` put at ``group`` of ``config`` and resolved there (its interpolations read the rest of it)."""
     whole = OmegaConf.create({**config, group: dict(node)})
     return OmegaConf.to_container(whole[group], resolve=True)  # type: ignore[return-value]
@@ -35,9 +35,9 @@ def _swapped(config: Mapping[str, Any], group: str, name: str) -> dict[str, Any]
     if node is None:
         raise UserError(f"the source cell's {group}={name!r} is not a {group} option; pick one of conf/{group}/.")
     defaults = option_node(group, str(current.get("name")))
-    defaults = {} if defaults is None else _resolved_node(config, group, defaults)
+    defaults = {} if defaults is None else resolved_node(config, group, defaults)
     changed = {k: v for k, v in current.items() if k in node and k != "name" and defaults.get(k, v) != v}
-    return _resolved_node(config, group, {**node, **changed})
+    return resolved_node(config, group, {**node, **changed})
 
 
 def source_config(settings: Settings, source: SourceCell) -> dict[str, Any]:
