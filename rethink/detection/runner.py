@@ -6,6 +6,7 @@ the pruned detector's fine-tuning."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,6 @@ from rethink.training.trainer import device_label, make_trainer, resumable_check
 
 
 def _metrics(path: Path) -> dict[str, Any]:
-    import json
-
     return json.loads((path / "metrics.json").read_text())
 
 
@@ -141,7 +140,7 @@ class DetectionRunner:
                 save_tensors_atomic(path / "weights.pt", pruned.state_dict())
                 write_text_atomic(path / "spec.json", pruned_spec.to_json() + "\n")
                 write_json_atomic(path / "keep.json", decision.keep)
-            meta = {"compute_s": round(time.perf_counter() - began, 2), "device": "cpu"}
+            meta = {"compute_s": round(time.perf_counter() - began, 2), "device": "cpu"}  # the surgery runs on the CPU
             return Produced(["weights.pt", "spec.json", "keep.json"], pruned_spec, meta=meta)
 
         def load(path: Path) -> ArchSpec:
