@@ -90,7 +90,8 @@ def test_the_totals_are_the_compute_the_table_header_states(name: str) -> None:
 @pytest.mark.parametrize(
     "name, models_seeds",
     [
-        ("figure3_guided", 2 * 5),  # slimming's VGG-19 / CIFAR-100 and VGG-16 / CIFAR-10, 5 seeds
+        # slimming's VGG-19 / CIFAR-100 and VGG-16 / CIFAR-10, 5 seeds (the quick sweep plans its cells by default)
+        pytest.param("figure3_guided", 2 * 5, marks=pytest.mark.slow),
         pytest.param("figure3_slimming", 2 * 3 * 5, marks=pytest.mark.slow),  # 360 cells: about a minute
         pytest.param("figure3_weight_level", 2 * 3 * 5, marks=pytest.mark.slow),  # 450 cells
     ],
