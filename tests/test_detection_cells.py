@@ -55,7 +55,7 @@ def test_every_transfer_setting_runs_and_shares_the_classification_cells(tmp_pat
         compose_settings(*CLASSIFICATION, store, "pruner.variant=A", "schedule=scratch_b"), tmp_path / "scratch_b_cls"
     )
     results = {}
-    for transfer in ("prune_c", "unpruned", "prune_d", "scratch_b"):
+    for transfer in ("prune_c", "unpruned", "prune_d", "scratch_b", "scratch_e"):
         overrides = (*QUICK, store, "pruner.variant=A", f"task.transfer={transfer}")
         results[transfer] = run_cell(compose_settings(*overrides), tmp_path / transfer)
     for transfer, result in results.items():
