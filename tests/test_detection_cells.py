@@ -133,10 +133,11 @@ def test_bad_detection_input_is_refused_before_training(overrides: list[str], me
         cell_plan(compose_settings("task=detection", "pruner=l1", *transfer, *overrides))
 
 
-@pytest.mark.slow  # about 10 minutes on 2 cores
+@pytest.mark.slow  # about 15 minutes on 2 cores
 def test_a_detector_learns_the_shapes_well_above_chance(tmp_path: Path) -> None:
-    """Measured: after one epoch over 256 shapes images (a quarter-width ResNet-34 pretrained 3 epochs on synthetic
-    224x224 images), VOC07 mAP@0.5 = 24.1 % (chance: about 0)."""
+    """Measured with exactly these settings (a quarter-width ResNet-34 pretrained 3 epochs on synthetic 224x224
+    images, 3 detector epochs over 256 shapes images): VOC07 mAP@0.5 6.2 %, 19.1 %, 31.5 % after epochs 1-3 (COCO
+    mAP 13.0 % at the end); chance is about 0. Asserted with half of it as the margin."""
     overrides = (
         "task=detection",
         "dataset=synthetic",
@@ -152,8 +153,8 @@ def test_a_detector_learns_the_shapes_well_above_chance(tmp_path: Path) -> None:
         "task.transfer=unpruned",
         "task.data.num_train=256",
         "task.data.num_test=64",
-        "task.epochs=1",
-        "task.milestones=[]",
+        "task.epochs=3",
+        "task.milestones=[2]",
         "task.warmup_iters=20",
         "task.lr=0.01",
         "task.min_size=128",
@@ -161,4 +162,4 @@ def test_a_detector_learns_the_shapes_well_above_chance(tmp_path: Path) -> None:
         f"paths.artifact_dir={tmp_path / 'artifacts'}",
     )
     result = run_cell(compose_settings(*overrides), tmp_path / "run")
-    assert result["detection"]["final"]["voc07_map_50"] > 10
+    assert result["detection"]["final"]["voc07_map_50"] > 15
