@@ -8,9 +8,8 @@ from pathlib import Path
 
 from rethink.detection import keys
 from rethink.detection.plan import DETECT, DETECT_FINETUNE, DETECT_PRUNE
-from rethink.pipeline.estimate import StageEstimate, stage_estimates
+from rethink.pipeline.estimate import StageEstimate, stage_estimates, stored
 from rethink.pipeline.plan import CellPlan
-from rethink.pipeline.store import MANIFEST
 
 
 def detection_estimates(plan: CellPlan) -> list[StageEstimate]:
@@ -21,8 +20,9 @@ def detection_estimates(plan: CellPlan) -> list[StageEstimate]:
     backbone_key = estimates[-1].key if estimates else None
 
     def add(stage: str, key: str | None, epochs: int, flops: int) -> None:
-        stored = key is not None and (root / stage / key / MANIFEST).is_file()
-        estimates.append(StageEstimate(stage, key, epochs, flops, images, stored, part.backbone is None))
+        estimates.append(
+            StageEstimate(stage, key, epochs, flops, images, stored(root, stage, key), part.backbone is None)
+        )
 
     flops = part.backbone_cost(part.backbone or plan.large)["flops"]["paper"]
     detect = (

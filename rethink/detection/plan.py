@@ -26,10 +26,11 @@ from rethink.detection.settings import CLASSIFICATION_SCHEDULE, DetectionSetting
 from rethink.detection.voc import check_voc_root
 from rethink.errors import UserError
 from rethink.options import option_node
+from rethink.pipeline.checks import configured_pruner
 from rethink.pipeline.config import load_settings
 from rethink.pipeline.plan import CellPlan, build_plan
 from rethink.pipeline.source import resolved_node
-from rethink.pruning.registry import Pruner, create
+from rethink.pruning.registry import Pruner
 from rethink.settings.schema import Settings
 
 DETECT, DETECT_PRUNE, DETECT_FINETUNE = "detect", "detect_prune", "detect_finetune"
@@ -112,8 +113,9 @@ def _classification_config(settings: Settings) -> dict[str, Any]:
 
 
 def _prune_in_detector(settings: Settings, large: ArchSpec) -> tuple[Pruner, ArchSpec]:
-    """prune_d's pruner and its target, refused when it cannot decide on a detector's backbone."""
-    pruner = create(settings.pruner, settings.model.name)
+    """prune_d's pruner and its target (checked as any cell's: :func:`configured_pruner`), refused when it cannot
+    decide on a detector's backbone."""
+    pruner, _, target = configured_pruner(settings, large)
     needs = pruner.requirements()
     problem = None
     if not pruner.prunes:
@@ -131,11 +133,6 @@ def _prune_in_detector(settings: Settings, large: ArchSpec) -> tuple[Pruner, Arc
             f"task.transfer=prune_d with pruner={pruner.name}: it {problem}; prune_d prunes the backbone inside the "
             "trained detector to a predefined target (pruner=l1 with pruner.variant=A or B)."
         )
-    try:
-        pruner.check(large)
-        target = pruner.target(pruner.prepare(large))
-    except ValueError as exc:
-        raise UserError(f"pruner={pruner.name} with model '{settings.model.name}': {exc}.") from None
     assert target is not None
     return pruner, target
 

@@ -6,7 +6,6 @@ the pruned detector's fine-tuning."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,11 @@ from rethink.detection.surgery import backbone_classifier, prune_detector
 from rethink.distributed import is_distributed_follower
 from rethink.io import save_tensors_atomic, write_json_atomic, write_text_atomic
 from rethink.pipeline.plan import CellPlan
-from rethink.pipeline.runner import CellRunner, load_state
+from rethink.pipeline.runner import CellRunner, load_state, read_metrics
 from rethink.pipeline.stages import Outcome, Produced
 from rethink.pruning.context import PruneContext
 from rethink.training.loggers import finish, make_loggers, summarize
 from rethink.training.trainer import device_label, make_trainer, resumable_checkpoint
-
-
-def _metrics(path: Path) -> dict[str, Any]:
-    return json.loads((path / "metrics.json").read_text())
 
 
 class DetectionRunner:
@@ -84,7 +79,7 @@ class DetectionRunner:
             files = [f for f in ("weights.pt", "spec.json", "metrics.json", "metrics.csv") if (path / f).exists()]
             return Produced(files, metrics, "resumed" if resume_from else "computed")
 
-        outcome = self.classification.stages.run(stage, key, compute, _metrics)
+        outcome = self.classification.stages.run(stage, key, compute, read_metrics)
         payload = outcome.payload
         extra = {k: payload[k] for k in ("compute_s", "device") if k in payload}
         self.records.append(

@@ -65,7 +65,8 @@ def _digest(path: str) -> str:
     return sha256_file(Path(path))
 
 
-def _stored(root: Path, stage: str, key: str | None) -> bool:
+def stored(root: Path, stage: str, key: str | None) -> bool:
+    """Whether the store under ``root`` holds stage ``key`` complete (None: a key training decides)."""
     return key is not None and (root / stage / key / MANIFEST).is_file()
 
 
@@ -77,7 +78,7 @@ def stage_estimates(plan: CellPlan) -> list[StageEstimate]:
     estimates: list[StageEstimate] = []
 
     def add(stage: str, key: str | None, epochs: int | None, flops: int, upper_bound: bool = False) -> None:
-        estimates.append(StageEstimate(stage, key, epochs, flops, images, _stored(root, stage, key), upper_bound))
+        estimates.append(StageEstimate(stage, key, epochs, flops, images, stored(root, stage, key), upper_bound))
 
     if plan.source is not None:  # a guided pruner: the source cell's pretrain and prune (its retraining is not run)
         estimates += stage_estimates(plan.source)[:-1]

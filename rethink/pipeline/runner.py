@@ -41,7 +41,8 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _metrics(path: Path) -> dict[str, Any]:
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A training stage's ``metrics.json``."""
     return json.loads((path / "metrics.json").read_text())
 
 
@@ -116,7 +117,7 @@ class CellRunner:
             progress.mark_stage(
                 self.run_context.run_dir, stage.name, path, stage.recipe.epochs, self.epochs_done, total
             )
-        outcome = self.stages.run(stage.name, key, compute, _metrics)
+        outcome = self.stages.run(stage.name, key, compute, read_metrics)
         self.epochs_done += stage.recipe.epochs
         payload = outcome.payload
         extra = {k: payload[k] for k in ("optimizer_steps", "batch", *COST_KEYS) if k in payload}  # older: absent
@@ -141,7 +142,7 @@ class CellRunner:
                 write_json_atomic(path / "metrics.json", metrics)
             return Produced(["weights.pt", "spec.json", "metrics.json"], metrics, "imported")
 
-        outcome = self.stages.run("pretrain", keys.pretrain_key(plan, digest), compute, _metrics)
+        outcome = self.stages.run("pretrain", keys.pretrain_key(plan, digest), compute, read_metrics)
         imported = {"file": plan.pretrained_weights, "sha256": digest}
         cost = {k: outcome.payload[k] for k in COST_KEYS if k in outcome.payload}
         self._record(outcome, accuracy=outcome.payload["accuracy"], imported_from=imported, **cost)
