@@ -25,7 +25,7 @@ from typing import Any
 
 from rethink.pruning import Curve, lookup
 from rethink.results.naming import requested_settings, slug
-from rethink.results.plots import _figure, _large_params, _save
+from rethink.results.plots import large_params, new_figure, save_figure
 from rethink.results.tables import (
     DATASET_ORDER,
     METRIC_NAMES,
@@ -114,7 +114,7 @@ def _unpruned(tables: list[Table]) -> dict[tuple[str, str, str], dict[str, Any]]
             params = [r["params"] for row in rows for r in row.results if isinstance(r.get("params"), (int, float))]
         else:
             rows = pretrained[key]
-            params = [p for row in rows for p in map(_large_params, row.results) if p]
+            params = [p for row in rows for p in map(large_params, row.results) if p]
         values: dict[int, float] = {}
         for row in rows:
             for seed, value in row.cells["unpruned"].values.items():
@@ -216,7 +216,7 @@ def stage_data(tables: list[Table]) -> list[dict[str, Any]]:
 
 
 def _plot_curves(figure: dict[str, Any], path: Path) -> Path:
-    fig, ax = _figure(CURVES_SIZE)
+    fig, ax = new_figure(CURVES_SIZE)
     for curve in figure["curves"]:
         points = curve["points"]
         params, means = [p["params"] for p in points], [p["mean"] for p in points]
@@ -234,11 +234,11 @@ def _plot_curves(figure: dict[str, Any], path: Path) -> Path:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_stages(figure: dict[str, Any], path: Path) -> Path:
-    fig, ax = _figure(STAGES_SIZE)
+    fig, ax = new_figure(STAGES_SIZE)
     sizes, colors, markers = figure["sizes"], {}, "osD^v<>p"
     for i, line in enumerate(figure["lines"]):
         color = colors.setdefault(line["method"], f"C{len(colors) % 10}")
@@ -253,7 +253,7 @@ def _plot_stages(figure: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"{figure['dataset']} {figure['model']}: {figure['kind']} kept per stage", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _order(figure: dict[str, Any]) -> tuple:

@@ -30,11 +30,11 @@ WIDTHS_SIZE = (1000, 400)  # pixels
 ACCURACY_SIZE = (800, 500)
 
 
-def _figure(size: tuple[int, int]) -> tuple[Any, Any]:
+def new_figure(size: tuple[int, int]) -> tuple[Any, Any]:
     return plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), dpi=DPI)
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": the pixel size stays fixed
@@ -66,7 +66,7 @@ def widths_plot(row: Row, path: Path) -> Path | None:
     spread = [statistics.stdev([a.get(n, 0) for a in afters]) if len(afters) > 1 else 0.0 for n in names]
     keep = sum(pruned) / sum(large)
     uniform = [w * keep for w in large]
-    fig, ax = _figure(WIDTHS_SIZE)
+    fig, ax = new_figure(WIDTHS_SIZE)
     x = range(len(names))
     ax.bar(x, large, color="0.85", label="unpruned")
     ax.bar(
@@ -82,7 +82,7 @@ def widths_plot(row: Row, path: Path) -> Path | None:
     ax.set_title(f"{row.dataset} {row.model_label} {row.table} {row.label}: channels per layer", fontsize=9)
     _layer_ticks(ax, names)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def sparsity_plot(row: Row, path: Path) -> Path | None:
@@ -99,7 +99,7 @@ def sparsity_plot(row: Row, path: Path) -> Path | None:
     else:
         kept = sum(s["layers"][n]["kept"] for s in reports for n in names)
         total = 1 - kept / max(1, sum(s["layers"][n]["total"] for s in reports for n in names))
-    fig, ax = _figure(WIDTHS_SIZE)
+    fig, ax = new_figure(WIDTHS_SIZE)
     x = range(len(names))
     ax.bar(x, [100 * v for v in per_layer], color="tab:blue", alpha=0.8, label=f"pruned ({len(reports)} run(s))")
     ax.axhline(100 * total, color="tab:red", lw=1, label=f"uniform ({100 * total:.1f}% in every layer)")
@@ -108,10 +108,10 @@ def sparsity_plot(row: Row, path: Path) -> Path | None:
     ax.set_title(f"{row.dataset} {row.model_label} {row.table} {row.label}: sparsity per layer", fontsize=9)
     _layer_ticks(ax, names)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _large_params(result: dict[str, Any]) -> float | None:
+def large_params(result: dict[str, Any]) -> float | None:
     fraction = ((result.get("pruning") or {}).get("achieved") or {}).get("params_pruned_fraction")
     if isinstance(fraction, (int, float)) and fraction < 1 and isinstance(result.get("params"), (int, float)):
         return result["params"] / (1 - fraction)
@@ -136,7 +136,7 @@ def accuracy_params_plot(dataset: str, model: str, rows: list[Row], path: Path) 
                 unpruned.append(point)
             else:
                 series[f"{row.table} {schedule}"].append(point)
-        large = [p for p in map(_large_params, row.results) if p]
+        large = [p for p in map(large_params, row.results) if p]
         cell = row.cells.get("unpruned")
         if large and cell is not None and cell.values and row.table != UNPRUNED_TABLE:
             values = list(cell.values.values())
@@ -145,7 +145,7 @@ def accuracy_params_plot(dataset: str, model: str, rows: list[Row], path: Path) 
             )
     if not series and not unpruned:
         return None
-    fig, ax = _figure(ACCURACY_SIZE)
+    fig, ax = new_figure(ACCURACY_SIZE)
     curves = [(label, sorted(points), {"marker": "o", "ms": 4}) for label, points in sorted(series.items())]
     curves += [("unpruned", unpruned, {"fmt": "k*", "ms": 9})] if unpruned else []
     for label, points, style in curves:  # points: (params, mean, std)
@@ -157,7 +157,7 @@ def accuracy_params_plot(dataset: str, model: str, rows: list[Row], path: Path) 
     ax.set_title(f"{dataset} {model}: accuracy vs parameters", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def make_plots(tables: list[Table], out: Path) -> list[tuple[str, Path]]:
