@@ -44,8 +44,9 @@ def copy_file_atomic(source: str | Path, path: str | Path) -> None:
 
 
 def save_tensors_atomic(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Atomically ``torch.save`` a dict of tensors (moved to the CPU), loadable with ``weights_only=True``."""
-    cpu = {name: t.detach().cpu() for name, t in tensors.items()}
+    """Atomically ``torch.save`` a dict of tensors (moved to the CPU, contiguous whatever memory format they trained
+    in), loadable with ``weights_only=True``."""
+    cpu = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     _write_atomic(path, lambda handle: torch.save(cpu, handle))
 
 

@@ -12,6 +12,7 @@ A family may declare:
 - ``residual_blocks``: the removable residual branches (:class:`ResidualBlocks`), for Sparse Structure Selection and
   network slimming's ``on_empty=remove_block``.
 - ``layer_costs``: FLOP rules for layer types of its own (the counter refuses a layer type it has no rule for).
+- ``channels_last``: whether its models train faster in channels_last memory format (``speed.channels_last=auto``).
 
 A pruner names what it needs; a model whose family lacks it is refused when the cell's plan is built.
 """
@@ -161,6 +162,9 @@ class Family:
     filter_numbering: Callable[[Config], list[NumberedConv]] | None = None
     residual_blocks: ResidualBlocks | None = None
     layer_costs: Mapping[type, CostRule] = field(default_factory=dict)
+    # train in channels_last memory format under ``speed.channels_last=auto``: the layout measured faster for this
+    # family (benchmarks/throughput.py; README "Training speed")
+    channels_last: bool = True
 
     def missing(self, needed: Sequence[str]) -> list[str]:
         """Which of the ``needed`` declarations (keys of :data:`DECLARATIONS`) this family does not make."""

@@ -26,6 +26,7 @@ from rethink.settings.schema import (
     PathsSettings,
     PretrainSettings,
     Settings,
+    SpeedSettings,
     TaskSettings,
     TrainerSettings,
 )
@@ -33,7 +34,7 @@ from rethink.settings.tasks import TASK_SCHEMAS
 from rethink.settings.typed import NonNegativeInt, coerce, parse
 
 GROUPS = ("dataset", "model", "pruner", "schedule", "pretrain", "optim", "calibration", "trainer", "logger", "paths")
-GROUPS += ("task",)
+GROUPS += ("task", "speed")
 SCALARS: dict[str, Any] = {
     "seed": NonNegativeInt,
     "progress_bar": Literal["rich", "tqdm", "lines"],
@@ -108,6 +109,7 @@ def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
         logger=parse(LoggerSettings, _group(config, "logger"), "logger"),
         paths=parse(PathsSettings, _group(config, "paths"), "paths"),
         task=_task(config.get("task") or {"name": "classification"}),
+        speed=parse(SpeedSettings, config.get("speed") or {}, "speed"),
         resolved=MappingProxyType(config),
         **scalars,
     )

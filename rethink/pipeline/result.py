@@ -16,6 +16,7 @@ from rethink.pipeline.runner import CellRunner
 from rethink.pipeline.tasks import cell_plan, planned_task
 from rethink.provenance import git_sha, versions
 from rethink.settings.schema import Settings
+from rethink.training.speed import speed_record
 from rethink.training.trainer import check_accelerator
 
 
@@ -62,6 +63,7 @@ def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
         "epochs": final.recipe.epochs,
         "recipe": asdict(final.recipe),
         "batch": _batch(runner.records),
+        "speed": speed_record(settings.speed, plan.specs[final.model], settings.trainer.arguments),
         "pruning": plan.pruning_summary(),
         "budget": _budget(plan),
         "stages": runner.records,

@@ -185,6 +185,19 @@ class ScheduleSettings:
     init: Init | None = None
 
 
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """How fast a stage trains (``speed.*``, :mod:`rethink.training.speed`): ``channels_last`` memory format —
+    ``auto`` (the model family's measured choice, ``Family.channels_last``), true or false — and ``compile``, the
+    model compiled with ``torch.compile`` for training (a warm-up of about a minute on a CPU)."""
+
+    channels_last: Literal["auto", True, False] = AUTO
+    compile: bool = False
+
+
 @dataclass(frozen=True)
 class TaskSettings:
     """``task.name``: what the cell trains — ``classification`` (the paper's tables) or another task's option, whose
@@ -209,6 +222,7 @@ class Settings:
     logger: LoggerSettings
     paths: PathsSettings
     task: TaskSettings = TaskSettings()
+    speed: SpeedSettings = SpeedSettings()
     progress_bar: Literal["rich", "tqdm", "lines"] = "rich"
     dry_run: Literal[False, True, "json"] = False  # true: for people (a sweep: a table); json: for programs
     verbose: bool = False  # Lightning's own info lines and library warnings (rethink.training.console)

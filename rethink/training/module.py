@@ -12,7 +12,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rethink.arch import ArchSpec, build
+from rethink.settings.schema import SpeedSettings
 from rethink.training.recipes import Recipe
+from rethink.training.speed import as_input, to_memory_format, uses_channels_last
 
 
 class ClassificationModule(pl.LightningModule):
@@ -21,13 +23,19 @@ class ClassificationModule(pl.LightningModule):
     Each epoch ends with a pass over the test set (as the reference code does); ``test/top1`` is logged per epoch and
     ``test/top1_best`` tracks the best epoch, in percent like ``train/top1`` and result.json. ``top5`` adds top-5
     accuracy (ImageNet) where it is defined, with 5 classes or more. ``stage`` names the stage the module trains or
-    evaluates (pretrain, prune, imp, retrain).
+    evaluates (pretrain, prune, imp, retrain). ``speed`` sets the memory format of the network and its batches and
+    whether training compiles it (:mod:`rethink.training.speed`), applied when a run sets the module up and to every
+    network installed after that.
     """
 
-    def __init__(self, spec: ArchSpec, recipe: Recipe, top5: bool = False, stage: str = "") -> None:
+    def __init__(
+        self, spec: ArchSpec, recipe: Recipe, top5: bool = False, stage: str = "", speed: SpeedSettings | None = None
+    ) -> None:
         super().__init__()
         self.save_hyperparameters({"spec": spec.to_dict(), "recipe": asdict(recipe), "top5": top5, "stage": stage})
         self.spec, self.recipe, self.stage = spec, recipe, stage
+        self.speed = speed or SpeedSettings(channels_last=False)
+        self.channels_last = self.compiled = False  # what setup() applied
         self.model = build(spec)
         num_classes = spec.num_classes
         self.train_loss = MeanMetric()
@@ -42,10 +50,22 @@ class ClassificationModule(pl.LightningModule):
         """Make ``spec`` carrying ``state`` the network of this module (before a run sets up its optimizers)."""
         if spec != self.spec:
             self.spec, self.model = spec, build(spec)
+            if self.channels_last or self.compiled:  # already set up: the new network runs the same path
+                self._accelerate(self.compiled)
         self.model.load_state_dict(state, strict=True)
 
+    def setup(self, stage: str) -> None:
+        self._accelerate(compile_model=self.speed.compile and stage == "fit")
+
+    def _accelerate(self, compile_model: bool) -> None:
+        self.channels_last = uses_channels_last(self.speed, self.spec)
+        to_memory_format(self.model, self.channels_last)
+        if compile_model:  # in place: the state dict keeps the model's own names (no ``_orig_mod.``)
+            self.model.compile()
+        self.compiled = compile_model
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(as_input(x, self.channels_last))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch

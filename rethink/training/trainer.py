@@ -158,7 +158,7 @@ def fit(
 ) -> FitResult:
     """Build a seeded module (starting from ``initial_state`` if given), train it, resume from ``work_dir``."""
     pl.seed_everything(run.cell["seed"], workers=True, verbose=False)
-    module = ClassificationModule(spec, recipe, top5=run.top5, stage=stage)
+    module = ClassificationModule(spec, recipe, top5=run.top5, stage=stage, speed=run.settings.speed)
     if initial_state is not None:
         module.install(spec, initial_state)
     if before_fit is not None:
@@ -199,7 +199,8 @@ def validate(
 ) -> tuple[ClassificationModule, dict[str, Any]]:
     """Test accuracy (percent) of ``spec`` carrying ``state``, in a Lightning run whose ``callbacks`` may replace the
     network in their setup (the pruning callback); returns the module as it was evaluated and its accuracy."""
-    module = ClassificationModule(spec, Recipe(1, 0.0, [], 0.1, 0.0, 0.0, False), top5=run.top5, stage=stage)
+    recipe = Recipe(1, 0.0, [], 0.1, 0.0, 0.0, False)
+    module = ClassificationModule(spec, recipe, top5=run.top5, stage=stage, speed=run.settings.speed)
     module.install(spec, state)
     loggers = make_loggers(run.settings, run.cell, run.group, stage, work_dir, run.run_dir)
     try:
