@@ -20,6 +20,7 @@ from rethink.pipeline.schedules import schedule_schema
 from rethink.pruning.registry import pruner_class
 from rethink.settings.schema import (
     CalibrationSettings,
+    LaunchSettings,
     LoggerSettings,
     ModelSettings,
     OptimSettings,
@@ -33,7 +34,7 @@ from rethink.settings.tasks import TASK_SCHEMAS
 from rethink.settings.typed import NonNegativeInt, coerce, parse
 
 GROUPS = ("dataset", "model", "pruner", "schedule", "pretrain", "optim", "calibration", "trainer", "logger", "paths")
-GROUPS += ("task",)
+GROUPS += ("task", "launch")
 SCALARS: dict[str, Any] = {
     "seed": NonNegativeInt,
     "progress_bar": Literal["rich", "tqdm", "lines"],
@@ -108,6 +109,7 @@ def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
         logger=parse(LoggerSettings, _group(config, "logger"), "logger"),
         paths=parse(PathsSettings, _group(config, "paths"), "paths"),
         task=_task(config.get("task") or {"name": "classification"}),
+        launch=parse(LaunchSettings, config.get("launch") or {}, "launch"),
         resolved=MappingProxyType(config),
         **scalars,
     )
