@@ -1,6 +1,6 @@
 """One cell per device (``launch.device_slots``, :mod:`rethink.launch`): the slot allocator, the refusals, a pin that
-leaves the stage keys alone, and a joblib multirun whose two concurrent jobs hold two simulated slots and share one
-pretrain."""
+leaves the stage keys alone, and a joblib multirun whose two concurrent jobs (two pruners of one model: a slice of Table
+1) hold two simulated slots and share one pretrain."""
 
 from __future__ import annotations
 
@@ -104,13 +104,14 @@ def test_the_gpu_launcher_without_a_slot_count_is_refused_in_one_line(tmp_path: 
     assert not (tmp_path / "sweep").exists()
 
 
-def test_joblib_multirun_pins_each_job_to_its_own_slot_and_trains_the_shared_pretrain_once(tmp_path: Path) -> None:
+def test_joblib_multirun_pins_each_job_to_its_own_slot_and_trains_the_shared_large_model_once(tmp_path: Path) -> None:
     sweep_dir, artifacts = tmp_path / "sweep", tmp_path / "artifacts"
     proc = run(
         "rethink.main",
-        "-m",
-        *PINNED_CELL,
-        "schedule=finetune,lottery",  # both retrain from the same trained large model
+        "experiment=paper/quick/l1_cifar10",  # a slice of Table 1: ResNet-56-A and -B share their large model
+        "+experiment/paper/row=resnet56_a,resnet56_b",
+        "schedule=finetune",
+        "seed=1",
         "hydra/launcher=rethink_gpus",
         "launch.device_slots=2",  # two simulated devices: two jobs at once
         f"hydra.sweep.dir={sweep_dir}",
@@ -118,7 +119,7 @@ def test_joblib_multirun_pins_each_job_to_its_own_slot_and_trains_the_shared_pre
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = results(sweep_dir)
-    assert sorted(r["cell"]["schedule"] for r in found) == ["finetune", "lottery"]
+    assert sorted(r["config"]["pruner"]["variant"] for r in found) == ["A", "B"]
     assert sorted(r["launch"]["device_slot"] for r in found) == [0, 1]  # concurrent jobs, one slot each
     for r in found:  # the stages a job trained record its slot
         assert r["stages"][-1]["device"] == f"cpu (device slot {r['launch']['device_slot']})"
