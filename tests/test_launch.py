@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import compose_settings
+from test_paper_configs import compose_with_hydra
 from test_sweeps import TINY, results, run
 
 from rethink import launch
@@ -94,6 +95,11 @@ def test_pinning_that_cannot_work_is_refused_before_anything_runs(
         with launch.pinned_job(settings, tmp_path if multirun else None):
             pytest.fail("a refused job ran")
     assert not (tmp_path / launch.SLOTS_FOLDER).exists()
+
+
+def test_the_gpu_launcher_preset_runs_one_job_per_device_slot() -> None:
+    cfg = compose_with_hydra("experiment=paper/l1_cifar10", "hydra/launcher=rethink_gpus", "launch.device_slots=8")
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 8
 
 
 def test_the_gpu_launcher_without_a_slot_count_is_refused_in_one_line(tmp_path: Path) -> None:
