@@ -55,9 +55,12 @@ def pinned_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
     return {**arguments, "devices": [slot]}
 
 
-def check_pinning(arguments: Mapping[str, Any], slots: int, multirun: bool) -> None:
+def check_pinning(settings: Settings, multirun: bool) -> None:
     """Refuse, before anything runs, a pinned job that cannot work: a single run, a cell on several devices or
-    processes, more slots than visible GPUs."""
+    processes, more slots than visible GPUs (nothing to check without ``launch.device_slots``)."""
+    slots, arguments = settings.launch.device_slots, settings.trainer.arguments
+    if slots is None:
+        return
     given = f"launch.device_slots={slots}"
     if not multirun:
         raise UserError(
@@ -124,11 +127,10 @@ def pinned_job(settings: Settings, sweep_dir: Path | None) -> Iterator[int | Non
     """Run the block on a device slot of the sweep ``sweep_dir`` (None: not a multirun) when ``launch.device_slots``
     is set; yields the slot (None: unpinned). The slot is released when the block ends, also on an error."""
     slots, arguments = settings.launch.device_slots, settings.trainer.arguments
-    if slots is None:
+    check_pinning(settings, sweep_dir is not None)
+    if slots is None or sweep_dir is None:
         yield None
         return
-    check_pinning(arguments, slots, sweep_dir is not None)
-    assert sweep_dir is not None
     with device_slot(sweep_dir / SLOTS_FOLDER, slots) as slot:
         previous = os.environ.get(SLOT_ENV)
         os.environ[SLOT_ENV] = str(slot)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 import rethink.detection  # noqa: F401  (registers task=detection before Hydra's callbacks plan any cell)
 from rethink.errors import UserError
-from rethink.launch import launcher_problem, pinned_job
+from rethink.launch import check_pinning, launcher_problem, pinned_job
 from rethink.results import progress
 from rethink.settings.schema import RESERVED_TRAINER_ARGS, reserved_trainer_arg
 
@@ -69,7 +69,9 @@ def main(cfg: DictConfig) -> str | None:
 
     if cfg.get("dry_run") or not sweep:  # planned first: a dry run or bad input leaves no run folder behind
         try:
-            plan = cell_plan(load_settings(cfg))
+            settings = load_settings(cfg)
+            check_pinning(settings, sweep)
+            plan = cell_plan(settings)
         except UserError as exc:
             if sweep:  # a dry run of a sweeper whose cells are only known as they run: the other cells go on
                 print(f"rethink: error: {exc}", file=sys.stderr)

@@ -97,6 +97,14 @@ def test_pinning_that_cannot_work_is_refused_before_anything_runs(
     assert not (tmp_path / launch.SLOTS_FOLDER).exists()
 
 
+def test_a_single_run_with_device_slots_is_refused_in_one_line_and_leaves_no_folder(tmp_path: Path) -> None:
+    proc = run("rethink.main", *TINY, "launch.device_slots=2", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("rethink: error: launch.device_slots=2 shares a node's devices among the cells")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_gpu_launcher_preset_runs_one_job_per_device_slot() -> None:
     cfg = compose_with_hydra("experiment=paper/l1_cifar10", "hydra/launcher=rethink_gpus", "launch.device_slots=8")
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 8
