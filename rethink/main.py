@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 import rethink.detection  # noqa: F401  (registers task=detection before Hydra's callbacks plan any cell)
 from rethink.errors import UserError
+from rethink.launch import check_pinning, launcher_problem, pinned_job
 from rethink.results import progress
 from rethink.settings.schema import RESERVED_TRAINER_ARGS, reserved_trainer_arg
 
@@ -68,7 +69,9 @@ def main(cfg: DictConfig) -> str | None:
 
     if cfg.get("dry_run") or not sweep:  # planned first: a dry run or bad input leaves no run folder behind
         try:
-            plan = cell_plan(load_settings(cfg))
+            settings = load_settings(cfg)
+            check_pinning(settings, sweep)
+            plan = cell_plan(settings)
         except UserError as exc:
             if sweep:  # a dry run of a sweeper whose cells are only known as they run: the other cells go on
                 print(f"rethink: error: {exc}", file=sys.stderr)
@@ -87,8 +90,10 @@ def main(cfg: DictConfig) -> str | None:
     try:
         from rethink.pipeline.result import run_cell
 
-        with contextlib.redirect_stdout(sys.stderr):  # progress bars and library prints: stdout carries results only
-            result = run_cell(load_settings(cfg), run_dir)
+        settings = load_settings(cfg)
+        sweep_dir = Path(hydra_cfg.sweep.dir) if sweep else None
+        with contextlib.redirect_stdout(sys.stderr), pinned_job(settings, sweep_dir):  # stdout: results only
+            result = run_cell(settings, run_dir)
     except UserError as exc:
         if leader:
             progress.mark_failed(run_dir, str(exc))
@@ -183,7 +188,7 @@ def config_error(exc: CompactHydraException) -> str:
 def cli() -> None:
     """``python -m rethink.main``: every user error — a bad override, an unknown config option, a value the settings
     refuse — is one message on stderr and exit status 2; ``HYDRA_FULL_ERROR=1`` shows Hydra's own traceback."""
-    problem = unknown_experiment(sys.argv[1:])
+    problem = unknown_experiment(sys.argv[1:]) or launcher_problem(sys.argv[1:])
     if problem:
         print(f"rethink: error: {problem}", file=sys.stderr)
         sys.exit(2)

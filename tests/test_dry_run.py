@@ -51,6 +51,15 @@ def test_a_sweep_dry_run_in_json_is_one_document(tmp_path: Path) -> None:
     assert document["totals"]["train_flops"] == pytest.approx(
         sum({(s["stage"], s["key"]): s["train_flops"] for c in document["cells"] for s in c["stages"]}.values())
     )
+    # one large model per (model, seed), whatever the pruner (A and B rows) and schedule: the Fine-tuned cells'
+    # pretrain (Scratch cells of predefined targets train none)
+    pretrains: dict[str, set[str]] = {}
+    for cell in document["cells"]:
+        for stage in cell["stages"]:
+            if stage["stage"] == "pretrain":
+                assert cell["plan"]["cell"]["schedule"] == "finetune"
+                pretrains.setdefault(cell["plan"]["cell"]["model"], set()).add(stage["key"])
+    assert {model: len(keys) for model, keys in pretrains.items()} == {"vgg16": 1, "resnet56": 1, "resnet110": 1}
     assert list(tmp_path.iterdir()) == []
 
 

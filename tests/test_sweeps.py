@@ -191,6 +191,17 @@ def test_every_quick_paper_table_runs_in_full(name: str, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr[-3000:]
     tally = [line for line in proc.stderr.splitlines() if line.startswith(f"rethink: {len(jobs)} cells: ")]
     assert tally and "failed" not in tally[0] and "pending" not in tally[0], proc.stderr[-3000:]
-    assert len(results(sweep_dir)) == len(jobs)
+    found = results(sweep_dir)
+    assert len(found) == len(jobs)
+    # every stage computed by one cell only, the others reuse it; Table 1: one large model per (model, seed) across
+    # the pruners (A and B rows) and schedules (measured: 6 computed = 3 models x 2 seeds, 4 reused)
+    computed = [(s["stage"], s["key"]) for r in found for s in r["stages"] if s["status"] == "computed"]
+    assert len(computed) == len(set(computed))
+    if name == "paper/quick/l1_cifar10":
+        pretrains = [(r["cell"]["model"], r["cell"]["seed"], s) for r in found for s in r["stages"]]
+        statuses = [(model, seed, s["status"]) for model, seed, s in pretrains if s["stage"] == "pretrain"]
+        trained = sorted((model, seed) for model, seed, status in statuses if status == "computed")
+        assert trained == sorted({(model, seed) for model, seed, _ in statuses}) and len(trained) == 6
+        assert sorted(status for *_, status in statuses) == ["computed"] * 6 + ["reused"] * 4
     report = run("rethink.report", str(sweep_dir), "--out", str(tmp_path / "report"))
     assert report.returncode == 0 and "rethink.report:" not in report.stderr.replace("rethink.report: wrote", "")

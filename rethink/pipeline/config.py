@@ -20,6 +20,7 @@ from rethink.pipeline.schedules import schedule_schema
 from rethink.pruning.registry import pruner_class
 from rethink.settings.schema import (
     CalibrationSettings,
+    LaunchSettings,
     LoggerSettings,
     ModelSettings,
     OptimSettings,
@@ -34,7 +35,7 @@ from rethink.settings.tasks import TASK_SCHEMAS
 from rethink.settings.typed import NonNegativeInt, coerce, parse
 
 GROUPS = ("dataset", "model", "pruner", "schedule", "pretrain", "optim", "calibration", "trainer", "logger", "paths")
-GROUPS += ("task", "speed")
+GROUPS += ("task", "speed", "launch")
 SCALARS: dict[str, Any] = {
     "seed": NonNegativeInt,
     "progress_bar": Literal["rich", "tqdm", "lines"],
@@ -110,6 +111,7 @@ def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
         paths=parse(PathsSettings, _group(config, "paths"), "paths"),
         task=_task(config.get("task") or {"name": "classification"}),
         speed=parse(SpeedSettings, config.get("speed") or {}, "speed"),
+        launch=parse(LaunchSettings, config.get("launch") or {}, "launch"),
         resolved=MappingProxyType(config),
         **scalars,
     )

@@ -4,10 +4,11 @@ Every setting of the groups a stage depends on is hashed by default (data set, m
 arguments — including ones added with ``+trainer.*`` — the seed, the stage's recipe, the pruner's settings, the
 upstream stage's key), so a new setting can never make a stage reuse an artifact computed without it. Only the
 settings in :data:`NOT_HASHED` are left out, each known not to change results; groups that never change a model
-(``paths``, ``logger``, ``progress_bar``, ``verbose``, ``dry_run``) are not hashed at all, nor is ``speed`` (memory
-format and compilation change results by float rounding only, like the device a stage runs on; ``tests/test_speed.py``
-checks it), and ``calibration`` only in the prune key of a pruner that reads calibration data. ``tests/test_keys.py``
-pins the keys of reference cells: a change that moves them must update the pinned values in the same commit.
+(``paths``, ``logger``, ``launch`` — the device a job is pinned to —, ``progress_bar``, ``verbose``, ``dry_run``) are
+not hashed at all, nor is ``speed`` (memory format and compilation change results by float rounding only, like the
+device a stage runs on; ``tests/test_speed.py`` checks it), and ``calibration`` only in the prune key of a pruner that
+reads calibration data. ``tests/test_keys.py`` pins the keys of reference cells: a change that moves them must update
+the pinned values in the same commit.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any
 from rethink.data import build_datamodule
 from rethink.distributed import is_distributed_follower
 from rethink.io import copy_file_atomic, write_json_atomic, write_text_atomic
+from rethink.launch import held_slot
 from rethink.pipeline.plan import CellPlan
 from rethink.pipeline.runner import CellRunner
 from rethink.pipeline.tasks import cell_plan, planned_task
@@ -72,6 +73,8 @@ def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
         "versions": versions(),
         "config": settings.config(),
     }
+    if held_slot() is not None:  # launch.device_slots: the device slot the job held (rethink.launch)
+        result["launch"] = {"device_slot": held_slot(), "device_slots": settings.launch.device_slots}
     if not is_distributed_follower():  # every file replaced atomically: a re-run killed here loses nothing written
         for record in runner.records:  # per-epoch metrics of every trained stage, beside the result
             csv = Path(record["path"] or "/nonexistent") / "metrics.csv"

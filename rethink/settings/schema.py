@@ -48,6 +48,13 @@ class CalibrationSettings:
 
 
 @dataclass(frozen=True)
+class LaunchSettings:
+    """How a multirun's jobs share the node's devices (``launch.*``; :mod:`rethink.launch`)."""
+
+    device_slots: PositiveInt | None = None  # the node's devices (GPUs), one cell each at a time; None: no pinning
+
+
+@dataclass(frozen=True)
 class ModelSettings:
     """``model.name`` and its options (checked by the model's own spec maker when the plan is built)."""
 
@@ -223,6 +230,7 @@ class Settings:
     paths: PathsSettings
     task: TaskSettings = TaskSettings()
     speed: SpeedSettings = SpeedSettings()
+    launch: LaunchSettings = LaunchSettings()
     progress_bar: Literal["rich", "tqdm", "lines"] = "rich"
     dry_run: Literal[False, True, "json"] = False  # true: for people (a sweep: a table); json: for programs
     verbose: bool = False  # Lightning's own info lines and library warnings (rethink.training.console)

@@ -19,6 +19,7 @@ from pytorch_lightning.loggers import Logger
 from rethink.arch import ArchSpec
 from rethink.distributed import leader_value, rank_batch_size
 from rethink.errors import UserError
+from rethink.launch import held_slot, pinned_arguments
 from rethink.settings.schema import Settings
 from rethink.training.console import quiet_lightning
 from rethink.training.loggers import finish, make_loggers, summarize
@@ -87,7 +88,7 @@ def make_trainer(
     """A Trainer for one stage; the data modules shard data themselves, so Lightning must not add samplers. Its
     progress bar (``progress_bar`` style) names the run by ``label`` (cell and stage)."""
     quiet_lightning(settings.verbose)
-    kwargs = dict(settings.trainer.arguments)
+    kwargs = pinned_arguments(settings.trainer.arguments)  # launch.device_slots: the held slot's GPU
     if kwargs.get("enable_progress_bar", True):
         callbacks = [progress_callback(settings.progress_bar, label), *callbacks]
         kwargs["enable_progress_bar"] = settings.progress_bar != "lines"  # lines replace Lightning's bar
@@ -183,10 +184,11 @@ def fit(
 
 def device_label(trainer: pl.Trainer) -> str:
     """What a Lightning run ran on: the accelerator type, the device name (CUDA) and the process count when more than
-    one, e.g. ``cpu``, ``cuda: NVIDIA H200 x2``."""
+    one, e.g. ``cpu``, ``cuda: NVIDIA H200 x2``, a pinned job's slot: ``cuda: NVIDIA H200 (device slot 3)``."""
     device = trainer.strategy.root_device
     name = f": {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return f"{device.type}{name}" + (f" x{trainer.world_size}" if trainer.world_size > 1 else "")
+    slot = "" if held_slot() is None else f" (device slot {held_slot()})"
+    return f"{device.type}{name}" + (f" x{trainer.world_size}" if trainer.world_size > 1 else "") + slot
 
 
 def validate(
