@@ -136,7 +136,8 @@ def _masked_build(plan: CellPlan) -> tuple[Callable[[], nn.Module], int, int]:
     return make, plan.cost("large")["params"] - removed, flops
 
 
-def _fixed_weights(plan: CellPlan) -> bool:
+def _decides_on_random_weights(plan: CellPlan) -> bool:
+    """A weight pruner that needs neither data nor a penalty: its decision on random weights removes as many."""
     needs = plan.pruner.requirements()
     return plan.pruner.prunes_weights and not needs.calibration and not needs.regularizer and plan.source is None
 
@@ -187,7 +188,7 @@ def catalogue(cells: list[tuple[str, tuple[str, ...]]]) -> tuple[list[Candidate]
         if plan.pruned is not None:
             pruned_cost = plan.cost("pruned")
             make, params, flops = _seeded_build(plan.pruned), pruned_cost["params"], pruned_cost["flops"]["paper"]
-        elif _fixed_weights(plan):
+        elif _decides_on_random_weights(plan):
             make, params, flops = _masked_build(plan)
             notes.append("masked dense model (random init, the pruner's masks); params and FLOPs: nonzero weights")
         else:
