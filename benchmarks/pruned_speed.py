@@ -12,10 +12,12 @@ architecture code, this measures (:mod:`rethink.speed.timing`):
 on ``fp32`` (eager, NCHW) and on ``channels_last``, ``bf16`` autocast and both (``--compile`` adds torch.compile,
 ~60 s of warm-up per model on a CPU); ``fastest`` is each model's fastest of them per measurement. Repeats go
 round-robin over all models; medians are reported, with each pruned model's speedup beside its FLOPs ratio and
-params ratio (:mod:`rethink.speed.bench`). Models whose architecture only training decides are listed as skipped.
+params ratio (:mod:`rethink.speed.bench`). Models whose architecture only training decides are listed as skipped;
+``--result DIR`` measures those of finished runs under DIR (:mod:`rethink.speed.trained`).
 
 Run: ``python benchmarks/pruned_speed.py [--models l1_cifar10 resnet56 ...] [--device cpu|cuda] [--repeats 3]
-[--warmup 2] [--steps 5] [--threads N] [--max-batch N] [--compile] [--json out.json] [--markdown out.md]``;
+[--warmup 2] [--steps 5] [--threads N] [--max-batch N] [--compile] [--result DIR...] [--json out.json]
+[--markdown out.md]``;
 ``--quick``: ResNet-56 and ResNet-56-B at 1/4 width, 1 repeat, tiny batches (seconds). ``python -m rethink.report
 PATH... --speed out.json`` adds the measured speedup to the report's tables.
 """
@@ -36,6 +38,7 @@ from rethink.results.speed import SpeedFile, to_markdown
 from rethink.speed.bench import document, run
 from rethink.speed.catalogue import PAPER_CELLS, QUICK_CELLS, catalogue, select
 from rethink.speed.timing import paths
+from rethink.speed.trained import trained_models
 
 QUICK = {"repeats": 1, "warmup": 1, "steps": 1, "max_batch": 8}
 
@@ -51,6 +54,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=None, help="cap on the training batch (e.g. 16 for ImageNet)")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow warm-up)")
     parser.add_argument("--quick", action="store_true", help="two small models, 1 repeat, tiny batches")
+    parser.add_argument("--result", nargs="*", default=[], help="finished runs: also their trained pruned models")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--markdown", type=Path, default=None, help="write the results as a Markdown table")
     args = parser.parse_args(argv)
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         models, skipped = catalogue(QUICK_CELLS if args.quick else PAPER_CELLS)
+        if args.result:
+            trained, problems = trained_models(args.result, models)
+            models += trained
+            skipped += [{"name": "--result", "reason": problem} for problem in problems]
         models = select(models, args.models)
     except UserError as exc:
         print(f"pruned_speed: {exc}", file=sys.stderr)

@@ -19,7 +19,9 @@ from test_report import fake, write_results
 from rethink.errors import UserError
 from rethink.results import report
 from rethink.results.speed import COLUMN, FORMAT, load
-from rethink.speed.catalogue import QUICK_CELLS, catalogue, select
+from rethink.results.tables import build_tables, collect
+from rethink.speed.catalogue import QUICK_CELLS, catalogue, compose_plan, select
+from rethink.speed.trained import trained_models
 
 MEASUREMENTS = ("latency_ms", "inference_ips", "train_ips")
 PATHS = ("fp32", "channels_last", "bf16", "channels_last+bf16")
@@ -167,3 +169,29 @@ def test_models_filter_names_what_exists() -> None:
     assert [m.name for m in select(models, ["l1 B"])] == [m.name for m in models]
     with pytest.raises(UserError, match="--models vgg19: no pruned model"):
         select(models, ["vgg19"])
+
+
+def test_trained_models_of_finished_runs(tmp_path: Path) -> None:
+    """--result: a run's pretrain and prune spec.json give the models, keyed as its report row is."""
+    plan = compose_plan(QUICK_CELLS[0][1])
+    stages = []
+    for stage, spec in (("pretrain", plan.large), ("prune", plan.pruned)):
+        (tmp_path / "art" / stage).mkdir(parents=True)
+        (tmp_path / "art" / stage / "spec.json").write_text(spec.to_json())
+        stages.append({"stage": stage, "path": str(tmp_path / "art" / stage), "status": "computed"})
+    requested = {"ratio": 0.5, "sparsity": None, "min_channels": 1, "on_empty": "keep_min"}
+    options = dict(plan.settings.model.options)
+    result = fake("cifar10", "resnet56", "slimming", "finetune", 1, 93.0, requested, model_options=options)
+    result["stages"] = stages
+    result["config"]["dataset"] = {"image_size": 32, "batch_size": 64}
+    write_results(tmp_path / "runs", [result])
+    models, problems = trained_models([tmp_path / "runs"], [])
+    assert problems == [] and [m.role for m in models] == ["large", "pruned"]
+    large, pruned = models
+    assert (large.params, pruned.params) == (plan.cost("large")["params"], plan.cost("pruned")["params"])
+    assert pruned.large == large.name and pruned.batch_size == 64
+    (row,) = [r for t in build_tables(collect([tmp_path / "runs"])[0]) for r in t.rows]
+    assert pruned.identity() == {
+        "table": row.table, "dataset": row.dataset, "model": row.model, "options": row.options,
+        "pruner": "slimming", "setting": row.setting,
+    }  # fmt: skip

@@ -100,7 +100,8 @@ class Candidate:
         return {key: getattr(self, key) for key in keys}
 
 
-def _frozen(value: Any) -> str:
+def frozen(value: Any) -> str:
+    """``value`` as canonical JSON text (a dictionary key)."""
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -110,7 +111,9 @@ def compose_plan(overrides: Iterable[str]) -> CellPlan:
         return cell_plan(load_settings(compose(config_name="config", overrides=["schedule=scratch_e", *overrides])))
 
 
-def _seeded_build(spec: ArchSpec) -> Callable[[], nn.Module]:
+def seeded_build(spec: ArchSpec) -> Callable[[], nn.Module]:
+    """A builder of ``spec``'s model, initialised with seed 0."""
+
     def make() -> nn.Module:
         torch.manual_seed(0)
         return build(spec)
@@ -121,7 +124,7 @@ def _seeded_build(spec: ArchSpec) -> Callable[[], nn.Module]:
 def _masked_build(plan: CellPlan) -> tuple[Callable[[], nn.Module], int, int]:
     """A weight pruner's decision on a randomly initialised large model: the builder of the masked model, and its
     nonzero params and FLOPs."""
-    model = _seeded_build(plan.large)()
+    model = seeded_build(plan.large)()
     context = PruneContext(model, plan.large, plan.model_name, seed=0)
     decision = plan.pruner.decide(context)
     state = {k: v.clone() for k, v in decision.state.items()}
@@ -187,19 +190,19 @@ def catalogue(cells: list[tuple[str, tuple[str, ...]]]) -> tuple[list[Candidate]
         notes = []
         if plan.pruned is not None:
             pruned_cost = plan.cost("pruned")
-            make, params, flops = _seeded_build(plan.pruned), pruned_cost["params"], pruned_cost["flops"]["paper"]
+            make, params, flops = seeded_build(plan.pruned), pruned_cost["params"], pruned_cost["flops"]["paper"]
         elif _decides_on_random_weights(plan):
             make, params, flops = _masked_build(plan)
             notes.append("masked dense model (random init, the pruner's masks); params and FLOPs: nonzero weights")
         else:
             skipped.append({"name": f"{group}: {name}", "reason": "its pruned architecture is decided by training"})
             continue
-        key = _frozen([large_name, plan.large.to_json()])
+        key = frozen([large_name, plan.large.to_json()])
         if key not in larges:
             large_cost = plan.cost("large")
             larges[key] = Candidate(
                 large_name, "large", group, UNPRUNED_TABLE, pruner="none", setting={},
-                params=large_cost["params"], flops=large_cost["flops"]["paper"], build=_seeded_build(plan.large),
+                params=large_cost["params"], flops=large_cost["flops"]["paper"], build=seeded_build(plan.large),
                 **common,
             )  # fmt: skip
             models.append(larges[key])
