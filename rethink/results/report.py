@@ -47,7 +47,8 @@ def write_report(
 ) -> dict[str, Any]:
     """Write the tables (Markdown + CSV), the long-form ``cells.csv``, the plots (with Figure 3's curves),
     ``verdicts.json`` (tests at level ``alpha``), ``costs.csv`` and ``report.md`` under ``out``; accuracies at
-    ``metric`` (best | final epoch); ``speed``: the measured speedup column. ``markdown``: the tables as printed."""
+    ``metric`` (best | final epoch); ``speed`` adds the measured speedup column. Returns what was written (its
+    ``markdown``: every table, as the CLI prints them)."""
     from rethink.results import curves, plots  # matplotlib only when a report is written
 
     out.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,8 @@ class SpeedFile:
     @property
     def machine(self) -> str:
         described = self.data["machine"]
-        threads = f", {described['torch_threads']} threads" if described.get("device") == "cpu" else ""
+        count = described.get("torch_threads")
+        threads = f", {count} thread{'s' * (count != 1)}" if described.get("device") == "cpu" else ""
         return f"{described['name']} ({described.get('device', '?')}{threads}, torch {described.get('torch', '?')})"
 
     def pruned(self) -> list[dict[str, Any]]:
