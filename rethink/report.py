@@ -1,5 +1,5 @@
-"""``python -m rethink.report PATH... [--out DIR] [--metric best|final] [--alpha A] [--wandb]``: tables, verdicts,
-costs, plots and a report from ``result.json`` files (the code is :mod:`rethink.results.report`)."""
+"""``python -m rethink.report PATH... [--out DIR] [--metric best|final] [--alpha A] [--wandb] [--speed JSON]``:
+tables, verdicts, costs, plots and a report from ``result.json`` files (the code is :mod:`rethink.results.report`)."""
 
 import sys
 

@@ -1,12 +1,13 @@
 """Tables, plots and a report from ``result.json`` files: ``python -m rethink.report PATH... [--out DIR]
-[--metric best|final] [--alpha A] [--wandb]``, and the summary printed after every sweep (:class:`SweepSummary`, a
-Hydra callback).
+[--metric best|final] [--alpha A] [--wandb] [--speed pruned_speed.json]``, and the summary printed after every sweep
+(:class:`SweepSummary`, a Hydra callback).
 
 :func:`write_report` writes, under one directory, every table as Markdown and CSV (``tables/``), the long-form
 ``cells.csv``, the plots (``plots/``), the verdicts (``verdicts.json``), the compute cost (``costs.csv``) and
-``report.md`` with all of them; with ``--wandb`` also a W&B run. The tables are :mod:`rethink.results.tables` (which
-results, grouped how) rendered by :mod:`rethink.results.render` (how cells, published numbers and footnotes read);
-:mod:`rethink.results.verdicts` tests them, :mod:`rethink.results.costs` counts what they cost.
+``report.md`` with all of them; with ``--wandb`` also a W&B run; with ``--speed`` a "measured speedup" column from the
+JSON of ``benchmarks/pruned_speed.py`` (:mod:`rethink.results.speed`). The tables are :mod:`rethink.results.tables`
+(which results, grouped how) rendered by :mod:`rethink.results.render` (how cells, published numbers and footnotes
+read); :mod:`rethink.results.verdicts` tests them, :mod:`rethink.results.costs` counts what they cost.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from rethink.results.detection import detection_table
 from rethink.results.naming import slug
 from rethink.results.published import METRIC
 from rethink.results.render import LONG_FIELDS, render, table, to_csv, to_markdown
+from rethink.results.speed import SpeedFile, add_speed_column
+from rethink.results.speed import load as load_speed
 from rethink.results.tables import METRIC_NAMES, METRICS, collect
 from rethink.results.verdicts import ALPHA, check_alpha, judge
 
@@ -40,10 +43,12 @@ def write_report(
     use_wandb: bool = False,
     metric: str = METRIC,
     alpha: float = ALPHA,
+    speed: SpeedFile | None = None,
 ) -> dict[str, Any]:
     """Write the tables (Markdown + CSV), the long-form ``cells.csv``, the plots (with Figure 3's curves),
     ``verdicts.json`` (tests at level ``alpha``), ``costs.csv`` and ``report.md`` under ``out``; accuracies at
-    ``metric`` (best | final epoch)."""
+    ``metric`` (best | final epoch); ``speed`` adds the measured speedup column. Returns what was written (its
+    ``markdown``: every table, as the CLI prints them)."""
     from rethink.results import curves, plots  # matplotlib only when a report is written
 
     out.mkdir(parents=True, exist_ok=True)
@@ -54,6 +59,8 @@ def write_report(
     sections = []
     for t in tables:
         rendered = render(t)
+        if speed is not None:
+            rendered = add_speed_column(t, rendered, speed)
         stem = out / "tables" / slug(t.name)
         stem.with_suffix(".md").write_text(to_markdown(t, rendered))
         stem.with_suffix(".csv").write_text(to_csv(t, rendered))
@@ -95,6 +102,7 @@ def write_report(
         lines += ["## Accuracy vs parameters", ""]
         lines += [f"![{title}]({p.relative_to(out).as_posix()})\n" for title, p in accuracy_plots]
     detection = detection_table(results)
+    written["markdown"] = "\n".join([*(section + "\n" for section in sections), detection]).rstrip()
     if detection:
         (out / "tables" / "detection.md").write_text(detection)
         lines += [detection]
@@ -142,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--alpha", type=float, default=ALPHA, help="significance level of the verdicts (default 0.05)")
     parser.add_argument("--wandb", action="store_true", help="also log tables and plots to W&B (job_type=report)")
+    parser.add_argument("--speed", help="JSON of benchmarks/pruned_speed.py: adds a measured speedup column")
     args = parser.parse_args(argv)
     try:
         check_alpha(args.alpha)
+        speed = None if args.speed is None else load_speed(args.speed)
     except UserError as exc:
         print(f"rethink.report: {exc}", file=sys.stderr)
         return 2
@@ -154,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         print("rethink.report: no readable result.json: nothing written", file=sys.stderr)
         return 1
-    written = write_report(results, problems, Path(args.out), list(args.paths), args.wandb, args.metric, args.alpha)
-    print(table(results, args.metric))
+    out = Path(args.out)
+    written = write_report(results, problems, out, list(args.paths), args.wandb, args.metric, args.alpha, speed)
+    print(written["markdown"])
     print(written["verdicts"].to_markdown())
     print(
         f"rethink.report: wrote {written['report']} "
