@@ -7,7 +7,7 @@ RETHINK_CIFAR10_NPZ ?= $(abspath ../shared/data/cifar10/cifar10.npz)
 export RETHINK_CIFAR10_NPZ
 export WANDB_MODE ?= offline
 
-.PHONY: install demo demo-full test test-slow benchmark clean
+.PHONY: install demo demo-full test test-slow benchmark benchmark-pruned benchmark-gpu clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,12 @@ test-slow: install
 
 benchmark: install
 	$(PY) benchmarks/throughput.py
+
+benchmark-pruned: install
+	$(PY) benchmarks/pruned_speed.py --json pruned_speed.json --markdown pruned_speed.md
+
+benchmark-gpu: install
+	PY=$(PY) benchmarks/gpu.sh gpu_benchmark.json
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache

@@ -95,6 +95,8 @@ def test_auto_follows_the_family_and_the_module_applies_it_to_installed_networks
     spec = default_spec("resnet56", 10, width_multiplier=0.25)
     assert uses_channels_last(SpeedSettings(), spec) is family_of(spec).channels_last
     assert uses_channels_last(SpeedSettings(channels_last=False), spec) is False
+    densenet = default_spec("densenet40", 10)  # a family measured slower in channels_last
+    assert not uses_channels_last(SpeedSettings(), densenet) and uses_channels_last(SpeedSettings(True), densenet)
     module = ClassificationModule(spec, RECIPE, speed=SpeedSettings(channels_last=True))
     module.setup("validate")
     assert module.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)  # type: ignore[union-attr]

@@ -186,7 +186,15 @@ def channel_groups(config: Config) -> list[GroupSlot]:
     return slots
 
 
-register_family(Family("cifar_densenet", build_densenet, channel_groups=channel_groups, layer_costs=SELECTION_COSTS))
+register_family(
+    Family(
+        "cifar_densenet",
+        build_densenet,
+        channel_groups=channel_groups,
+        layer_costs=SELECTION_COSTS,
+        channels_last=False,  # trains at 0.61x the contiguous speed in channels_last on the CPU (README)
+    )
+)
 register_model(
     "densenet40",
     "cifar",
