@@ -332,6 +332,7 @@ def main() -> None:
                 for b, base_value in base.items()
             },
             "warmup_s": {name: round(statistics.median(values), 2) for name, values in warmups.items()},
+            "warmup_runs_s": {name: [round(v, 2) for v in values] for name, values in warmups.items()},
             "data_only_images_per_s": {"rethink": round(data_ours), "reference": round(data_reference)},
             "runs": {k: [round(v, 2) for v in vs] for k, vs in runs.items()},
             "wall_time_s": round(wall, 2),
