@@ -11,9 +11,10 @@ architecture code, this measures (:mod:`rethink.speed.timing`):
 
 on ``fp32`` (eager, NCHW) and on ``channels_last``, ``bf16`` autocast and both (``--compile`` adds torch.compile,
 ~60 s of warm-up per model on a CPU); ``fastest`` is each model's fastest of them per measurement. Repeats go
-round-robin over all models; medians are reported, with each pruned model's speedup beside its FLOPs ratio and
-params ratio (:mod:`rethink.speed.bench`). Models whose architecture only training decides are listed as skipped;
-``--result DIR`` measures those of finished runs under DIR (:mod:`rethink.speed.trained`).
+round-robin over all models, each starting one model further on; medians are reported, with each pruned model's
+speedup beside its FLOPs ratio and params ratio (:mod:`rethink.speed.bench`). Models whose architecture only
+training decides are listed as skipped; ``--result DIR`` measures those of finished runs under DIR
+(:mod:`rethink.speed.trained`).
 
 Run: ``python benchmarks/pruned_speed.py [--models l1_cifar10 resnet56 ...] [--device cpu|cuda] [--repeats 3]
 [--warmup 2] [--steps 5] [--threads N] [--max-batch N] [--compile] [--result DIR...] [--json out.json]

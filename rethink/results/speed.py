@@ -188,7 +188,7 @@ def to_markdown(speed: SpeedFile) -> str:
     lines += [
         "",
         f"Measured on {speed.machine}; medians of {settings.get('repeats', '?')} interleaved repeats of "
-        f"{settings.get('steps', '?')} timed steps after {settings.get('warmup', '?')} warm-up steps (latency: "
+        f"{settings.get('steps', '?')} timed steps after a warm-up of {settings.get('warmup', '?')} (latency: "
         f"batch 1, {settings.get('latency_calls_per_step', '?')}x the steps). Speedup: large / pruned latency, "
         "pruned / large throughput; FLOPs (paper convention) and params ratio: large / pruned. fastest: the fastest "
         f"path per model and measurement among {', '.join(settings.get('paths', []))}.  ",

@@ -64,13 +64,15 @@ def run(
     max_batch: int | None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, dict[str, dict[str, list[float]]]]:
-    """model name -> path -> measurement -> the value of each repeat."""
+    """model name -> path -> measurement -> the value of each repeat; each repeat starts one model further on, so
+    no model is always the first measured after the others (a position this machine measures slower)."""
     built = {m.name: m.build().to(device) for m in models}
     runs: dict[str, dict[str, dict[str, list[float]]]] = {
         m.name: {p.name: {k: [] for k in MEASUREMENTS} for p in paths} for m in models
     }
     for repeat in range(1, repeats + 1):
-        for model in models:
+        start = (repeat - 1) % len(models)
+        for model in models[start:] + models[:start]:
             for path in paths:
                 values = measure(
                     built[model.name], path, model.input_size, model.num_classes, batch_of(model, max_batch),
