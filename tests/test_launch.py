@@ -5,6 +5,7 @@ leaves the stage keys alone, and a joblib multirun whose two concurrent jobs (tw
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from test_sweeps import TINY, results, run
 
 from rethink import launch
 from rethink.errors import UserError
+from rethink.main import cli
 from rethink.pipeline.keys import pretrain_key
 from rethink.pipeline.tasks import cell_plan
 
@@ -110,11 +112,20 @@ def test_the_gpu_launcher_preset_runs_one_job_per_device_slot() -> None:
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 8
 
 
-def test_the_gpu_launcher_without_a_slot_count_is_refused_in_one_line(tmp_path: Path) -> None:
-    proc = run("rethink.main", *TINY, "hydra/launcher=rethink_gpus", f"hydra.sweep.dir={tmp_path / 'sweep'}")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == f"rethink: error: {launch.launcher_problem(['hydra/launcher=rethink_gpus'])}"
-    assert launch.launcher_problem(["hydra/launcher=rethink_gpus", "launch.device_slots=8"]) is None
+def test_the_gpu_launcher_without_a_slot_count_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m rethink.main`` (its ``cli()``, in process: it refuses before Hydra starts)."""
+    argv = ["rethink.main", "-m", *TINY, "hydra/launcher=rethink_gpus", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stopped:
+        cli()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"rethink: error: {launch.launcher_problem(['hydra/launcher=rethink_gpus'])}"
+    )
+    assert "given. Give the node's number of GPUs, e.g. launch.device_slots=8." in launch.launcher_problem(argv)
+    assert launch.launcher_problem([*argv, "launch.device_slots=8"]) is None
     assert not (tmp_path / "sweep").exists()
 
 

@@ -113,6 +113,7 @@ def test_quick_paper_table_on_joblib_shares_the_large_model_and_reports_the_mean
     assert "rethink: 4 cells: 4 done" in proc.stderr
 
 
+@pytest.mark.slow  # SLURM's launcher run locally: two processes (~13 s); the joblib tests cover concurrent cells
 def test_submitit_local_launcher_runs_two_cells(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     proc = run(
