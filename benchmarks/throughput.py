@@ -31,7 +31,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
@@ -54,6 +53,7 @@ from rethink.data.in_memory import ImageArrays, InMemoryImageDataModule
 from rethink.data.sources import load_npz
 from rethink.errors import UserError
 from rethink.settings.schema import SpeedSettings
+from rethink.speed.bench import machine
 from rethink.training.module import ClassificationModule
 from rethink.training.recipes import Recipe
 from rethink.training.speed import uses_channels_last
@@ -318,7 +318,7 @@ def main() -> None:
             "dataset": "cifar10",
             "device": args.device,
             "devices": args.devices,
-            "device_name": torch.cuda.get_device_name() if args.device == "cuda" else cpu_name(),
+            "device_name": machine(torch.device(args.device))["name"],
             "batch_size": BATCH_SIZE,
             "steps": args.steps,
             "warmup": args.warmup,
@@ -340,17 +340,6 @@ def main() -> None:
             "pytorch_lightning": pl.__version__,
         }
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -18,18 +18,20 @@ from typing import Any, Callable
 
 import torch
 
-from rethink.results.speed import FORMAT
+from rethink.results.speed import FORMAT, MEASUREMENTS
 from rethink.speed.catalogue import Candidate
-from rethink.speed.timing import HIGHER_IS_BETTER, LATENCY_CALLS, MEASUREMENTS, ExecPath, measure
+from rethink.speed.timing import HIGHER_IS_BETTER, LATENCY_CALLS, ExecPath, measure
 
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo ("" where there is none)."""
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return ""
 
 
@@ -46,7 +48,9 @@ def machine(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         described["gpu_name"] = torch.cuda.get_device_name(device)
-    described["name"] = described.get("gpu_name") or described["cpu_model"] or described["processor"] or "CPU"
+    described["name"] = (
+        described.get("gpu_name") or described["cpu_model"] or described["processor"] or platform.machine()
+    )
     return described
 
 

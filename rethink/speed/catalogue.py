@@ -72,6 +72,9 @@ TRAINING_DECIDED = [
 ]  # fmt: skip
 
 
+IDENTITY = ("table", "dataset", "model", "options", "pruner", "setting")  # what a report row is keyed by
+
+
 @dataclass
 class Candidate:
     """One model to time: its identity (what a report row is keyed by), its costs and how to build it."""
@@ -96,8 +99,7 @@ class Candidate:
 
     def identity(self) -> dict[str, Any]:
         """What ``rethink.report`` matches a table row by."""
-        keys = ("table", "dataset", "model", "options", "pruner", "setting")
-        return {key: getattr(self, key) for key in keys}
+        return {key: getattr(self, key) for key in IDENTITY}
 
 
 def frozen(value: Any) -> str:

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MEASUREMENTS = ("latency_ms", "inference_ips", "train_ips")  # batch-1 latency; images/s at the batch
 HIGHER_IS_BETTER = {"latency_ms": False, "inference_ips": True, "train_ips": True}
 LATENCY_CALLS = 4  # batch-1 calls per timed step of the other measurements
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 from rethink.arch import ArchSpec, spec_cost
 from rethink.results.naming import pruned_setting, prunes_weights, setting_label
 from rethink.results.tables import UNPRUNED_TABLE, collect, model_options
-from rethink.speed.catalogue import Candidate, frozen, seeded_build
+from rethink.speed.catalogue import IDENTITY, Candidate, frozen, seeded_build
 
 
 def _spec(result: dict[str, Any], stage: str) -> ArchSpec | None:
@@ -50,7 +50,7 @@ def trained_models(paths: Iterable[str | Path], known: list[Candidate]) -> tuple
             batch_size=int(dataset.get("batch_size") or 64),
         )
         identity = {"table": cell["pruner"], **common, "pruner": cell["pruner"], "setting": setting}
-        identity = {k: identity[k] for k in ("table", "dataset", "model", "options", "pruner", "setting")}
+        identity = {k: identity[k] for k in IDENTITY}
         if frozen(identity) in seen:
             continue
         seen.add(frozen(identity))
