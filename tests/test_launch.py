@@ -46,7 +46,8 @@ def test_a_holder_finding_every_slot_held_waits_for_one(tmp_path: Path, monkeypa
         waiter.join(0.2)
         assert waiter.is_alive() and not taken  # both slots held: it waits
     waiter.join()
-    assert taken == [0] and second == 1  # it took a slot once they were released
+    # it took a slot once they were released: either, since the two are released one after the other
+    assert taken in ([0], [1]) and second == 1
 
 
 def test_a_pinned_job_exports_its_slot_and_releases_it_on_an_error(tmp_path: Path) -> None:
