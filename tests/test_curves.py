@@ -165,9 +165,9 @@ def test_a_schedule_run_at_two_lrs_and_the_unpruned_model_from_pretraining(tmp_p
     report.write_report(results, [], tmp_path, ["synthetic"], metric="final")
     data = _data(tmp_path, "curves_cifar10_vgg19_weights_scratch_e")
     points = {c["label"]: c["points"] for c in data["curves"]}
-    assert list(points) == [f"{MAGNITUDE_LABEL} (lr=0.01)", f"{MAGNITUDE_LABEL} (lr=0.1)"]
+    assert list(points) == [f"{MAGNITUDE_LABEL} (schedule.lr=0.01)", f"{MAGNITUDE_LABEL} (schedule.lr=0.1)"]
     for lr, seeds in top1.items():
-        (point,) = points[f"{MAGNITUDE_LABEL} (lr={lr})"]
+        (point,) = points[f"{MAGNITUDE_LABEL} (schedule.lr={lr})"]
         _check(point, _expected({s: (acc - BEST, 1000) for s, acc in seeds.items()}))
     _check(data["unpruned"], _expected({s: (acc - BEST, 4000) for s, acc in pretrain.items()}))
 

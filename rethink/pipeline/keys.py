@@ -119,3 +119,41 @@ def retrain_key(plan: "CellPlan", stage: "StagePlan", prune: str | None, target:
             **shared(plan),
         }
     )
+
+
+RETRAIN_GROUPS = ("schedule", "imp", "retrain")  # the settings of a cell's retraining, after its pruned model
+
+
+def cell_settings(plan: "CellPlan", weights_sha256: str | None = None) -> dict[str, Any]:
+    """Everything the cell's stage keys hash but the seed, flat (``pretrain.epochs``, ``schedule.lr``, ...): two
+    cells with the same settings differ only by seed, so the report may average them (``settings`` in result.json).
+    The recipes are the resolved ones (``pretrain.*``, ``imp.*``, ``retrain.*``); ``pruner.*`` and ``calibration.*``
+    enter when the cell prunes (calibration: when its pruner reads data; ``pruner.*`` also fixes a sparsity penalty of
+    the pretrain stage), ``schedule.*`` when it retrains."""
+    groups = {k: v for k, v in shared(plan).items() if k != "seed"}
+    first = plan.stages[0]
+    if first.name == "pretrain":
+        groups["pretrain"] = {"weights_sha256": weights_sha256} if weights_sha256 else dataclasses.asdict(first.recipe)
+    if plan.pruner.prunes:
+        groups["pruner"] = dataclasses.asdict(plan.settings.pruner)
+        if plan.pruner.requirements().calibration:
+            groups["calibration"] = dataclasses.asdict(plan.settings.calibration)
+    rounds = [dataclasses.asdict(stage.recipe) for stage in plan.stages if stage.name == "imp"]
+    if rounds:
+        groups["imp"] = {"rounds": len(rounds), **rounds[0]}
+    if plan.retrain.name == "retrain":
+        groups["schedule"] = dataclasses.asdict(plan.settings.schedule)
+        groups["retrain"] = dataclasses.asdict(plan.retrain.recipe)
+    flat: dict[str, Any] = {}
+    for group, values in groups.items():
+        if isinstance(values, Mapping):
+            flat |= {f"{group}.{k}": v for k, v in values.items()}
+        else:
+            flat[group] = values
+    return flat
+
+
+def settings_record(plan: "CellPlan", weights_sha256: str | None = None) -> dict[str, Any]:
+    """``settings`` of result.json: the flat settings of :func:`cell_settings` and their hash (``key``)."""
+    values = cell_settings(plan, weights_sha256)
+    return {"key": content_key({"settings": values}), "values": values}

@@ -12,6 +12,7 @@ from rethink.data import build_datamodule
 from rethink.distributed import is_distributed_follower
 from rethink.io import copy_file_atomic, write_json_atomic, write_text_atomic
 from rethink.launch import held_slot
+from rethink.pipeline import keys
 from rethink.pipeline.plan import CellPlan
 from rethink.pipeline.runner import CellRunner
 from rethink.pipeline.tasks import cell_plan, planned_task
@@ -42,6 +43,16 @@ def _batch(records: list[dict[str, Any]]) -> dict[str, int] | None:
     return batches[-1] if batches else None
 
 
+def _imported_sha256(records: list[dict[str, Any]]) -> str | None:
+    """The content hash of the large model's weights when the pretrain stage imported them (pretrain.weights)."""
+    imported = [
+        r["imported_from"]
+        for r in records
+        if r.get("stage") == "pretrain" and "source" not in r and r.get("imported_from")
+    ]
+    return imported[0]["sha256"] if imported else None
+
+
 def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
     """Run the cell of ``settings``; write ``result.json`` (and the final spec and weights) under ``run_dir``."""
     plan = cell_plan(settings)
@@ -65,6 +76,7 @@ def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
         "recipe": asdict(final.recipe),
         "batch": _batch(runner.records),
         "speed": speed_record(settings.speed, plan.specs[final.model], settings.trainer.arguments),
+        "settings": keys.settings_record(plan, _imported_sha256(runner.records)),
         "pruning": plan.pruning_summary(),
         "budget": _budget(plan),
         "stages": runner.records,

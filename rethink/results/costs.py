@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rethink.results.comparison import NAME as COMPARISON
-from rethink.results.tables import UNPRUNED_TABLE, Row, Table, _schedule_lr, column_title
+from rethink.results.tables import UNPRUNED_TABLE, Row, Table, column_title
 
 KINDS = ("CPU", "GPU")
 ACHIEVED = (("channels", "channels_pruned_fraction"), ("params", "params_pruned_fraction"))
@@ -91,19 +91,12 @@ class CostTable:
         return total
 
 
-def _result_column(table: Table, result: dict[str, Any]) -> str:
-    """The table column of a result's retraining (its schedule, with the ``@lr=`` tag where the table has one)."""
-    schedule = result["cell"]["schedule"]
-    if schedule == "baseline":
-        return "unpruned"
-    tags = ("", f"lr={_schedule_lr(result)}")
-    return next((c for c in table.columns if c.partition("@")[::2] in ((schedule, t) for t in tags)), schedule)
-
-
-def _stage_column(table: Table, result: dict[str, Any], record: dict[str, Any]) -> str:
+def _stage_column(result: dict[str, Any], record: dict[str, Any]) -> str:
+    """The table column a stage's cost belongs to: the large model's, the pruned model's or its schedule's."""
     if record.get("stage") == "pretrain":
         return "sparsity_trained" if record.get("regularizer") else "unpruned"
-    return _result_column(table, result) if record.get("stage") == "retrain" else "pruned"
+    schedule = result["cell"]["schedule"]
+    return ("unpruned" if schedule == "baseline" else schedule) if record.get("stage") == "retrain" else "pruned"
 
 
 def cost_tables(tables: list[Table]) -> list[CostTable]:
@@ -122,7 +115,7 @@ def cost_tables(tables: list[Table]) -> list[CostTable]:
                         continue  # e.g. the prune stage of a predefined target: nothing was computed
                     if (str(record.get("stage")), record["key"]) not in seen:
                         seen.add((str(record.get("stage")), record["key"]))
-                        spent[-1][_stage_column(table, result, record)].add(record)
+                        spent[-1][_stage_column(result, record)].add(record)
         used = {c for row in spent for c in row}
         front = [c for c in ("unpruned", "sparsity_trained", "pruned") if c in used or c in table.columns]
         columns = front + [c for c in table.columns if c not in front] + sorted(used - set(front) - set(table.columns))

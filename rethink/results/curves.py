@@ -91,13 +91,6 @@ def _point(row: Row, results: list[dict[str, Any]], curve: Curve, metric: str) -
     return {**point, **_stats(accs), "seeds": sorted(seeds)}
 
 
-def _column(table: Table, result: dict[str, Any]) -> str:
-    """The result's column in its table: its schedule, with ``@lr=...`` when the table splits it by learning rate."""
-    schedule = result["cell"]["schedule"]
-    tagged = f"{schedule}@lr={((result.get('config') or {}).get('schedule') or {}).get('lr')}"
-    return tagged if tagged in table.columns else schedule
-
-
 def _unpruned(tables: list[Table]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """The unpruned model of each (dataset, model, options): its ``schedule=baseline`` runs, else the pruned rows'
     Unpruned column at the parameter count their pruned fractions imply."""
@@ -136,9 +129,8 @@ def curve_data(tables: list[Table]) -> list[dict[str, Any]]:
             for result in row.results:
                 found = method(result)
                 if found is not None:
-                    column = _column(table, result)
-                    schedule, _, lr = column.partition("@")
-                    label = found[1] + (f" ({lr})" if lr else "")
+                    schedule = result["cell"]["schedule"]
+                    label = found[1] + (f" ({row.settings_label})" if row.settings_label else "")
                     groups[(schedule, label)].append(result)
                     curves[label] = found[0]
             for (schedule, label), results in groups.items():

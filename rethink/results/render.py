@@ -50,9 +50,7 @@ def _diff(ours: float, paper: float) -> str:
 
 
 def _published(table: Table, row: Row, column: str) -> published.Published | None:
-    schedule = column.partition("@")[0]
-    if column == "unpruned":
-        schedule = "baseline"
+    schedule = "baseline" if column == "unpruned" else column
     pruner = row.table
     if table.name == UNPRUNED_TABLE:  # the unpruned table matches any pruner's unpruned number of the same model
         candidates = [
@@ -68,8 +66,7 @@ def _relative(table: Table, row: Row, column: str) -> published.RelativePublishe
     """A published change (ThiNet, regression) for this cell, or None."""
     if table.name == UNPRUNED_TABLE or column == "unpruned":
         return None
-    schedule = column.partition("@")[0]
-    return published.lookup_relative(row.dataset, row.model, row.table, row.setting, schedule, row.options or None)
+    return published.lookup_relative(row.dataset, row.model, row.table, row.setting, column, row.options or None)
 
 
 def _change(row: Row, cell_mean: float) -> str:
@@ -117,7 +114,7 @@ def render(table: Table) -> Rendered:
         if not pruned:
             seeds = set(row.cells["unpruned"].values)
         expected = max(len(seeds), table.expected_n)
-        plain = [row.dataset, row.model_label]
+        plain = [row.dataset, row.model_text]
         if pruned:
             plain += [row.label, _fraction_text(row.params_pruned)]
         if paper_params:
@@ -132,7 +129,7 @@ def render(table: Table) -> Rendered:
             long = {
                 "table": table.name,
                 "dataset": row.dataset,
-                "model": row.model_label,
+                "model": row.model_text,
                 "pruned": row.label if pruned else "-",
                 "column": column_title(column),
                 "mean": "",
@@ -150,9 +147,7 @@ def render(table: Table) -> Rendered:
                 "metric": table.metric,
                 "not_paper_protocol": "",
             }
-            what = (
-                f"{row.dataset} {row.model_label}" + (f" {row.label}" if pruned else "") + f", {column_title(column)}"
-            )
+            what = f"{row.dataset} {row.model_text}" + (f" {row.label}" if pruned else "") + f", {column_title(column)}"
             if cell is not None and cell.values:
                 n = len(cell.values)
                 present = sorted(cell.values)

@@ -2,7 +2,10 @@
 grouping them into :class:`Table` s of :class:`Row` s of :class:`Cell` s (:func:`build_tables`).
 
 One table per pruner (the paper's tables: L1-norm, Network Slimming, SSS, weight pruning, ... and one of unpruned
-models). Rows are (dataset, model, pruned model: variant or ratio); columns are Unpruned (the normally trained large
+models). Rows are (dataset, model, pruned model: variant or ratio) of identical settings apart from the seed
+(:mod:`rethink.results.identity`): runs that differ in anything else (``pretrain.epochs``, the pruner's options, ...)
+are separate rows, labelled by what differs; a schedule run with several settings (two ``schedule.lr``) gets a row
+per setting, holding that column alone, not a column per setting. Columns are Unpruned (the normally trained large
 model: the ``pretrain`` stage of the row's runs, else ``schedule=baseline`` runs of the same model), Sparsity-trained
 (the pretrain stage of slimming and SSS, trained with their penalty, so never Unpruned) and one per retraining
 schedule. A cell holds the top-1 accuracy of each seed at the table's ``metric``: ``best`` (the best epoch, what the
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rethink.results.detection import check_detection, is_detection
+from rethink.results.identity import Frozen, deduplicate, freeze, labels, settings_of, shared_settings, split
 from rethink.results.naming import pruned_setting, pruner_table_order, pruner_table_title, setting_label
 from rethink.results.protocol import PRETRAIN_SCOPE, RETRAIN_SCOPE, differences
 from rethink.results.recipes import restart_recipes
@@ -167,15 +171,24 @@ class Row:
     results: list[dict[str, Any]] = field(default_factory=list)
     unpruned_from_baseline: str = ""  # why Unpruned comes from schedule=baseline runs, when it does
     model_label: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)  # what its pruned model depends on, seed aside
+    variant: dict[str, Any] = field(default_factory=dict)  # a schedule run with several settings: this row's
+    settings_label: str = ""  # what in its settings differs from the rows of the same model and pruned setting
 
     @property
     def label(self) -> str:
         return setting_label(self.setting)
 
+    @property
+    def model_text(self) -> str:
+        """The model label and, where rows of it differ in settings, this row's: ``vgg16 (pretrain.epochs=5)``."""
+        model = self.model_label or self.model
+        return f"{model} ({self.settings_label})" if self.settings_label else model
+
 
 @dataclass
 class Table:
-    """One report table: its rows and column keys (schedules, possibly with an ``@lr=...`` tag)."""
+    """One report table: its rows and column keys (``unpruned``, ``pruned``, ... and the schedules)."""
 
     name: str
     title: str
@@ -211,17 +224,9 @@ def _row_sort_key(row: Row) -> tuple:
     )
 
 
-def _column_key(schedule: str, lr_tag: str) -> str:
-    return f"{schedule}@{lr_tag}" if lr_tag else schedule
-
-
 def column_title(column: str) -> str:
-    schedule, _, tag = column.partition("@")
-    return COLUMN_NAMES.get(schedule, schedule) + (f" ({tag})" if tag else "")
-
-
-def _schedule_lr(result: dict[str, Any]) -> Any:
-    return ((result.get("config") or {}).get("schedule") or {}).get("lr")
+    """``Scratch-B``: the title of a table column (a schedule, or ``unpruned`` ...)."""
+    return COLUMN_NAMES.get(column, column)
 
 
 def _stage(result: dict[str, Any], name: str) -> dict[str, Any]:
@@ -264,84 +269,179 @@ def _add(
     cell.differences += [d for d in differs if d not in cell.differences]
 
 
-def build_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Table]:
-    """Group results into the report's tables (see the module docstring); cells at ``metric`` (best | final)."""
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    fallbacks: dict[str, int] = Counter()  # results without a best-epoch accuracy, per table
-    # schedules run at several learning rates within one table get one column per lr
-    lrs: dict[tuple[str, str], set] = defaultdict(set)
+def _table_of(result: dict[str, Any]) -> str:
+    return UNPRUNED_TABLE if result["cell"]["schedule"] == "baseline" else result["cell"]["pruner"]
+
+
+def _what(result: dict[str, Any]) -> str:
+    cell = result["cell"]
+    setting = "" if cell["schedule"] == "baseline" else f" {setting_label(pruned_setting(result))}"
+    return f"{cell['dataset']} {cell['model']}{setting}"
+
+
+def _base_key(result: dict[str, Any], base: dict[str, Any]) -> tuple:
+    """The row of ``result`` but for a schedule variant: table, dataset, model, options, pruned setting and the
+    settings its pruned model depends on."""
+    cell = result["cell"]
+    setting = {} if cell["schedule"] == "baseline" else pruned_setting(result)
+    options = _freeze(model_options(result))
+    return (_table_of(result), cell["dataset"], cell["model"], options, _freeze(setting), freeze(base))
+
+
+def _rows(results: list[dict[str, Any]]) -> dict[tuple, Row]:
+    """One row per base key (:func:`_base_key`), and one more per setting of a schedule run with several settings in
+    it (whose column it alone holds); each row's runs, in order."""
+    parts = {id(r): split(settings_of(r)) for r in results}
+    variants: dict[tuple, dict[Frozen, dict[str, Any]]] = defaultdict(dict)
     for r in results:
-        table = UNPRUNED_TABLE if r["cell"]["schedule"] == "baseline" else r["cell"]["pruner"]
-        lrs[(table, r["cell"]["schedule"])].add(json.dumps(_schedule_lr(r)))
+        base, retrain = parts[id(r)]
+        variants[(_base_key(r, base), r["cell"]["schedule"])][freeze(retrain)] = retrain
     rows: dict[tuple, Row] = {}
-    notes: dict[str, list[str]] = defaultdict(list)
     for r in results:
-        cell = r["cell"]
-        baseline = cell["schedule"] == "baseline"
-        table = UNPRUNED_TABLE if baseline else cell["pruner"]
-        row_setting = {} if baseline else pruned_setting(r)
-        options = model_options(r)
-        key = (table, cell["dataset"], cell["model"], _freeze(options), _freeze(row_setting))
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = Row(table, cell["dataset"], cell["model"], options, row_setting)
-        row.results.append(r)
-        what = f"{cell['dataset']} {cell['model']} {setting_label(row_setting)}"
-        value, fell_back = top1(r["accuracy"], metric)
-        fallbacks[table] += fell_back
-        if baseline:
-            differs = differences(r, PRETRAIN_SCOPE)
-            _add(row.cells["unpruned"], cell["seed"], value, r["_file"], notes[table], f"{what} Unpruned", differs)
-            continue
-        lr_tag = f"lr={_schedule_lr(r)}" if len(lrs[(table, cell["schedule"])]) > 1 else ""
-        column = _column_key(cell["schedule"], lr_tag)
+        base, retrain = parts[id(r)]
+        cell, key = r["cell"], _base_key(r, base)
+        several = variants[(key, cell["schedule"])]
+        variant = (cell["schedule"], freeze(retrain)) if len(several) > 1 else ()
+        if (*key, variant) not in rows:
+            setting = {} if cell["schedule"] == "baseline" else pruned_setting(r)
+            row = Row(key[0], cell["dataset"], cell["model"], model_options(r), setting, settings=base)
+            row.variant = {"schedule": cell["schedule"], "settings": retrain} if variant else {}
+            rows[(*key, variant)] = row
+        rows[(*key, variant)].results.append(r)
+    _label(rows.values(), variants)
+    return rows
+
+
+def _label(rows: Iterable[Row], variants: dict[tuple, dict[Frozen, dict[str, Any]]]) -> None:
+    """Name what differs between rows of the same table, model and pruned setting (``Row.settings_label``)."""
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[(row.table, row.dataset, row.model, _freeze(row.options), _freeze(row.setting))].append(row)
+    for group in groups.values():
+        bases = list({freeze(row.settings): row.settings for row in group}.items())
+        base_labels = dict(zip((b for b, _ in bases), labels([values for _, values in bases])))
+        for row in group:
+            parts = [base_labels[freeze(row.settings)]]
+            if row.variant:
+                retrain = variants[(_base_key(row.results[0], row.settings), row.variant["schedule"])]
+                frozen = list(retrain)
+                parts.append(labels(list(retrain.values()))[frozen.index(freeze(row.variant["settings"]))])
+            row.settings_label = ", ".join(p for p in parts if p)
+
+
+def _model_labels(rows: list[Row]) -> None:
+    """``Row.model_label``: the model, with the model options (e.g. VGG-19 ``head``) that differ between its rows in
+    a table."""
+    options: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row.options not in options[(row.table, row.dataset, row.model)]:
+            options[(row.table, row.dataset, row.model)].append(row.options)
+    for row in rows:
+        variants = options[(row.table, row.dataset, row.model)]
+        differing = sorted({k for o in variants for k in o if any(o2.get(k) != o.get(k) for o2 in variants)})
+        suffix = ", ".join(f"{k}={row.options.get(k)}" for k in differing)
+        row.model_label = row.model + (f" ({suffix})" if suffix else "")
+
+
+def _fill(row: Row, r: dict[str, Any], metric: str, notes: list[str], fallbacks: Counter) -> None:
+    """Add the accuracies of run ``r`` to its row's cells (and its pruned fractions)."""
+    cell = r["cell"]
+    what = f"{row.dataset} {row.model_text}" + (f" {row.label}" if cell["schedule"] != "baseline" else "")
+    value, fell_back = top1(r["accuracy"], metric)
+    fallbacks[row.table] += fell_back
+    if cell["schedule"] == "baseline":
+        _add(
+            row.cells["unpruned"],
+            cell["seed"],
+            value,
+            r["_file"],
+            notes,
+            f"{what} Unpruned",
+            differences(r, PRETRAIN_SCOPE),
+        )
+        return
+    column = cell["schedule"]
+    title = f"{what} {column_title(column)}"
+    _add(row.cells[column], cell["seed"], value, r["_file"], notes, title, differences(r, RETRAIN_SCOPE))
+    pruned, _ = _stage_accuracy(r, "prune")
+    if pruned is not None and column == "finetune":  # one pruned model per seed: its fine-tuned cell's
+        _add(row.cells["pruned"], cell["seed"], pruned, r["_file"], notes, f"{what} {column_title('pruned')}")
+    pretrain, fell_back = _stage_accuracy(r, "pretrain", metric)
+    if pretrain is not None:  # a sparsity-trained large model is not the Unpruned column (normal training)
+        fallbacks[row.table] += fell_back
+        column = "sparsity_trained" if _stage(r, "pretrain").get("regularizer") else "unpruned"
         title = f"{what} {column_title(column)}"
-        _add(row.cells[column], cell["seed"], value, r["_file"], notes[table], title, differences(r, RETRAIN_SCOPE))
-        pruned, _ = _stage_accuracy(r, "prune")
-        if pruned is not None and cell["schedule"] == "finetune":  # one pruned model per seed: its fine-tuned cell's
-            title = f"{what} {column_title('pruned')}"
-            _add(row.cells["pruned"], cell["seed"], pruned, r["_file"], notes[table], title)
-        pretrain, fell_back = _stage_accuracy(r, "pretrain", metric)
-        if pretrain is not None:  # a sparsity-trained large model is not the Unpruned column (normal training)
-            fallbacks[table] += fell_back
-            column = "sparsity_trained" if _stage(r, "pretrain").get("regularizer") else "unpruned"
-            title = f"{what} {column_title(column)}"
-            _add(
-                row.cells[column],
-                cell["seed"],
-                pretrain,
-                r["_file"],
-                notes[table],
-                title,
-                differences(r, PRETRAIN_SCOPE),
-            )
-        achieved = (r.get("pruning") or {}).get("achieved") or {}
-        if isinstance(achieved.get("params_pruned_fraction"), (int, float)):
-            row.params_pruned.append(100 * achieved["params_pruned_fraction"])
-        if isinstance(achieved.get("flops_pruned_fraction"), (int, float)):
-            row.flops_pruned.append(100 * achieved["flops_pruned_fraction"])
-    # rows with no normally trained pretrain stage (predefined targets trained from scratch, or a sparsity-trained
-    # large model) take Unpruned from schedule=baseline runs of the same model
-    baselines = {(k[1], k[2], k[3]): row for k, row in rows.items() if k[0] == UNPRUNED_TABLE}
-    for key, row in rows.items():
-        if key[0] == UNPRUNED_TABLE or row.cells.get("unpruned", Cell()).values:
+        _add(row.cells[column], cell["seed"], pretrain, r["_file"], notes, title, differences(r, PRETRAIN_SCOPE))
+    achieved = (r.get("pruning") or {}).get("achieved") or {}
+    if isinstance(achieved.get("params_pruned_fraction"), (int, float)):
+        row.params_pruned.append(100 * achieved["params_pruned_fraction"])
+    if isinstance(achieved.get("flops_pruned_fraction"), (int, float)):
+        row.flops_pruned.append(100 * achieved["flops_pruned_fraction"])
+
+
+def _unpruned_from_baselines(rows: dict[tuple, Row], notes: dict[str, list[str]]) -> None:
+    """Rows with no normally trained pretrain stage (predefined targets trained from scratch, or a sparsity-trained
+    large model) take Unpruned from the ``schedule=baseline`` rows of the same model and settings — the one row whose
+    data, model, SGD and trainer settings (and pretrain recipe, for a sparsity-trained row) are the row's; where
+    several are, or none but others, a note says so and the column stays empty."""
+    baselines: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows.values():
+        if row.table == UNPRUNED_TABLE:
+            baselines[(row.dataset, row.model, _freeze(row.options))].append(row)
+    for row in rows.values():
+        if row.table == UNPRUNED_TABLE or row.cells.get("unpruned", Cell()).values:
             continue
         sparsity_trained = bool(row.cells.get("sparsity_trained", Cell()).values)
-        source = baselines.get((key[1], key[2], key[3]))
-        if source is not None:
-            row.cells["unpruned"] = source.cells["unpruned"]
+        candidates = baselines.get((row.dataset, row.model, _freeze(row.options)), [])
+        ours = shared_settings(row.settings, with_pretrain=sparsity_trained)
+        theirs = [shared_settings(b.settings, with_pretrain=sparsity_trained) for b in candidates]
+        same = [b for b, values in zip(candidates, theirs) if values == ours]
+        what = f"{row.dataset} {row.model_text} {row.label}"
+        if len(same) == 1:
+            row.cells["unpruned"] = same[0].cells["unpruned"]
             row.unpruned_from_baseline = (
                 "the row's large model was sparsity-trained"
                 if sparsity_trained
                 else "no pretrain stage in this row's runs"
             )
+        elif same:
+            differ = "; ".join(b.settings_label for b in same)
+            notes[row.table].append(
+                f"{what}: no Unpruned accuracy: the schedule=baseline runs of this model differ in settings ({differ}) "
+                "and are not averaged; report one setting of them with this row"
+            )
+        elif candidates:
+            differ = "; ".join(sorted(set(labels([ours, *theirs])[1:])))
+            notes[row.table].append(
+                f"{what}: no Unpruned accuracy: the schedule=baseline runs of this model were trained with other "
+                f"settings ({differ}) than this row's"
+            )
         elif sparsity_trained:
-            notes[key[0]].append(
-                f"{key[1]} {key[2]}: no Unpruned accuracy (the large model was trained with the sparsity penalty); "
-                "report a schedule=baseline sweep of the same model with it "
+            notes[row.table].append(
+                f"{row.dataset} {row.model}: no Unpruned accuracy (the large model was trained with the sparsity "
+                "penalty); report a schedule=baseline sweep of the same model with it "
                 "(the paper's: experiment=paper/unpruned_<dataset>)"
             )
+
+
+def build_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Table]:
+    """Group results into the report's tables (see the module docstring); cells at ``metric`` (best | final)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    fallbacks: dict[str, int] = Counter()  # results without a best-epoch accuracy, per table
+    notes: dict[str, list[str]] = defaultdict(list)
+    results, dropped = deduplicate(results)
+    for old, new in dropped:
+        notes[_table_of(old)].append(
+            f"{_what(old)} {old['cell']['schedule']}, seed {old['cell']['seed']}: {old['_file']} has the same settings "
+            f"and seed as the newer {new['_file']}, which is used (each setting and seed counts once)"
+        )
+    rows = _rows(results)
+    _model_labels(list(rows.values()))
+    for row in rows.values():
+        for r in row.results:
+            _fill(row, r, metric, notes[row.table], fallbacks)
+    _unpruned_from_baselines(rows, notes)
     by_table: dict[str, list[Row]] = defaultdict(list)
     for row in rows.values():
         by_table[row.table].append(row)
@@ -361,20 +461,8 @@ def build_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Ta
         table_rows = sorted(by_table[name], key=_row_sort_key)
         present = {c for row in table_rows for c, cell in row.cells.items() if cell.values}
         order = ["unpruned", "sparsity_trained", "pruned"] + [s for s in SCHEDULE_ORDER if s != "baseline"]
-        columns = sorted(
-            present, key=lambda c: (order.index(c.partition("@")[0]) if c.partition("@")[0] in order else 99, c)
-        )
+        columns = sorted(present, key=lambda c: (order.index(c) if c in order else 99, c))
         counts = Counter(len(cell.values) for row in table_rows for cell in row.cells.values() if cell.values)
         expected = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0] if counts else 0
-        # a model run with different model options (e.g. VGG-19 head) in the same table is labelled with them
-        variants: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        for row in table_rows:
-            if row.options not in variants[(row.dataset, row.model)]:
-                variants[(row.dataset, row.model)].append(row.options)
-        for row in table_rows:
-            options = variants[(row.dataset, row.model)]
-            differing = sorted({k for o in options for k in o if any(o2.get(k) != o.get(k) for o2 in options)})
-            suffix = ", ".join(f"{k}={row.options.get(k)}" for k in differing)
-            row.model_label = row.model + (f" ({suffix})" if suffix else "")
         tables.append(Table(name, table_title(name), columns, table_rows, expected, notes=notes[name], metric=metric))
     return tables

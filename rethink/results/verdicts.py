@@ -129,7 +129,7 @@ def table_comparisons(table: Table, alpha: float) -> list[Comparison]:
                 if a is None or b is None or not a.values or not b.values:
                     continue
                 a_values, b_values = list(a.values.values()), list(b.values.values())
-                what = (table.name, row.dataset, row.model_label, row.label, column_title(s), column_title(f))
+                what = (table.name, row.dataset, row.model_text, row.label, column_title(s), column_title(f))
                 out.append(Comparison(*what, a_values, b_values, alpha))
     return out
 
