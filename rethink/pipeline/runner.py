@@ -33,6 +33,7 @@ from rethink.results import progress
 from rethink.results.naming import cell_group
 from rethink.settings.schema import INHERITED, ORIGINAL
 from rethink.training.checkpoints import load_weights
+from rethink.training.loggers import log_reused
 from rethink.training.module import ClassificationModule
 from rethink.training.trainer import RunContext, device_label, fit, validate
 
@@ -74,6 +75,12 @@ class CellRunner:
     def _record(self, outcome: Outcome, **extra: Any) -> None:
         record = {"stage": outcome.stage, "key": outcome.key, "path": str(outcome.path), "status": outcome.status}
         self.records.append({**record, **extra})
+        if outcome.status == "reused":  # nothing trained; logger=wandb: still a W&B run, tagged reused
+            run, payload = self.run_context, outcome.payload
+            recipe = payload.get("recipe") if isinstance(payload, dict) else None
+            stage = "evaluate" if "imported_from" in extra else outcome.stage  # as its computing run was named
+            values = {**extra.get("accuracy", {}), **({"epochs": recipe["epochs"]} if recipe else {})}
+            log_reused(run.settings, run.cell, run.group, stage, outcome.path, values, run.run_dir)
 
     # --------------------------------------------------------------------------------------------- training
 

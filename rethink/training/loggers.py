@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from rethink.distributed import is_distributed_follower
 from rethink.settings.schema import Settings
 
 
@@ -115,26 +117,32 @@ def make_loggers(
     resumed_epoch: int | None = None,
 ) -> list[Logger]:
     """CSV always (``log_dir/metrics.csv``, keeping the epochs up to ``resumed_epoch`` of a resumed stage); W&B when
-    ``logger.wandb`` is set: ``group`` = the cell of a table (dataset/model/pruner setting/schedule), job_type =
-    stage, tags = ``logger.wandb.tags`` + the experiment, files under ``wandb_dir`` (the cell's run directory;
-    default ``log_dir``)."""
+    ``logger.wandb`` is set (:func:`wandb_logger`, files under ``wandb_dir``; default ``log_dir``)."""
     loggers: list[Logger] = [StageCSVLogger(log_dir, resumed_epoch)]
-    wandb = settings.logger.wandb
-    if wandb is not None:
-        loggers.append(
-            QuietWandbLogger(
-                project=wandb.project,
-                entity=wandb.entity,
-                group=group,
-                job_type=stage,
-                name=f"{group}/seed{cell['seed']}/{stage}",
-                tags=list(wandb.tags) + experiment_tags(),
-                save_dir=str(wandb_dir or log_dir),
-                mode=wandb_mode(wandb.mode),
-                config=settings.config(),
-            )
-        )
+    if settings.logger.wandb is not None:
+        loggers.append(wandb_logger(settings, cell, group, stage, wandb_dir or log_dir))
     return loggers
+
+
+def wandb_logger(
+    settings: Settings, cell: dict[str, Any], group: str, stage: str, save_dir: Path, extra_tags: tuple[str, ...] = ()
+) -> WandbLogger:
+    """The W&B run of a stage (``logger.wandb`` must be set): ``group`` = the cell of a table (dataset/model/pruner
+    setting/schedule), job_type = stage, name ``<group>/seed<seed>/<stage>``, tags = ``logger.wandb.tags`` + the
+    experiment + ``extra_tags``, files under ``save_dir`` (the cell's run directory)."""
+    wandb = settings.logger.wandb
+    assert wandb is not None
+    return QuietWandbLogger(
+        project=wandb.project,
+        entity=wandb.entity,
+        group=group,
+        job_type=stage,
+        name=f"{group}/seed{cell['seed']}/{stage}",
+        tags=list(wandb.tags) + experiment_tags() + list(extra_tags),
+        save_dir=str(save_dir),
+        mode=wandb_mode(wandb.mode),
+        config=settings.config(),
+    )
 
 
 class QuietWandbLogger(WandbLogger):
@@ -162,3 +170,35 @@ def finish(settings: Settings, loggers: list[Logger]) -> None:
         import wandb
 
         wandb.finish()
+
+
+REUSED = "reused"  # the W&B tag (and summary field) of a run whose stage came from the artifact store
+
+
+def log_reused(
+    settings: Settings,
+    cell: dict[str, Any],
+    group: str,
+    stage: str,
+    stored: Path,
+    values: dict[str, Any],
+    run_dir: Path,
+) -> None:
+    """A stage reused from the store (``stored``, its artifact) trains nothing. With ``logger=wandb`` it is still a
+    W&B run, named and grouped as its trained run was, tagged ``reused``, whose summary holds the stored results
+    ``values`` (``final/*``, as :func:`summarize` writes them) with ``reused: true`` and ``reused_from``; one console
+    line says so. With the CSV logger alone it stays silent: the stored ``metrics.csv`` is the stage's log."""
+    if settings.logger.wandb is None or is_distributed_follower():
+        return
+    logger = wandb_logger(settings, cell, group, stage, run_dir, (REUSED,))
+    try:
+        summarize([logger], values)
+        logger.experiment.summary.update({REUSED: True, "reused_from": str(stored)})
+    finally:
+        finish(settings, [logger])
+    print(
+        f"rethink: stage {stage} reused from the store ({stored}): logged to W&B as a run tagged '{REUSED}' with "
+        "its stored results; nothing was trained or recomputed",
+        file=sys.stderr,
+        flush=True,
+    )
