@@ -18,8 +18,9 @@ from test_report import fake, write_results
 
 from rethink.errors import UserError
 from rethink.results import report
+from rethink.results.files import collect
 from rethink.results.speed import COLUMN, FORMAT, load
-from rethink.results.tables import build_tables, collect
+from rethink.results.tables import build_tables
 from rethink.speed.catalogue import QUICK_CELLS, catalogue, compose_plan, select
 from rethink.speed.trained import trained_models
 

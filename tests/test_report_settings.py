@@ -15,7 +15,7 @@ from conftest import compose_settings
 from omegaconf import OmegaConf
 
 from rethink.pipeline.result import run_cell
-from rethink.results import report, tables
+from rethink.results import files, report, tables
 
 BASELINE = ("dataset=synthetic", "model=vgg16", "model.width_multiplier=0.125", "trainer=cpu", "schedule=baseline")
 RUNS = {"e1s1": (1, 1), "e2s2": (2, 2), "e1s2": (1, 2), "e1s3": (1, 3), "e1s1_again": (1, 1)}
@@ -34,7 +34,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _rows(runs: Path, *names: str) -> list[tables.Row]:
-    results, problems = tables.collect(runs / name for name in names)
+    results, problems = files.collect(runs / name for name in names)
     assert not problems
     (table,) = tables.build_tables(results, metric="final")
     return table.rows
@@ -45,9 +45,9 @@ def _seeds(row: tables.Row) -> list[int]:
 
 
 def test_settings_are_recorded_without_the_seed(runs: Path) -> None:
-    one, two = (tables.collect([runs / name])[0][0]["settings"] for name in ("e1s1", "e1s2"))
+    one, two = (files.collect([runs / name])[0][0]["settings"] for name in ("e1s1", "e1s2"))
     assert one == two and one["values"]["pretrain.epochs"] == 1 and "seed" not in one["values"]
-    other = tables.collect([runs / "e2s2"])[0][0]["settings"]
+    other = files.collect([runs / "e2s2"])[0][0]["settings"]
     assert other["key"] != one["key"] and other["values"]["pretrain.epochs"] == 2
 
 
@@ -57,7 +57,7 @@ def test_different_pretrain_epochs_are_two_rows_labelled_by_them(runs: Path, tmp
         ("vgg16 (pretrain.epochs=1)", [1]),
         ("vgg16 (pretrain.epochs=2)", [2]),
     ]
-    results, _ = tables.collect([runs / "e1s1", runs / "e2s2"])
+    results, _ = files.collect([runs / "e1s1", runs / "e2s2"])
     report.write_report(results, [], tmp_path, ["runs"], metric="final")
     with (tmp_path / "cells.csv").open() as f:
         cells = [(line["model"], line["n"]) for line in csv.DictReader(f)]
@@ -70,7 +70,7 @@ def test_seeds_of_identical_settings_are_one_row(runs: Path) -> None:
 
 
 def test_the_same_settings_and_seed_twice_count_once_the_newest(runs: Path) -> None:
-    results, _ = tables.collect([runs / "e1s1", runs / "e1s1_again"])
+    results, _ = files.collect([runs / "e1s1", runs / "e1s1_again"])
     (table,) = tables.build_tables(results, metric="final")
     (row,) = table.rows
     assert row.cells["unpruned"].sources == {1: str(runs / "e1s1_again" / "result.json")}

@@ -26,12 +26,13 @@ from rethink.results import costs
 from rethink.results.comparison import NAME as COMPARISON
 from rethink.results.comparison import report_tables
 from rethink.results.detection import detection_table
+from rethink.results.files import collect
 from rethink.results.naming import slug
 from rethink.results.published import METRIC
 from rethink.results.render import LONG_FIELDS, render, table, to_csv, to_markdown
 from rethink.results.speed import SpeedFile, add_speed_column
 from rethink.results.speed import load as load_speed
-from rethink.results.tables import METRIC_NAMES, METRICS, collect
+from rethink.results.tables import METRIC_NAMES, METRICS
 from rethink.results.verdicts import ALPHA, check_alpha, judge
 
 

@@ -1,5 +1,5 @@
-"""Result files into report tables: reading and checking ``result.json`` files (:func:`check`, :func:`collect`) and
-grouping them into :class:`Table` s of :class:`Row` s of :class:`Cell` s (:func:`build_tables`).
+"""Results into report tables: grouping the results of ``result.json`` files (read by :mod:`rethink.results.files`)
+into :class:`Table` s of :class:`Row` s of :class:`Cell` s (:func:`build_tables`).
 
 One table per pruner (the paper's tables: L1-norm, Network Slimming, SSS, weight pruning, ... and one of unpruned
 models). Rows are (dataset, model, pruned model: variant or ratio) of identical settings apart from the seed
@@ -13,23 +13,16 @@ reference code and so the paper report; the default) or ``final`` (the last epoc
 row's pruned params % and FLOPs % are the runs' ``pruning.achieved`` fractions. Each cell also keeps what in its runs'
 settings differs from the paper's protocol (:mod:`rethink.results.protocol`). How a table is shown is
 :mod:`rethink.results.render`.
-
-Files that are unreadable, partial (required keys missing), failed or foreign (not a rethink result) are returned as
-problems; the rest is still reported.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from rethink.results.detection import check_detection, is_detection
 from rethink.results.identity import Frozen, deduplicate, freeze, labels, settings_of, shared_settings, split
 from rethink.results.naming import pruned_setting, pruner_table_order, pruner_table_title, setting_label
 from rethink.results.protocol import PRETRAIN_SCOPE, RETRAIN_SCOPE, differences
@@ -51,76 +44,9 @@ COLUMN_NAMES = {
 }
 UNPRUNED_TABLE = "unpruned"
 UNPRUNED_TITLE = "Unpruned models"
-REQUIRED = (
-    ("cell", "dataset"),
-    ("cell", "model"),
-    ("cell", "pruner"),
-    ("cell", "schedule"),
-    ("cell", "seed"),
-    ("accuracy", "top1_final"),
-)
 DATASET_ORDER = {"cifar10": 0, "cifar100": 1, "imagenet": 2}
 METRICS = ("best", "final")  # which epoch's accuracy a table reports
 METRIC_NAMES = {"best": "best epoch", "final": "final epoch"}
-
-
-# ------------------------------------------------------------------------------------------------------- reading
-
-
-def check(result: Any) -> str | None:
-    """Why ``result`` cannot be reported (foreign / partial / failed), or None when it can."""
-    if not isinstance(result, dict):
-        return f"foreign: a JSON {type(result).__name__}, not a result object"
-    if not isinstance(result.get("cell"), dict) and not isinstance(result.get("accuracy"), dict):
-        return "foreign: not a rethink result.json (no 'cell' or 'accuracy' keys)"
-    if is_detection(result):
-        return check_detection(result)
-    missing = [
-        ".".join(path)
-        for path in REQUIRED
-        if not isinstance(result.get(path[0]), dict) or path[1] not in result[path[0]]
-    ]
-    if missing:
-        return "partial: missing " + ", ".join(missing)
-    failed = [
-        str(s.get("stage", "?"))
-        for s in result.get("stages") or []
-        if isinstance(s, dict) and s.get("status") == "failed"
-    ]
-    if failed or result.get("status") == "failed":
-        return "failed: stage " + ", ".join(failed or ["run"]) + " failed"
-    top1 = result["accuracy"]["top1_final"]
-    if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not math.isfinite(top1):
-        return f"failed: accuracy.top1_final is {top1!r}, not a finite number"
-    if not isinstance(result["cell"]["seed"], int):
-        return f"partial: cell.seed is {result['cell']['seed']!r}, not an integer"
-    return None
-
-
-def collect(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every reportable ``result.json`` under ``paths`` (a file given directly may have any name), and a note for
-    each one that is unreadable, partial, failed or foreign. Each result gets its file under the key ``_file``."""
-    results, problems = [], []
-    for root in map(Path, paths):
-        if not root.exists():
-            problems.append(f"{root}: no such file or directory")
-            continue
-        files = [root] if root.is_file() else sorted(root.rglob("result.json"))
-        if not files:
-            problems.append(f"{root}: no result.json found")
-        for file in files:
-            try:
-                result = json.loads(file.read_text())
-            except (OSError, ValueError) as exc:
-                problems.append(f"{file}: unreadable ({type(exc).__name__}: {exc})")
-                continue
-            reason = check(result)
-            if reason:
-                problems.append(f"{file}: {reason}")
-                continue
-            result["_file"] = str(file)
-            results.append(result)
-    return results, problems
 
 
 # ------------------------------------------------------------------------------------------------ row identity
@@ -130,10 +56,6 @@ def model_options(result: dict[str, Any]) -> dict[str, Any]:
     """The run's model config without its name (e.g. ``head``, ``width_multiplier``); {} when not recorded."""
     model = (result.get("config") or {}).get("model") or {}
     return {k: v for k, v in model.items() if k != "name"}
-
-
-def _freeze(mapping: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in mapping.items()))
 
 
 # ------------------------------------------------------------------------------------------------------ tables
@@ -219,7 +141,7 @@ def _row_sort_key(row: Row) -> tuple:
         DATASET_ORDER.get(row.dataset, 9),
         row.dataset,
         _natural(row.model),
-        _freeze(row.options),
+        freeze(row.options),
         tuple((k, _sort_value(v)) for k, v in row.setting.items()),
     )
 
@@ -284,8 +206,8 @@ def _base_key(result: dict[str, Any], base: dict[str, Any]) -> tuple:
     settings its pruned model depends on."""
     cell = result["cell"]
     setting = {} if cell["schedule"] == "baseline" else pruned_setting(result)
-    options = _freeze(model_options(result))
-    return (_table_of(result), cell["dataset"], cell["model"], options, _freeze(setting), freeze(base))
+    options = freeze(model_options(result))
+    return (_table_of(result), cell["dataset"], cell["model"], options, freeze(setting), freeze(base))
 
 
 def _rows(results: list[dict[str, Any]]) -> dict[tuple, Row]:
@@ -316,7 +238,7 @@ def _label(rows: Iterable[Row], variants: dict[tuple, dict[Frozen, dict[str, Any
     """Name what differs between rows of the same table, model and pruned setting (``Row.settings_label``)."""
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
-        groups[(row.table, row.dataset, row.model, _freeze(row.options), _freeze(row.setting))].append(row)
+        groups[(row.table, row.dataset, row.model, freeze(row.options), freeze(row.setting))].append(row)
     for group in groups.values():
         bases = list({freeze(row.settings): row.settings for row in group}.items())
         base_labels = dict(zip((b for b, _ in bases), labels([values for _, values in bases])))
@@ -387,12 +309,12 @@ def _unpruned_from_baselines(rows: dict[tuple, Row], notes: dict[str, list[str]]
     baselines: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows.values():
         if row.table == UNPRUNED_TABLE:
-            baselines[(row.dataset, row.model, _freeze(row.options))].append(row)
+            baselines[(row.dataset, row.model, freeze(row.options))].append(row)
     for row in rows.values():
         if row.table == UNPRUNED_TABLE or row.cells.get("unpruned", Cell()).values:
             continue
         sparsity_trained = bool(row.cells.get("sparsity_trained", Cell()).values)
-        candidates = baselines.get((row.dataset, row.model, _freeze(row.options)), [])
+        candidates = baselines.get((row.dataset, row.model, freeze(row.options)), [])
         ours = shared_settings(row.settings, with_pretrain=sparsity_trained)
         theirs = [shared_settings(b.settings, with_pretrain=sparsity_trained) for b in candidates]
         same = [b for b, values in zip(candidates, theirs) if values == ours]
