@@ -22,11 +22,11 @@ from scipy.stats import ttest_ind
 from rethink.errors import UserError
 from rethink.pruning import lookup
 from rethink.results import published
+from rethink.results.identity import freeze
 from rethink.results.tables import (
     DATASET_ORDER,
     METRIC_NAMES,
     Table,
-    _freeze,
     _natural,
     column_title,
     model_options,
@@ -149,7 +149,7 @@ def figure3_comparisons(results: list[dict[str, Any]], metric: str, alpha: float
             continue
         cell = r["cell"]
         level = round(float(curve.level), 6)  # a ratio written two ways (0.7, 0.7000001) is one level
-        key = (cell["dataset"], cell["model"], _freeze(model_options(r)), cell["schedule"], curve.kind, level)
+        key = (cell["dataset"], cell["model"], freeze(model_options(r)), cell["schedule"], curve.kind, level)
         points[key][curve.role].setdefault(cell["seed"], value)
     out = []
     for key in sorted(points, key=lambda k: (DATASET_ORDER.get(k[0], 9), k[0], _natural(k[1]), k[2:])):
