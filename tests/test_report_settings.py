@@ -133,3 +133,24 @@ def test_unpruned_from_baselines_of_different_settings_is_refused_with_a_note() 
     assert "pretrain.epochs=160" in note and "pretrain.epochs=80" in note and "not averaged" in note
     alone = next(t for t in tables.build_tables(scratch + baselines[:2], metric="final") if t.name == "l1")
     assert alone.rows[0].cells["unpruned"].values == {1: 93.0, 2: 93.0}
+
+
+def test_scratch_runs_without_a_large_model_join_the_row_of_its_one_pretrain_setting() -> None:
+    def with_pretrain(r: dict[str, Any], epochs: int) -> dict[str, Any]:
+        return r | {
+            "config": r["config"] | {"pretrain": {"epochs": epochs, "lr": 0.1}},
+            "_file": f"{r['_file']}-{epochs}",
+        }
+
+    finetune = [with_pretrain(_fake("finetune", s, 93.0, 0.001), 160) for s in (1, 2)]
+    scratch = [_fake("scratch_e", s, 92.0, 0.1) for s in (1, 2)]
+    (table,) = tables.build_tables(finetune + scratch, metric="final")
+    (row,) = table.rows
+    assert row.model_text == "resnet56" and row.cells["scratch_e"].values == {1: 92.0, 2: 92.0}
+    other = [with_pretrain(_fake("finetune", s, 93.0, 0.001), 80) for s in (1, 2)]
+    (table,) = tables.build_tables(finetune + other + scratch, metric="final")
+    assert sorted(row.model_text for row in table.rows) == [
+        "resnet56 (pretrain.epochs=160)",
+        "resnet56 (pretrain.epochs=80)",
+        "resnet56 (without pretrain)",
+    ]

@@ -19,6 +19,7 @@ import json
 from typing import TYPE_CHECKING, Any, Mapping
 
 from rethink.distributed import planned_world_size
+from rethink.settings.not_hashed import NOT_HASHED
 from rethink.settings.schema import FRESH
 
 if TYPE_CHECKING:
@@ -26,23 +27,6 @@ if TYPE_CHECKING:
     from rethink.pipeline.plan import CellPlan, StagePlan
 
 KEY_SCHEME = 2  # 1: rethink <= 0.1 (hashed an allowlist of trainer settings); bump when key contents change meaning
-
-NOT_HASHED: dict[str, str] = {
-    # where the images are read from and how fast; a data set is identified by its name, classes, size and subsets
-    "dataset.npz_path": "the file the images are read from",
-    "dataset.root": "the folder the images are read from",
-    "dataset.download": "whether missing files may be downloaded",
-    "dataset.num_workers": "loader worker processes",
-    # the test accuracy of a model does not depend on the evaluation batch size (BN in eval mode)
-    "dataset.test_batch_size": "evaluation batch size",
-    # the data set's default recipe feeds pretrain.* and schedule.*, whose resolved values the stages hash
-    "dataset.recipe": "defaults of pretrain.* and schedule.*",
-    # how a run shows and logs its progress
-    "trainer.enable_progress_bar": "progress display",
-    "trainer.enable_model_summary": "model summary display",
-    "trainer.log_every_n_steps": "logging frequency",
-    "trainer.profiler": "profiling",
-}
 
 
 def content_key(payload: dict[str, Any]) -> str:
@@ -119,9 +103,6 @@ def retrain_key(plan: "CellPlan", stage: "StagePlan", prune: str | None, target:
             **shared(plan),
         }
     )
-
-
-RETRAIN_GROUPS = ("schedule", "imp", "retrain")  # the settings of a cell's retraining, after its pruned model
 
 
 def cell_settings(plan: "CellPlan", weights_sha256: str | None = None) -> dict[str, Any]:

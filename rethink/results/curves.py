@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rethink.pruning import Curve, lookup
+from rethink.results.files import top1
 from rethink.results.naming import requested_settings, slug
 from rethink.results.plots import large_params, new_figure, save_figure
 from rethink.results.tables import (
@@ -34,7 +35,6 @@ from rethink.results.tables import (
     Row,
     Table,
     column_title,
-    top1,
 )
 
 CURVES_SIZE = (800, 500)  # pixels

@@ -1,5 +1,6 @@
 """Reading result files: :func:`collect` finds every ``result.json`` under the given paths and :func:`check` says why
-one cannot be reported (unreadable, partial — required keys missing —, failed or foreign: not a rethink result)."""
+one cannot be reported (unreadable, partial — required keys missing —, failed or foreign: not a rethink result); the
+accuracies a result holds (:func:`top1`, :func:`stage_accuracy`)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,32 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[str
             result["_file"] = str(file)
             results.append(result)
     return results, problems
+
+
+# ------------------------------------------------------------------------------------------- values of a result
+
+
+def stage_record(result: dict[str, Any], name: str) -> dict[str, Any]:
+    """The run's (last) own record of stage ``name`` (not a guided pruner's source cell's), or {}."""
+    found = [
+        s for s in result.get("stages") or [] if isinstance(s, dict) and s.get("stage") == name and "source" not in s
+    ]
+    return found[-1] if found else {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def top1(accuracy: dict[str, Any] | None, metric: str) -> tuple[float | None, bool]:
+    """The top-1 of ``accuracy`` at ``metric``, and whether it fell back to the final epoch (no best recorded)."""
+    accuracy = accuracy or {}
+    value = _number(accuracy.get(f"top1_{metric}"))
+    if value is None and metric != "final":
+        return _number(accuracy.get("top1_final")), True
+    return value, False
+
+
+def stage_accuracy(result: dict[str, Any], name: str, metric: str = "final") -> tuple[float | None, bool]:
+    """The top-1 of the run's stage ``name`` at ``metric`` (prune: the pruned model, evaluated once), or None."""
+    return top1(stage_record(result, name).get("accuracy"), metric)

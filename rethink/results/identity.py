@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from rethink.pipeline.keys import NOT_HASHED, RETRAIN_GROUPS
+from rethink.settings.not_hashed import NOT_HASHED
 
+RETRAIN_GROUPS = ("schedule", "imp", "retrain")  # a cell's retraining, after its pruned model (keys.cell_settings)
 CONFIG_GROUPS = ("dataset", "model", "optim", "trainer", "pretrain", "pruner", "calibration", "schedule")
 SHARED_GROUPS = ("dataset", "model", "optim", "trainer", "batch")  # rethink.pipeline.keys.shared
 OPTIM_FIELDS = ("momentum", "weight_decay", "nesterov", "lr_gamma")  # copied into each stage's recipe
@@ -54,11 +55,18 @@ def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return {k: v for k, v in values.items() if k not in retrain}, retrain
 
 
+def group_split(values: dict[str, Any], group: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the settings not of ``group``, those of ``group``)."""
+    ours = {k: v for k, v in values.items() if k.partition(".")[0] == group}
+    return {k: v for k, v in values.items() if k not in ours}, ours
+
+
 def _differing(variants: Sequence[dict[str, Any]]) -> list[str]:
-    """The settings that are not the same in every one of ``variants``, without those implied by another that
-    differs (a recipe's copy of ``optim.*``, milestones of other epochs, the retrain recipe of another schedule)."""
+    """The settings whose values differ between those of ``variants`` that have them, without those implied by
+    another that differs (a recipe's copy of ``optim.*``, milestones of other epochs, the retrain recipe of another
+    schedule)."""
     keys = sorted({k for v in variants for k in v})
-    differ = [k for k in keys if len({json.dumps(v.get(k), sort_keys=True) for v in variants}) > 1]
+    differ = [k for k in keys if len({json.dumps(v[k], sort_keys=True) for v in variants if k in v}) > 1]
     implied = set()
     for key in differ:
         group, _, name = key.partition(".")
@@ -76,12 +84,19 @@ def _text(value: Any) -> str:
 
 
 def labels(variants: Sequence[dict[str, Any]]) -> list[str]:
-    """A label per variant naming what differs among them (``pretrain.epochs=5, pretrain.lr=0.1``); "" for all when
-    there is only one."""
+    """A label per variant naming what differs among them (``pretrain.epochs=5, pretrain.lr=0.1``; ``without
+    pretrain`` for one that has no setting of a group others have); "" for all when there is only one."""
     if len(variants) < 2:
         return [""] * len(variants)
     differ = _differing(variants)
-    return [", ".join(f"{k}={_text(v.get(k))}" for k in differ) for v in variants]
+    groups = {k.partition(".")[0] for v in variants for k in v}
+    out = []
+    for v in variants:
+        present = {k.partition(".")[0] for k in v}
+        parts = [f"{k}={_text(v[k])}" for k in differ if k in v]
+        parts += [f"without {g}" for g in sorted(groups - present)]
+        out.append(", ".join(parts) or ", ".join(f"{k}={_text(x)}" for k, x in sorted(v.items())))
+    return out
 
 
 def _age(result: dict[str, Any]) -> float:

@@ -23,7 +23,17 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from rethink.results.identity import Frozen, deduplicate, freeze, labels, settings_of, shared_settings, split
+from rethink.results.files import stage_accuracy, stage_record, top1
+from rethink.results.identity import (
+    Frozen,
+    deduplicate,
+    freeze,
+    group_split,
+    labels,
+    settings_of,
+    shared_settings,
+    split,
+)
 from rethink.results.naming import pruned_setting, pruner_table_order, pruner_table_title, setting_label
 from rethink.results.protocol import PRETRAIN_SCOPE, RETRAIN_SCOPE, differences
 from rethink.results.recipes import restart_recipes
@@ -151,32 +161,6 @@ def column_title(column: str) -> str:
     return COLUMN_NAMES.get(column, column)
 
 
-def _stage(result: dict[str, Any], name: str) -> dict[str, Any]:
-    """The run's (last) own record of stage ``name`` (not a guided pruner's source cell's), or {}."""
-    found = [
-        s for s in result.get("stages") or [] if isinstance(s, dict) and s.get("stage") == name and "source" not in s
-    ]
-    return found[-1] if found else {}
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def top1(accuracy: dict[str, Any] | None, metric: str) -> tuple[float | None, bool]:
-    """The top-1 of ``accuracy`` at ``metric``, and whether it fell back to the final epoch (no best recorded)."""
-    accuracy = accuracy or {}
-    value = _number(accuracy.get(f"top1_{metric}"))
-    if value is None and metric != "final":
-        return _number(accuracy.get("top1_final")), True
-    return value, False
-
-
-def _stage_accuracy(result: dict[str, Any], name: str, metric: str = "final") -> tuple[float | None, bool]:
-    """The top-1 of the run's stage ``name`` at ``metric`` (prune: the pruned model, evaluated once), or None."""
-    return top1(_stage(result, name).get("accuracy"), metric)
-
-
 def _add(
     cell: Cell, seed: int, value: float, source: str, notes: list[str], what: str, differs: Sequence[str] = ()
 ) -> None:
@@ -210,10 +194,27 @@ def _base_key(result: dict[str, Any], base: dict[str, Any]) -> tuple:
     return (_table_of(result), cell["dataset"], cell["model"], options, freeze(setting), freeze(base))
 
 
+def _settings(results: list[dict[str, Any]]) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+    """Each result's settings, split (:func:`~rethink.results.identity.split`). A result trained without the large
+    model (Scratch-E/B of a predefined target) takes the pretrain recipe of the runs it is tabulated with, where those
+    were trained with one: it does not depend on it, and belongs in their row."""
+    parts = {id(r): split(settings_of(r)) for r in results}
+    recipes: dict[tuple, dict[Frozen, dict[str, Any]]] = defaultdict(dict)
+    for r in results:
+        others, recipe = group_split(parts[id(r)][0], "pretrain")
+        if recipe:
+            recipes[_base_key(r, others)][freeze(recipe)] = recipe
+    for r in results:
+        (base, retrain), found = parts[id(r)], recipes[_base_key(r, parts[id(r)][0])]
+        if not group_split(base, "pretrain")[1] and len(found) == 1:
+            parts[id(r)] = (base | next(iter(found.values())), retrain)
+    return parts
+
+
 def _rows(results: list[dict[str, Any]]) -> dict[tuple, Row]:
     """One row per base key (:func:`_base_key`), and one more per setting of a schedule run with several settings in
     it (whose column it alone holds); each row's runs, in order."""
-    parts = {id(r): split(settings_of(r)) for r in results}
+    parts = _settings(results)
     variants: dict[tuple, dict[Frozen, dict[str, Any]]] = defaultdict(dict)
     for r in results:
         base, retrain = parts[id(r)]
@@ -285,13 +286,13 @@ def _fill(row: Row, r: dict[str, Any], metric: str, notes: list[str], fallbacks:
     column = cell["schedule"]
     title = f"{what} {column_title(column)}"
     _add(row.cells[column], cell["seed"], value, r["_file"], notes, title, differences(r, RETRAIN_SCOPE))
-    pruned, _ = _stage_accuracy(r, "prune")
+    pruned, _ = stage_accuracy(r, "prune")
     if pruned is not None and column == "finetune":  # one pruned model per seed: its fine-tuned cell's
         _add(row.cells["pruned"], cell["seed"], pruned, r["_file"], notes, f"{what} {column_title('pruned')}")
-    pretrain, fell_back = _stage_accuracy(r, "pretrain", metric)
+    pretrain, fell_back = stage_accuracy(r, "pretrain", metric)
     if pretrain is not None:  # a sparsity-trained large model is not the Unpruned column (normal training)
         fallbacks[row.table] += fell_back
-        column = "sparsity_trained" if _stage(r, "pretrain").get("regularizer") else "unpruned"
+        column = "sparsity_trained" if stage_record(r, "pretrain").get("regularizer") else "unpruned"
         title = f"{what} {column_title(column)}"
         _add(row.cells[column], cell["seed"], pretrain, r["_file"], notes, title, differences(r, PRETRAIN_SCOPE))
     achieved = (r.get("pruning") or {}).get("achieved") or {}

@@ -22,6 +22,7 @@ from scipy.stats import ttest_ind
 from rethink.errors import UserError
 from rethink.pruning import lookup
 from rethink.results import published
+from rethink.results.files import top1
 from rethink.results.identity import freeze
 from rethink.results.tables import (
     DATASET_ORDER,
@@ -30,7 +31,6 @@ from rethink.results.tables import (
     _natural,
     column_title,
     model_options,
-    top1,
 )
 
 ALPHA = 0.05
