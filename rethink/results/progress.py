@@ -315,7 +315,9 @@ def time_left(finished: int, total: int | None, elapsed_s: float) -> str:
 
 
 def _say(message: str) -> None:
-    print(f"rethink: {message}", file=sys.stderr, flush=True)
+    """One line on stderr in one write, so lines of concurrent sweep workers never interleave."""
+    sys.stderr.write(f"rethink: {message}\n")
+    sys.stderr.flush()
 
 
 def _print_state(directory: Path) -> bool:
