@@ -136,10 +136,10 @@ class CellRunner:
         file's content, and the record names the file."""
         plan, spec = self.plan, self.plan.large
         digest = sha256_file(Path(plan.pretrained_weights))
+        state = load_weights(plan.pretrained_weights, spec, plan.model_name)  # refused before the store is touched
 
         def compute(path: Path) -> Produced:
             start = time.perf_counter()
-            state = load_weights(plan.pretrained_weights, spec, plan.model_name)
             module, accuracy = validate(self.run_context, "evaluate", spec, state, path)
             metrics = {"accuracy": accuracy, "imported_from": plan.pretrained_weights}
             metrics |= _cost(start, device_label(module.trainer))
