@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 import rethink.detection  # noqa: F401  (registers task=detection before Hydra's callbacks plan any cell)
 from rethink.errors import UserError
+from rethink.interruption import Interrupted, interruptible, requeue_under_submitit
 from rethink.launch import check_pinning, launcher_problem, pinned_job
 from rethink.results import progress
 from rethink.settings.schema import RESERVED_TRAINER_ARGS, reserved_trainer_arg
@@ -92,8 +93,17 @@ def main(cfg: DictConfig) -> str | None:
 
         settings = load_settings(cfg)
         sweep_dir = Path(hydra_cfg.sweep.dir) if sweep else None
-        with contextlib.redirect_stdout(sys.stderr), pinned_job(settings, sweep_dir):  # stdout: results only
-            result = run_cell(settings, run_dir)
+        with interruptible(), contextlib.redirect_stdout(sys.stderr), pinned_job(settings, sweep_dir):
+            result = run_cell(settings, run_dir)  # stdout: results only
+    except Interrupted as exc:  # nothing of the stage it was in is committed: the same command resumes it
+        if leader:
+            where = progress.mark_interrupted(run_dir, exc.signal_name)
+            print(
+                f"rethink: {exc.signal_name}: interrupted {where}; run the same command again to resume",
+                file=sys.stderr,
+            )
+        requeue_under_submitit(exc.signum)  # submitit requeues the job and exits
+        sys.exit(exc.exit_code)
     except UserError as exc:
         if leader:
             progress.mark_failed(run_dir, str(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,38 +99,59 @@ def _test_rows(metrics_csv: Path) -> list[tuple[str, str]]:
         return [(row["epoch"], row["test/top1"]) for row in csv.DictReader(handle) if row["test/top1"]]
 
 
-def test_sigkilled_stage_resumes_to_the_same_weights(tmp_path: Path) -> None:
-    args = ["dataset=synthetic", "model=vgg11", "model.width_multiplier=0.125", "trainer=cpu", "pretrain.epochs=6"]
-    killed_store = tmp_path / "killed"
-    command = _cli(*args, f"paths.artifact_dir={killed_store}", f"hydra.run.dir={tmp_path / 'run1'}")
-    proc = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+PRETRAIN_6 = ("dataset=synthetic", "model=vgg11", "model.width_multiplier=0.125", "trainer=cpu", "pretrain.epochs=6")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run directory of the 6-epoch pretrain cell run without interruption."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    command = _cli(*PRETRAIN_6, f"paths.artifact_dir={root / 'store'}", f"hydra.run.dir={root / 'run'}")
+    clean = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    return root / "run"
+
+
+@pytest.mark.parametrize(
+    "signum, exit_code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143), (signal.SIGINT, 130)]
+)
+def test_a_stage_killed_or_interrupted_resumes_to_the_same_weights(
+    tmp_path: Path, uninterrupted: Path, signum: int, exit_code: int
+) -> None:
+    store = tmp_path / "store"
+    command = _cli(*PRETRAIN_6, f"paths.artifact_dir={store}", f"hydra.run.dir={tmp_path / 'run1'}")
+    proc = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while not list(killed_store.glob("pretrain/*/checkpoints/last.ckpt")) and time.time() < deadline:
+    while not list(store.glob("pretrain/*/checkpoints/last.ckpt")) and time.time() < deadline:
         assert proc.poll() is None, "the run ended before its first checkpoint"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not list(killed_store.glob("pretrain/*/manifest.json"))  # killed mid-stage
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == exit_code, stderr[-2000:]
+    assert not list(store.glob("pretrain/*/manifest.json"))  # ended mid-stage: nothing committed
+    if signum != signal.SIGKILL:  # a signal the cell can handle: said on one line and recorded in status.json
+        name = signal.Signals(signum).name
+        (line,) = [line for line in stderr.splitlines() if "interrupted" in line]
+        assert re.fullmatch(
+            rf"rethink: {name}: interrupted during pretrain epoch [1-6] of 6; run the same command again to resume",
+            line,
+        ), line
+        status = json.loads((tmp_path / "run1" / "status.json").read_text())
+        assert status["state"] == "interrupted" and status["signal"] == name
+        assert status["interrupted"] == line.split("interrupted ")[1].split(";")[0]
     resumed = subprocess.run(
         command[:-1] + [f"hydra.run.dir={tmp_path / 'run2'}"], cwd=REPO, env=_env(), capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     result = json.loads((tmp_path / "run2" / "result.json").read_text())
     assert _statuses(result) == [("pretrain", "resumed")]
-    clean = subprocess.run(
-        _cli(*args, f"paths.artifact_dir={tmp_path / 'clean'}", f"hydra.run.dir={tmp_path / 'run3'}"),
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert clean.returncode == 0, clean.stderr[-2000:]
     a = torch.load(tmp_path / "run2" / "weights.pt", weights_only=True)
-    b = torch.load(tmp_path / "run3" / "weights.pt", weights_only=True)
+    b = torch.load(uninterrupted / "weights.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # the resumed stage's metrics.csv still holds the epochs trained before the kill, each once, as a clean run's
-    resumed, uninterrupted = (_test_rows(tmp_path / run / "pretrain" / "metrics.csv") for run in ("run2", "run3"))
-    assert resumed == uninterrupted and [epoch for epoch, _ in resumed] == ["0", "1", "2", "3", "4", "5"]
+    resumed_rows = _test_rows(tmp_path / "run2" / "pretrain" / "metrics.csv")
+    assert resumed_rows == _test_rows(uninterrupted / "pretrain" / "metrics.csv")
+    assert [epoch for epoch, _ in resumed_rows] == ["0", "1", "2", "3", "4", "5"]
 
 
 def test_two_processes_needing_one_pretrain_train_it_once(tmp_path: Path) -> None:

@@ -63,6 +63,25 @@ def test_a_running_cell_whose_process_is_gone_is_interrupted(tmp_path: Path) -> 
     assert progress.describe(tmp_path, other_host).state == "running"
 
 
+def test_an_interrupted_cell_says_where_and_how_to_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    progress.mark_running(run_dir, 0, [])
+    assert progress.mark_interrupted(run_dir, "SIGINT") == "before its first stage"
+    progress.mark_running(run_dir, 0, [])
+    stage_dir = _stage_dir(tmp_path, 2)
+    progress.mark_stage(run_dir, "pretrain", stage_dir, 6, 0, 10)
+    progress.mark_stage(run_dir, "prune", tmp_path / "prune", 0, 6, 10)
+    assert progress.mark_interrupted(run_dir, "SIGTERM") == "during prune"
+    progress.mark_running(run_dir, 0, [])
+    progress.mark_stage(run_dir, "retrain", stage_dir, 4, 6, 10)  # 2 epochs ended: the 3rd was on
+    assert progress.mark_interrupted(run_dir, "SIGTERM") == "during retrain epoch 3 of 4"
+    assert progress.read_status(run_dir)["state"] == "interrupted"
+    assert progress.main([str(run_dir)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith(
+        "SIGTERM during retrain epoch 3 of 4; run the same command again to resume"
+    )
+
+
 def test_jobs_without_a_status_are_pending_and_counted(tmp_path: Path) -> None:
     jobs = [[f"seed={seed}"] for seed in range(12)]
     sweep = tmp_path / "l1_cifar10" / "2026-11-25_05-00-00"  # a folder of sweeps is read as well as one sweep

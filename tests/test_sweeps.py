@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -131,6 +133,27 @@ def test_submitit_local_launcher_runs_two_cells(tmp_path: Path) -> None:
     assert sorted(r["cell"]["seed"] for r in found) == [1, 2]
     assert all(r["stages"][0]["status"] == "computed" for r in found)
     assert list(sweep_dir.glob(".submitit/*"))  # the jobs really went through submitit
+
+
+@pytest.mark.slow  # submitit's local launcher, a cell trained twice (~30 s)
+def test_a_sigtermed_cell_under_submitit_is_requeued_and_resumes(tmp_path: Path) -> None:
+    sweep_dir, store = tmp_path / "sweep", tmp_path / "artifacts"
+    cell = ["dataset=synthetic", "model=vgg11", "model.width_multiplier=0.125", "trainer=cpu", "pretrain.epochs=6"]
+    command = [sys.executable, "-m", "rethink.main", "-m", *cell, "hydra/launcher=submitit_local"]
+    command += ["hydra.launcher.timeout_min=5", f"hydra.sweep.dir={sweep_dir}", f"paths.artifact_dir={store}"]
+    proc = subprocess.Popen(command, cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(store.glob("pretrain/*/checkpoints/last.ckpt")) and time.time() < deadline:
+        assert proc.poll() is None, "the sweep ended before the cell's first checkpoint"
+        time.sleep(0.05)
+    (status_file,) = sweep_dir.glob("*/status.json")
+    os.kill(json.loads(status_file.read_text())["pid"], signal.SIGTERM)  # the cell's own process, as SLURM does
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    (found,) = results(sweep_dir)  # the requeued job ran the same cell again, resuming its stage
+    assert [s["status"] for s in found["stages"]] == ["resumed"]
+    logs = "".join(p.read_text() for p in sweep_dir.glob(".submitit/*/*_log.err"))
+    assert "SIGTERM: interrupted during pretrain epoch" in logs and "Requeued job" in logs, logs[-3000:]
 
 
 def test_wandb_offline_runs_carry_group_and_job_type(tmp_path: Path) -> None:

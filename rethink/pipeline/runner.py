@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,16 @@ class CellRunner:
 
     # --------------------------------------------------------------------------------------------- training
 
+    def _stage(
+        self, name: str, key: str, compute: Callable[[Path], Produced], load: Callable[[Path], Any], epochs: int = 0
+    ) -> Outcome:
+        """Reuse or compute the stage artifact ``name/key``, recorded first as the cell's running stage (``epochs``:
+        those it trains, 0 for a stage that trains none) so that progress and an interruption can say where it is."""
+        if not is_distributed_follower():
+            path, total = self.stages.store.path(name, key), self.plan.training_epochs()
+            progress.mark_stage(self.run_context.run_dir, name, path, epochs, self.epochs_done, total)
+        return self.stages.run(name, key, compute, load)
+
     def _fit(
         self,
         stage: StagePlan,
@@ -119,12 +130,7 @@ class CellRunner:
             ]
             return Produced(files, metrics, "resumed" if result.resumed else "computed")
 
-        if not is_distributed_follower():
-            path, total = self.stages.store.path(stage.name, key), self.plan.training_epochs()
-            progress.mark_stage(
-                self.run_context.run_dir, stage.name, path, stage.recipe.epochs, self.epochs_done, total
-            )
-        outcome = self.stages.run(stage.name, key, compute, read_metrics)
+        outcome = self._stage(stage.name, key, compute, read_metrics, stage.recipe.epochs)
         self.epochs_done += stage.recipe.epochs
         payload = outcome.payload
         extra = {k: payload[k] for k in ("optimizer_steps", "batch", *COST_KEYS) if k in payload}  # older: absent
@@ -149,7 +155,7 @@ class CellRunner:
                 write_json_atomic(path / "metrics.json", metrics)
             return Produced(["weights.pt", "spec.json", "metrics.json"], metrics, "imported")
 
-        outcome = self.stages.run("pretrain", keys.pretrain_key(plan, digest), compute, read_metrics)
+        outcome = self._stage("pretrain", keys.pretrain_key(plan, digest), compute, read_metrics)
         imported = {"file": plan.pretrained_weights, "sha256": digest}
         cost = {k: outcome.payload[k] for k in COST_KEYS if k in outcome.payload}
         self._record(outcome, accuracy=outcome.payload["accuracy"], imported_from=imported, **cost)
@@ -197,7 +203,7 @@ class CellRunner:
             meta |= _cost(start, device_label(module.trainer))
             return Produced(files, callback.decision, meta=meta)
 
-        outcome = self.stages.run("prune", keys.prune_key(plan, source.key, round_index), compute, Decision.load)
+        outcome = self._stage("prune", keys.prune_key(plan, source.key, round_index), compute, Decision.load)
         self._record(outcome, **outcome.meta)
         return outcome
 

@@ -1,10 +1,12 @@
-"""Where each cell of a sweep stands: ``status.json`` in every run directory (running, done, reused, failed), a line
-per cell on stderr while a sweep runs (:class:`SweepProgress`, a Hydra callback), a tally at its end, and
-``python -m rethink.progress DIR...`` at any time, also for cells still pending or left by a killed job, grouped per
-sweep, with the epochs a running cell has trained (its running stage's ``metrics.csv``) of those its plan holds.
+"""Where each cell of a sweep stands: ``status.json`` in every run directory (running, done, reused, failed,
+interrupted), a line per cell on stderr while a sweep runs (:class:`SweepProgress`, a Hydra callback), a tally at its
+end, and ``python -m rethink.progress DIR...`` at any time, also for cells still pending or left by a killed job,
+grouped per sweep, with the epochs a running cell has trained (its running stage's ``metrics.csv``) of those its plan
+holds.
 
 A cell is *reused* when it trained nothing (every stage came from the artifact store), *done* when it trained
-something, *failed* with its error (and the traceback in ``error.log`` beside it for anything but a user error).
+something, *failed* with its error (and the traceback in ``error.log`` beside it for anything but a user error),
+*interrupted* when SIGINT or SIGTERM ended it (or its process is gone while it was running).
 """
 
 from __future__ import annotations
@@ -90,6 +92,20 @@ def mark_failed(run_dir: Path, error: str, traceback_text: str | None = None) ->
     _update(run_dir, state="failed", error=error, error_log=str(run_dir / ERROR_LOG) if traceback_text else None)
 
 
+def mark_interrupted(run_dir: Path, signal_name: str) -> str:
+    """Record that ``signal_name`` ended the cell and return where it was: ``during pretrain epoch 3 of 6`` (the
+    epoch under way when it came), ``during prune`` (a stage that trains none), ``before its first stage``."""
+    status = read_status(run_dir) or {}
+    stage = status.get("stage")
+    where = "before its first stage"
+    if isinstance(stage, dict):
+        epochs = stage.get("epochs") or 0
+        epoch = min(epochs_trained(Path(str(stage.get("dir")))) + 1, epochs)
+        where = f"during {stage.get('name')}" + (f" epoch {epoch} of {epochs}" if epochs else "")
+    _update(run_dir, state="interrupted", signal=signal_name, interrupted=where)
+    return where
+
+
 def read_status(run_dir: Path) -> dict[str, Any] | None:
     """The cell's status record, or None when there is none (or it is unreadable)."""
     try:
@@ -142,9 +158,11 @@ def describe(run_dir: Path, status: dict[str, Any]) -> CellStatus:
         parts.append("(" + ", ".join(f"{k} {v.split(':')[0]}" for k, v in status["stages"].items()) + ")")
     if isinstance(status.get("elapsed_s"), (int, float)):
         parts.append(f"{status['elapsed_s']:.1f} s")
-    if state in ("running", "interrupted") and isinstance(status.get("stage"), dict):
+    if state == "interrupted" and status.get("signal"):
+        parts.append(f"{status['signal']} {status.get('interrupted', '')}; run the same command again to resume")
+    elif state in ("running", "interrupted") and isinstance(status.get("stage"), dict):
         parts.append(_stage_progress(status["stage"]))
-    if state == "interrupted":
+    if state == "interrupted" and not status.get("signal"):
         parts.append(f"process {status.get('pid')} is gone; run the sweep again to finish it")
     return CellStatus(state, run_dir.name, list(status.get("overrides") or []), "  ".join(parts))
 
@@ -153,6 +171,8 @@ def _stage_progress(stage: dict[str, Any]) -> str:
     """``pretrain epoch 12/160, cell 12/200 epochs``: the running stage's epochs trained and the cell's."""
     trained = epochs_trained(Path(str(stage.get("dir"))))
     done, total = stage.get("cell_done") or 0, stage.get("cell_total")
+    if not stage.get("epochs"):  # a stage that trains nothing (prune, import)
+        return f"{stage.get('name')}, cell {done}/{'?' if total is None else total} epochs"
     return (
         f"{stage.get('name')} epoch {trained}/{stage.get('epochs')}, "
         f"cell {done + trained}/{'?' if total is None else total} epochs"
