@@ -11,10 +11,13 @@ export WANDB_MODE ?= offline
 
 install: $(VENV)/.installed
 
+# pip lists each package as it collects and installs it: a first install (torch, Lightning, Hydra, W&B) takes minutes.
 $(VENV)/.installed: pyproject.toml
+	@echo "rethink: installing rethink and its dependencies into $(VENV) (once; a first install takes minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e ".[dev]"
 	touch $@
+	@echo "rethink: installed into $(VENV)"
 
 demo: install
 	$(PY) -m rethink.main experiment=demo

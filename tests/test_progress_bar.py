@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 from conftest import compose_settings
 from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
 from pytorch_lightning.trainer.states import TrainerFn
@@ -17,6 +19,7 @@ from rethink.training.progress_bar import (
     StageTQDMProgressBar,
     bar_metrics,
     epoch_description,
+    progress_style,
 )
 from rethink.training.trainer import make_trainer
 
@@ -59,21 +62,42 @@ def test_progress_bar_setting_picks_the_bar(tmp_path: Path, style: str, kind: ty
     )
 
 
-def test_progress_lines_print_one_line_per_epoch(capsys: pytest.CaptureFixture) -> None:
-    lines = EpochLines(LABEL)
+def test_progress_lines_print_one_line_per_epoch_with_elapsed_time_and_images_per_second(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    now = iter([0.0, 100.0, 100.5, 102.0, 103.0, 303.0]).__next__  # made, epoch start, 2 batches, epoch end, eval
+    lines = EpochLines(LABEL, clock=now)
     trainer = SimpleNamespace(
         is_global_zero=True,
         current_epoch=4,
         max_epochs=178,
+        world_size=2,  # DDP: each process's batch counts once per process
         progress_bar_metrics={"train/loss_step": 0.2, "train/loss_epoch": 0.31},
         state=SimpleNamespace(fn=TrainerFn.FITTING),
     )
-    lines.on_train_epoch_end(trainer, SimpleNamespace(last={"top1": 0.9}))
-    lines.on_validation_end(trainer, SimpleNamespace(last={"top1": 0.9}))  # fit's test pass: the epoch line says it
-    assert capsys.readouterr().err == f"rethink: {LABEL} | epoch 5/178  epoch loss 0.310  test top-1 90.00%\n"
+    module = SimpleNamespace(last={"top1": 0.9})
+    lines.on_train_epoch_start(trainer, module)
+    for _ in range(2):
+        lines.on_train_batch_end(trainer, module, {"loss": 0.2}, (torch.zeros(64, 3, 4, 4), torch.zeros(64)), 0)
+    lines.on_train_epoch_end(trainer, module)  # 256 images in 2 s of training batches
+    lines.on_validation_end(trainer, module)  # fit's test pass: the epoch line says it
+    assert capsys.readouterr().err == (
+        f"rethink: {LABEL} | epoch 5/178  epoch loss 0.310  test top-1 90.00%  128 img/s  elapsed 0:01:43\n"
+    )
     trainer.state.fn, trainer.progress_bar_metrics = TrainerFn.VALIDATING, {}  # the prune stage's evaluation
     lines.on_validation_end(trainer, SimpleNamespace(last={"top1": 0.1}))
-    assert capsys.readouterr().err == f"rethink: {LABEL}  test top-1 10.00%\n"
+    assert capsys.readouterr().err == f"rethink: {LABEL}  test top-1 10.00%  elapsed 0:05:03\n"
+
+
+@pytest.mark.parametrize(("terminal", "style"), [(True, "rich"), (False, "lines")])
+def test_the_default_style_is_rich_on_a_terminal_and_lines_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal: bool, style: str
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    settings = compose_settings("dataset=synthetic", "trainer=cpu")
+    assert settings.progress_bar == "auto" and progress_style("auto") == style and progress_style("tqdm") == "tqdm"
+    callbacks = make_trainer(settings, 1, [], tmp_path, label=LABEL).callbacks
+    assert any(isinstance(c, EpochLines if style == "lines" else RichProgressBar) for c in callbacks)
 
 
 def test_progress_lines_replace_lightnings_bar(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ GROUPS = ("dataset", "model", "pruner", "schedule", "pretrain", "optim", "calibr
 GROUPS += ("task", "speed", "launch")
 SCALARS: dict[str, Any] = {
     "seed": NonNegativeInt,
-    "progress_bar": Literal["rich", "tqdm", "lines"],
+    "progress_bar": Literal["auto", "rich", "tqdm", "lines"],
     "dry_run": Literal[False, True, "json"],
     "verbose": bool,
 }

@@ -231,7 +231,7 @@ class Settings:
     task: TaskSettings = TaskSettings()
     speed: SpeedSettings = SpeedSettings()
     launch: LaunchSettings = LaunchSettings()
-    progress_bar: Literal["rich", "tqdm", "lines"] = "rich"
+    progress_bar: Literal["auto", "rich", "tqdm", "lines"] = "auto"
     dry_run: Literal[False, True, "json"] = False  # true: for people (a sweep: a table); json: for programs
     verbose: bool = False  # Lightning's own info lines and library warnings (rethink.training.console)
     resolved: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the composed config, resolved

@@ -24,7 +24,7 @@ from rethink.settings.schema import Settings
 from rethink.training.console import quiet_lightning
 from rethink.training.loggers import finish, make_loggers, summarize
 from rethink.training.module import ClassificationModule
-from rethink.training.progress_bar import progress_callback
+from rethink.training.progress_bar import progress_callback, progress_style
 from rethink.training.recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,9 @@ def make_trainer(
     quiet_lightning(settings.verbose)
     kwargs = pinned_arguments(settings.trainer.arguments)  # launch.device_slots: the held slot's GPU
     if kwargs.get("enable_progress_bar", True):
-        callbacks = [progress_callback(settings.progress_bar, label), *callbacks]
-        kwargs["enable_progress_bar"] = settings.progress_bar != "lines"  # lines replace Lightning's bar
+        style = progress_style(settings.progress_bar)
+        callbacks = [progress_callback(style, label), *callbacks]
+        kwargs["enable_progress_bar"] = style != "lines"  # lines replace Lightning's bar
     checkpoint = ModelCheckpoint(
         dirpath=str(checkpoint_dir), filename="last", save_top_k=1, every_n_epochs=1, enable_version_counter=False
     )
