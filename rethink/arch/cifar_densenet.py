@@ -192,7 +192,7 @@ register_family(
         build_densenet,
         channel_groups=channel_groups,
         layer_costs=SELECTION_COSTS,
-        channels_last=False,  # trains at 0.61x the contiguous speed in channels_last on the CPU (README)
+        channels_last=False,  # trains at 0.61x the contiguous speed in channels_last on the CPU (docs/speed.md)
     )
 )
 register_model(

@@ -217,7 +217,7 @@ register_family(
         # a branch's last layer is a conv after a ReLU: SSS's factor cannot be folded into its last BN
         residual_blocks=ResidualBlocks(_blocks, _without, branch_factors=False),
         layer_costs=SELECTION_COSTS,
-        channels_last=False,  # trains at 0.60x the contiguous speed in channels_last on the CPU (README)
+        channels_last=False,  # trains at 0.60x the contiguous speed in channels_last on the CPU (docs/speed.md)
     )
 )
 register_model(

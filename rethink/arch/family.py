@@ -163,7 +163,7 @@ class Family:
     residual_blocks: ResidualBlocks | None = None
     layer_costs: Mapping[type, CostRule] = field(default_factory=dict)
     # train in channels_last memory format under ``speed.channels_last=auto``: the layout measured faster for this
-    # family (benchmarks/throughput.py; README "Training speed")
+    # family (benchmarks/throughput.py; docs/speed.md "Training speed")
     channels_last: bool = True
 
     def missing(self, needed: Sequence[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Run one cell and write what it produced: ``result.json`` (schema in the README), the final ``spec.json`` and
+"""Run one cell and write what it produced: ``result.json`` (schema in docs/results.md), the final ``spec.json`` and
 ``weights.pt``, and each trained stage's per-epoch ``metrics.csv``, in the cell's run directory."""
 
 from __future__ import annotations
