@@ -10,13 +10,21 @@ from pathlib import Path
 import pytest
 from test_sweeps import results, run
 
-from rethink.results.curves import method
+from rethink.results.naming import pruned_setting, setting_label
 
-# sweep -> (curve kind, the curves its report must draw)
+# sweep -> (curve kind, the curves its report must draw, {role compared with uniform: the decision it matches})
 SWEEPS = {
-    "figure3_guided": ("channels", {"automatic", "uniform", "guided", "transferred guided"}),
-    "figure3_slimming": ("channels", {"automatic", "uniform"}),
-    "figure3_weight_level": ("weights", {"automatic", "uniform", "guided"}),
+    "figure3_guided": (
+        "channels",
+        {"automatic", "uniform", "guided", "transferred guided"},
+        {"automatic": "automatic", "guided": "guided", "transferred guided": "transferred guided from vgg16"},
+    ),
+    "figure3_slimming": ("channels", {"automatic", "uniform"}, {"automatic": "automatic"}),
+    "figure3_weight_level": (
+        "weights",
+        {"automatic", "uniform", "guided"},
+        {"automatic": "automatic", "guided": "guided"},
+    ),
 }
 
 
@@ -55,32 +63,35 @@ def test_quick_figure3_sweep_draws_its_curves(name: str, overrides: tuple[str, .
 
     report = run("rethink.report", str(sweep_dir), "--out", str(report_dir))
     assert report.returncode == 0, report.stderr[-3000:]
-    kind, roles = SWEEPS[name]
+    kind, roles, matched = SWEEPS[name]
     stem = report_dir / "plots" / f"curves_synthetic_vgg19{'_bn' if kind == 'weights' else ''}_{kind}_scratch_e"
     assert stem.with_suffix(".png").stat().st_size > 0
     data = json.loads(stem.with_suffix(".json").read_text())
     assert {curve["role"] for curve in data["curves"]} == roles
     ratios = sorted({r["pruning"]["requested"]["ratio"] for r in found})
-    for curve in data["curves"]:  # one point per ratio, 2 seeds each, drawn from the results' own numbers
-        assert len(curve["points"]) == len(ratios) and all(p["n"] == 2 for p in curve["points"])
+    for curve in data["curves"]:  # one point per ratio (uniform: per ratio and matched decision), 2 seeds each,
+        uniform = curve["role"] == "uniform"  # drawn from the results' own numbers
+        assert len(curve["points"]) == (len(matched) if uniform else 1) * len(ratios)
+        assert all(p["n"] == 2 for p in curve["points"])
+        expected = set(matched.values()) if uniform else {matched[curve["role"]]}
+        assert {p["matched"] for p in curve["points"]} == expected
         params = [p["params"] for p in curve["points"]]
         assert params == sorted(params)
         for point in curve["points"]:
             mine = [
                 r["params"]
                 for r in found
-                if method(r)[0].role == curve["role"] and point["setting"].startswith(f"{100 * _ratio(r):g}%")
+                if r["cell"]["pruner"] == point["pruner"] and setting_label(pruned_setting(r)) == point["setting"]
             ]
             assert mine and point["params"] == pytest.approx(sum(mine) / len(mine)), point
     stages = json.loads(next((report_dir / "plots").glob(f"stage_ratios_*_{kind}.json")).read_text())
     assert {line["role"] for line in stages["lines"]} == roles
     assert all(line["sizes"][0] == 32 and line["n"] == 2 for line in stages["lines"])
     verdicts = json.loads((report_dir / "verdicts.json").read_text())
-    pairs = [(v["table"], v["a"], v["b"]) for v in verdicts["comparisons"]]
-    figure3 = [v for v, pair in zip(verdicts["comparisons"], pairs) if pair == ("figure3", "automatic", "uniform")]
-    assert len(figure3) == len(ratios) and all(v["n_a"] == v["n_b"] == 2 for v in figure3)  # matched at each ratio
+    figure3 = [v for v in verdicts["comparisons"] if v["table"] == "figure3"]
+    assert {v["b"] for v in figure3} == {"uniform"}  # each method against the uniform control of its own params
+    for a in matched:  # at each ratio: automatic, guided pruning (also transferred), guided sparsification
+        mine = [v for v in figure3 if v["a"] == a]
+        assert len(mine) == len(ratios) and all(v["n_a"] == v["n_b"] == 2 for v in mine), a
+    assert len(figure3) == len(matched) * len(ratios)
     assert "## Verdicts" in (report_dir / "report.md").read_text()
-
-
-def _ratio(result: dict) -> float:
-    return result["pruning"]["requested"]["ratio"]

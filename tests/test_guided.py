@@ -3,6 +3,7 @@ paper's Sec. 5): stage ratios, rounding, stage matching, source cells shared thr
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from pathlib import Path
@@ -22,7 +23,8 @@ from rethink.pruning import PruneContext, SourceModels, create
 from rethink.pruning.guided import GuidedSettings, GuidingCell
 from rethink.pruning.guided_sparsity import GuidedSparsitySettings
 from rethink.pruning.masks import layer_masks, magnitude_masks
-from rethink.pruning.uniform import UniformSettings
+from rethink.pruning.uniform import UniformSettings, params_matched_target
+from rethink.pruning.uniform_sparsity import UniformSparsitySettings
 
 # planted kept ratios per stage (feature-map size) of a slimming decision
 PLANTED = {32: 0.5, 16: 0.25, 8: 0.75, 4: 0.3, 2: 0.125, 1: 1.0}
@@ -108,6 +110,48 @@ def test_guided_cells_reuse_the_slimming_cell_and_uniform_matches_its_params(tmp
         assert abs(spec_cost(spec, 32).params - slim["params"]) >= abs(uniform["params"] - slim["params"])
 
 
+@pytest.mark.parametrize("source", [{}, {"model": "vgg16", "dataset": "cifar10"}], ids=["guided", "transferred"])
+def test_uniform_matched_to_guided_has_the_guided_architecture_s_params(source: dict[str, str]) -> None:
+    source_large, decided = planted_decision(source.get("model", "vgg19"))
+    large, given = default_spec("vgg19", 100), SourceModels(source_large, decided, 32)
+    control = create(UniformSettings(ratio=0.5, match="guided", source=GuidingCell(**source)), "vgg19")
+    assert control.source().model == source.get("model") and control.source().pruner["ratio"] == 0.5
+    target = control.target_from(large, 32, given)
+    params = spec_cost(guided(**source).target_from(large, 32, given), 32).params
+    assert target == params_matched_target(large, params, 32)
+    assert target != params_matched_target(large, spec_cost(decided, 32).params, 32)  # not the slimming decision's
+    kept, widths = group_widths(target), group_widths(large)
+    fractions = [kept[name] / width for name, width in widths.items()]
+    assert max(fractions) - min(fractions) < 0.05  # one keep fraction everywhere (up to rounding)
+    pool, total = sum(widths.values()), sum(kept.values())
+    for other in (total - 1, total + 1):  # one channel more or less is farther from the guided params
+        spec = create(UniformSettings(ratio=1 - other / pool), "vgg19").target(large)
+        assert abs(spec_cost(spec, 32).params - params) >= abs(spec_cost(target, 32).params - params)
+
+
+def test_uniform_sparsification_removes_as_many_weights_as_guided_sparsification() -> None:
+    torch.manual_seed(0)
+    spec = default_spec("resnet56", 10)
+    model = build(spec)
+    original, twin = copy.deepcopy(model), copy.deepcopy(model)  # a decision zeroes the weights it prunes
+    guided = create(GuidedSparsitySettings(ratio=0.6), "resnet56")
+    guided_masks = guided.decide(PruneContext(twin, spec, "resnet56", seed=1)).masks
+    pruner = create(UniformSparsitySettings(ratio=0.6), "resnet56")
+    decision = pruner.decide(PruneContext(model, spec, "resnet56", seed=1))
+    removed = {name: int((~mask).sum()) for name, mask in decision.masks.items()}
+    guided_removed = sum(int((~mask).sum()) for mask in guided_masks.values())
+    assert decision.notes["guided_removed_weights"] == guided_removed
+    assert 0 <= guided_removed - sum(removed.values()) < len(removed)  # short by less than a weight per layer
+    fraction = decision.notes["layer_sparsity"]
+    assert fraction == pytest.approx(guided_removed / sum(m.numel() for m in guided_masks.values()), abs=1e-6)
+    for name, mask in decision.masks.items():  # one sparsity in every layer, by its own magnitudes
+        assert abs(removed[name] - mask.numel() * fraction) < 1, name
+    weight = original.get_submodule("layer2.0.conv1").weight.detach().abs()
+    mask = decision.masks["layer2.0.conv1"]
+    assert weight[~mask].max() <= weight[mask].min()  # the weights it keeps are the layer's largest
+    assert bool((model.get_submodule("layer2.0.conv1").weight[~mask] == 0).all())  # and the pruned ones are zero
+
+
 def test_guided_sparsification_reproduces_the_stage_sparsity_within_one_weight_per_layer() -> None:
     torch.manual_seed(0)
     spec = default_spec("resnet56", 10)
@@ -149,6 +193,8 @@ def test_a_guided_cell_plans_the_source_stages_with_the_slimming_cells_keys() ->
     planned = stage_estimates(cell)
     assert [(e.stage, e.key) for e in planned[:2]] == [(e.stage, e.key) for e in stage_estimates(slim)[:2]]
     assert planned[2].key is None and planned[2].upper_bound  # the retraining's architecture is decided by training
+    control = build_plan(compose_settings(*common, "pruner=uniform", "pruner.ratio=0.5", "pruner.match=guided"))
+    assert [(e.stage, e.key) for e in stage_estimates(control)[:2]] == [(e.stage, e.key) for e in planned[:2]]
     transferred = build_plan(
         compose_settings(*common, "pruner=guided", "pruner.source.model=vgg16", "pruner.source.dataset=cifar10")
     )
@@ -180,6 +226,19 @@ def test_a_guided_cell_plans_the_source_stages_with_the_slimming_cells_keys() ->
         (
             ["dataset=cifar10", "model=vgg19", "pruner=uniform", "pruner.match=slimming", "pruner.reference=x"],
             "pruner.match=slimming matches the parameter count",
+        ),
+        (
+            ["dataset=cifar10", "model=vgg19", "pruner=uniform", "pruner.match=guided", "pruner.reference=x"],
+            "pruner.match=guided matches the parameter count of guided pruning at pruner.ratio",
+        ),
+        (
+            ["dataset=cifar10", "model=vgg19", "pruner=uniform", "pruner.ratio=0.5", "pruner.source.model=vgg16"],
+            "with pruner.match=channels it means nothing: set pruner.match=guided",
+        ),
+        (
+            ["dataset=cifar10", "model=resnet56", "pruner=uniform", "pruner.ratio=0.5", "pruner.match=guided"]
+            + ["pruner.source.model=vgg16"],
+            "pruner=uniform with model 'resnet56': the source model's stages",
         ),
     ],
 )

@@ -52,14 +52,16 @@ EXPECTED_CELLS = {
     "thinet_imagenet": 6 * 3,
     "regression_imagenet": 2 * 3,
     "figure3_slimming": 2 * 3 * 2 * 6 * 5,
-    "figure3_guided": 4 * 6 * 5,
-    "figure3_weight_level": 2 * 3 * 3 * 5 * 5,
+    "figure3_guided": 6 * 6 * 5,
+    "figure3_weight_level": 2 * 3 * 4 * 5 * 5,
     "detection_voc": 2 * 5,
 }
 # Figure 3's miniatures keep every method but fewer models and ratios, on the synthetic data set; transferred guided
 # pruning (from VGG-16 on CIFAR-10) is guided pruning from VGG-16 on the same synthetic data there
 FIGURE3 = {"figure3_slimming", "figure3_guided", "figure3_weight_level"}
-QUICK_STANDS_IN = {"+experiment/paper/method=guided_from_vgg16": "+experiment/paper/method=transferred_guided"}
+STANDS_IN = {"guided_from_vgg16": "transferred_guided", "uniform_guided_from_vgg16": "uniform_transferred_guided"}
+METHOD_KEY = "+experiment/paper/method"
+QUICK_STANDS_IN = {f"{METHOD_KEY}={quick}": f"{METHOD_KEY}={full}" for quick, full in STANDS_IN.items()}
 
 
 def compose_with_hydra(*overrides: str) -> DictConfig:

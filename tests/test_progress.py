@@ -77,8 +77,10 @@ def test_an_interrupted_cell_says_where_and_how_to_resume(tmp_path: Path, capsys
     assert progress.mark_interrupted(run_dir, "SIGTERM") == "during retrain epoch 3 of 4"
     assert progress.read_status(run_dir)["state"] == "interrupted"
     assert progress.main([str(run_dir)]) == 0
-    assert capsys.readouterr().out.splitlines()[1].endswith(
-        "SIGTERM during retrain epoch 3 of 4; run the same command again to resume"
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[1]
+        .endswith("SIGTERM during retrain epoch 3 of 4; run the same command again to resume")
     )
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from scipy.stats import ttest_ind
 
-from rethink.pruning import Curve, random, uniform
 from rethink.results import report, verdicts
 
 BEST = 0.1  # each fake run's best epoch is this much above its final one
@@ -115,33 +114,47 @@ def test_verdicts_json_is_complete_and_report_md_has_the_section(tmp_path: Path,
     assert summaries["Scratch-B"]["text"] in capsys.readouterr().out  # printed after the tables
 
 
-def test_figure3_pairs_automatic_and_guided_with_uniform_at_the_same_level(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def uniform_curve(cls, requested):  # matched to slimming 50% by its reference; a plain ratio matches no level
-        return Curve("channels", "uniform", 0.5 if requested.get("reference") else None)
+def test_figure3_pairs_each_method_with_the_uniform_control_of_its_own_params(tmp_path: Path) -> None:
+    """The pruners' own curves: slimming and global magnitude pruning against the uniform control of the same ratio,
+    guided pruning (also transferred) and guided sparsification against the uniform control matched to them; a
+    uniform control of another decision, or of none, at the same ratio is not their pair."""
 
-    monkeypatch.setattr(uniform.Uniform, "curve", classmethod(uniform_curve))
-    monkeypatch.setattr(random.Random, "curve", classmethod(lambda cls, requested: Curve("channels", "guided", 0.5)))
-    slim, model = {"ratio": 0.5, "sparsity": None}, "vgg19"
-    results = cells({"scratch_e": [93.5, 93.6, 93.7]}, pruner="slimming", requested=slim, model=model)
-    results += cells({"scratch_b": [90.0, 90.1]}, pruner="slimming", requested=slim, model=model)  # no uniform B
-    results += cells({"scratch_e": [93.4, 93.5]}, pruner="slimming", requested={"ratio": 0.7}, model=model)
-    matched = {"ratio": None, "reference": "/runs/slim50/spec.json"}
-    results += cells({"scratch_e": [92.5, 92.6, 92.4]}, pruner="uniform", requested=matched, model=model)
-    results += cells({"scratch_e": [99.0, 99.0]}, pruner="uniform", requested={"ratio": 0.5}, model=model)  # level None
-    results += cells({"scratch_e": [92.4, 92.6]}, pruner="random", requested={"ratio": 0.5}, model=model)
+    def at(pruner: str, requested: dict[str, Any], values: list[float], **kwargs: Any) -> list[dict[str, Any]]:
+        return cells({kwargs.get("schedule", "scratch_e"): values}, pruner=pruner, requested=requested, model=model)
+
+    own, vgg16 = {"model": None, "dataset": None, "seed": None}, {"model": "vgg16", "dataset": "cifar10", "seed": None}
+    model, slim = "vgg19", {"ratio": 0.5, "sparsity": None}
+    results = at("slimming", slim, [93.5, 93.6, 93.7])
+    results += at("slimming", slim, [90.0, 90.1], schedule="scratch_b")  # no uniform B
+    results += at("slimming", {"ratio": 0.7}, [93.4, 93.5])  # no uniform at 70%
+    results += at("uniform", {"ratio": 0.5, "reference": None, "match": "slimming"}, [92.5, 92.6, 92.4])
+    results += at("uniform", {"ratio": 0.5, "reference": None, "match": "channels"}, [99.0, 99.0])  # level None
+    results += at("guided", {"ratio": 0.5, "source": own}, [92.4, 92.6])
+    results += at("uniform", {"ratio": 0.5, "match": "guided", "source": own}, [92.0, 92.2])
+    results += at("guided", {"ratio": 0.5, "source": vgg16}, [93.0, 93.1])
+    results += at("uniform", {"ratio": 0.5, "match": "guided", "source": vgg16}, [91.0, 91.1])
+    results += at("guided", {"ratio": 0.3, "source": own}, [94.0, 94.1])  # no control of its params
+    model = "vgg19_bn"
+    results += at("magnitude", {"ratio": 0.5, "scope": "global", "rounds": 1}, [93.0, 93.1])
+    results += at("magnitude", {"ratio": 0.5, "scope": "layer", "rounds": 1}, [92.0, 92.1])
+    results += at("guided_sparsity", {"ratio": 0.5}, [92.8, 92.9])
+    results += at("uniform_sparsity", {"ratio": 0.5}, [93.5, 93.6])
     found = run_report(tmp_path, results)
     figure3 = [c for c in found["comparisons"] if c["table"] == verdicts.FIGURE3]
-    assert [(c["setting"], c["a"], c["b"], c["n_a"], c["n_b"]) for c in figure3] == [
-        ("channels 50%, Scratch-E", "automatic", "uniform", 3, 3),
-        ("channels 50%, Scratch-E", "guided", "uniform", 2, 3),
+    assert [(c["model"], c["setting"], c["a"], c["b"], c["n_a"], c["n_b"], c["verdict"]) for c in figure3] == [
+        ("vgg19", "channels 50%, Scratch-E", "automatic", "uniform", 3, 3, "better"),
+        ("vgg19", "channels 50%, Scratch-E", "guided", "uniform", 2, 2, "no significant difference"),
+        ("vgg19", "channels 50%, Scratch-E", "transferred guided", "uniform", 2, 2, "better"),
+        ("vgg19_bn", "weights 50%, Scratch-E", "automatic", "uniform", 2, 2, "better"),
+        ("vgg19_bn", "weights 50%, Scratch-E", "guided", "uniform", 2, 2, "worse"),
     ]
-    assert [c["verdict"] for c in figure3] == ["better", "no significant difference"]
-    assert figure3[0]["mean_b"] == pytest.approx(92.5 + BEST)
-    summary = next(s for s in found["summaries"] if s["table"] == verdicts.FIGURE3 and s["a"] == "automatic")
-    assert summary["text"] == "automatic ≥ uniform in 1 of 1 cells (1 significantly better)"
-    assert summary["claim"]["source"].startswith("Figure 3")
+    assert [c["mean_b"] - BEST for c in figure3] == pytest.approx([92.5, 92.1, 91.05, 92.05, 93.55])  # their pairs
+    summaries = {s["a"]: s for s in found["summaries"] if s["table"] == verdicts.FIGURE3}
+    assert summaries["automatic"]["text"] == "automatic ≥ uniform in 2 of 2 cells (2 significantly better)"
+    assert summaries["guided"]["text"] == (
+        "guided ≥ uniform in 1 of 2 cells (1 significantly worse: cifar10 vgg19_bn weights 50%, Scratch-E)"
+    )
+    assert summaries["automatic"]["claim"]["source"].startswith("Figure 3")
 
 
 def test_identical_constant_samples_are_no_significant_difference() -> None:

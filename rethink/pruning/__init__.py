@@ -13,6 +13,7 @@ from rethink.pruning import (  # noqa: F401  (each registers itself)
     sss,
     thinet,
     uniform,
+    uniform_sparsity,
 )
 from rethink.pruning.context import CalibrationShape, PruneContext
 from rethink.pruning.decision import Decision

@@ -79,34 +79,60 @@ class Guided(Pruner):
         slimming_groups(large, "guided pruning")  # the stage ratios are applied to BN channel groups
 
     def check_source(self, large: ArchSpec, input_size: int, source: SourceModels) -> None:
-        ours, theirs = _stages(large, input_size), _stages(source.large, source.input_size)
-        if ours != theirs:
-            raise ValueError(
-                f"the source model's stages (feature-map sizes {theirs}) differ from this model's ({ours}), so its "
-                "stage ratios cannot be transferred; pick a source model with the same stages (e.g. VGG-16 for "
-                "VGG-19: both have 32, 16, 8, 4, 2 and the classifier)"
-            )
+        check_stages(large, input_size, source)
 
     def target_from(self, large: ArchSpec, input_size: int, source: SourceModels) -> ArchSpec:
-        assert source.pruned is not None
-        ratios = source_stage_ratios(source.large, source.pruned, source.input_size)
-        return with_group_widths(large, guided_widths(large, ratios, input_size))
+        return guided_target(large, input_size, source)
 
     @classmethod
     def row_setting(cls, requested: Mapping[str, Any]) -> dict[str, Any]:
         """``{"ratio": 0.5}`` (the guiding slimming ratio), with ``"source": "vgg16/cifar10"`` when transferred."""
-        source = requested.get("source") or {}
-        out: dict[str, Any] = {"ratio": requested.get("ratio")}
-        where = [str(source[k]) for k in ("model", "dataset") if source.get(k) is not None]
-        if where or source.get("seed") is not None:
-            out["source"] = "/".join(where) + ("" if source.get("seed") is None else f" seed {source['seed']}")
-        return out
+        where = source_text(requested.get("source") or {})
+        return {"ratio": requested.get("ratio"), **({"source": where} if where else {})}
 
     @classmethod
     def curve(cls, requested: Mapping[str, Any]) -> Curve:
+        """A point at its guiding ratio's level, matched to itself: ``pruner=uniform pruner.match=guided`` with the
+        same ratio and source is its uniform control."""
         source = requested.get("source") or {}
-        transferred = source.get("model") is not None or source.get("dataset") is not None
-        return Curve("channels", "transferred guided" if transferred else "guided", None)
+        return Curve("channels", guided_role(source), float(requested["ratio"]), guided_match(source))
+
+
+def source_text(source: Mapping[str, Any]) -> str:
+    """``vgg16/cifar10``, ``vgg16 seed 2``: the guiding cell where it is not this one (``pruner.source``), else ''."""
+    where = "/".join(str(source[k]) for k in ("model", "dataset") if source.get(k) is not None)
+    seed = [] if source.get("seed") is None else [f"seed {source['seed']}"]
+    return " ".join([where, *seed] if where else seed)
+
+
+def guided_role(source: Mapping[str, Any]) -> str:
+    """``transferred guided`` when another model or data set guides (``pruner.source``), else ``guided``."""
+    return "transferred guided" if source.get("model") is not None or source.get("dataset") is not None else "guided"
+
+
+def guided_match(source: Mapping[str, Any]) -> str:
+    """The :class:`Curve` ``matched`` of guided pruning by ``source``, and of its uniform control: its role and the
+    guiding cell (``transferred guided from vgg16/cifar10``), so controls of different sources never mix."""
+    where = source_text(source)
+    return guided_role(source) + (f" from {where}" if where else "")
+
+
+def check_stages(large: ArchSpec, input_size: int, source: SourceModels) -> None:
+    """Raise ValueError unless the source model has ``large``'s stages (so its stage ratios can be applied)."""
+    ours, theirs = _stages(large, input_size), _stages(source.large, source.input_size)
+    if ours != theirs:
+        raise ValueError(
+            f"the source model's stages (feature-map sizes {theirs}) differ from this model's ({ours}), so its "
+            "stage ratios cannot be transferred; pick a source model with the same stages (e.g. VGG-16 for "
+            "VGG-19: both have 32, 16, 8, 4, 2 and the classifier)"
+        )
+
+
+def guided_target(large: ArchSpec, input_size: int, source: SourceModels) -> ArchSpec:
+    """``large`` pruned to the stage ratios of the source cell's slimming decision (``source.pruned``)."""
+    assert source.pruned is not None
+    ratios = source_stage_ratios(source.large, source.pruned, source.input_size)
+    return with_group_widths(large, guided_widths(large, ratios, input_size))
 
 
 def _stages(spec: ArchSpec, input_size: int) -> list[int]:

@@ -40,6 +40,15 @@ def guided_layer_ratios(model: nn.Module, masks: Mapping[str, Any], sizes: Mappi
     }
 
 
+def guided_sparsity_masks(context: PruneContext, ratio: float) -> tuple[dict[str, Any], dict[int, float]]:
+    """Guided sparsification's keep-masks of the context's trained model at ``ratio`` (not applied), and the kept
+    fraction of each stage's 3x3 weights (feature-map size -> fraction) under the guiding global decision."""
+    model = context.model
+    sizes = feature_map_sizes(context.spec, INPUT_SIZE[model_info(context.model_name).domain])
+    guide = magnitude_masks(model, ratio, "global")
+    return layer_masks(model, guided_layer_ratios(model, guide, sizes)), stage_kept_weights(guide, sizes)
+
+
 @register
 class GuidedSparsity(Pruner):
     """Per-layer magnitude masks at the per-stage 3x3 sparsity of a global magnitude decision."""
@@ -52,16 +61,13 @@ class GuidedSparsity(Pruner):
     needs = Needs(trained_model=True)
 
     def decide(self, context: PruneContext) -> Decision:
-        model = context.model
-        sizes = feature_map_sizes(context.spec, INPUT_SIZE[model_info(context.model_name).domain])
-        guide = magnitude_masks(model, self.settings.ratio, "global")
-        ratios = guided_layer_ratios(model, guide, sizes)
-        masks = layer_masks(model, ratios)
-        apply_masks(model, masks)
-        stages = stage_kept_weights(guide, sizes)
+        masks, stages = guided_sparsity_masks(context, self.settings.ratio)
+        apply_masks(context.model, masks)
         notes = {"guide_stage_sparsity": {str(size): round(1 - kept, 6) for size, kept in stages.items()}}
-        return Decision(context.spec, model.state_dict(), {}, masks, notes)
+        return Decision(context.spec, context.model.state_dict(), {}, masks, notes)
 
     @classmethod
     def curve(cls, requested: Mapping[str, Any]) -> Curve:
-        return Curve("weights", "guided", None)
+        """A point at its guiding ratio's level, matched to itself: ``pruner=uniform_sparsity`` at the same ratio is
+        its uniform control."""
+        return Curve("weights", "guided", float(requested["ratio"]), "guided")

@@ -33,13 +33,17 @@ class Curve:
     kind: what is pruned, "channels" or "weights" (only curves of one kind are compared);
     role: "automatic" (the pruner found the architecture), "uniform" (the same fraction everywhere), "guided" or
         "transferred guided" (per-stage ratios taken from an automatic decision);
-    level: the automatic prune setting (its ratio) whose parameter count this point matches, so points of one level
-        are compared at matched params; None when the point matches none (e.g. uniform at a channel ratio).
+    level: the prune setting (its ratio) of the decision whose parameter count this point matches, so points of one
+        level are compared at matched params; None when the point matches none (e.g. uniform at a channel ratio);
+    matched: whose decision that is: "automatic" (the automatic pruner's own), "guided" or "transferred guided" (a
+        guided pruner's, whose own uniform control — ``pruner=uniform pruner.match=guided``,
+        ``pruner=uniform_sparsity`` — matches it too), so each is compared with the uniform control of its own params.
     """
 
     kind: str
     role: str
     level: float | None
+    matched: str = "automatic"
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
 """The uniform control of the paper's Figure 3 (``pruner=uniform``, docs/protocol.md#uniform): every BN channel group
 keeps the same fraction of its channels, from a ratio, from the channel count of a pruned spec, or matching the
-parameter count of this cell's network-slimming decision at a ratio (``match=slimming``: the slimming cell's pretrain
-and prune stages are run or reused first); it is trained from scratch."""
+parameter count of this cell's network-slimming decision at a ratio (``match=slimming``) or of the guided pruning
+that decision guides (``match=guided``, with ``source`` as guided pruning's: transferred guided pruning); the
+slimming cell's pretrain and prune stages are run or reused first. It is trained from scratch."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -15,6 +16,7 @@ from rethink.arch.registry import spec_cost
 from rethink.arch.spec import ArchSpec
 from rethink.arch.surgery import with_group_widths
 from rethink.errors import UserError
+from rethink.pruning.guided import GuidingCell, check_stages, guided_match, guided_target, source_text
 from rethink.pruning.registry import Curve, Needs, Pruner, PrunerSettings, SourceCell, SourceModels, register
 from rethink.pruning.slimming import slimming_groups
 from rethink.settings.typed import Ratio
@@ -73,13 +75,15 @@ def params_matched_target(spec: ArchSpec, params: int, input_size: int) -> ArchS
 @dataclass(frozen=True)
 class UniformSettings(PrunerSettings):
     """``pruner=uniform``: exactly one of ``ratio`` and ``reference`` (a pruned ``spec.json`` whose channel count to
-    match). ``match``: ``channels`` (``ratio`` is the fraction of channels removed) or ``slimming`` (the control has
-    the parameter count of this cell's network-slimming decision at ``ratio``)."""
+    match). ``match``: ``channels`` (``ratio`` is the fraction of channels removed), ``slimming`` (the control has
+    the parameter count of this cell's network-slimming decision at ``ratio``) or ``guided`` (that of guided pruning
+    at ``ratio`` from the ``source`` cell, as ``pruner=guided``'s ``source``)."""
 
     name: str = "uniform"
     ratio: Ratio | None = None
     reference: str | None = None
-    match: Literal["channels", "slimming"] = "channels"
+    match: Literal["channels", "slimming", "guided"] = "channels"
+    source: GuidingCell = field(default_factory=GuidingCell)
 
     def validate(self, prefix: str) -> None:
         if (self.reference is None) == (self.ratio is None):
@@ -88,10 +92,16 @@ class UniformSettings(PrunerSettings):
                 "pruner.match=slimming the slimming ratio whose parameter count to match) and pruner.reference (a "
                 "pruned spec.json whose channel count to match)."
             )
-        if self.match == "slimming" and self.ratio is None:
+        if self.match in ("slimming", "guided") and self.ratio is None:
             raise UserError(
-                "pruner.match=slimming matches the parameter count of a network-slimming decision at pruner.ratio; "
+                f"pruner.match={self.match} matches the parameter count of "
+                f"{'a network-slimming decision' if self.match == 'slimming' else 'guided pruning'} at pruner.ratio; "
                 "give pruner.ratio instead of pruner.reference."
+            )
+        if self.match != "guided" and self.source != GuidingCell():
+            raise UserError(
+                "pruner.source names the cell guiding the guided pruning whose parameter count pruner.match=guided "
+                f"matches; with pruner.match={self.match} it means nothing: set pruner.match=guided or drop it."
             )
         if self.reference is not None and not Path(self.reference).is_file():
             raise UserError(f"pruner.reference='{self.reference}': no such file; give a pruned model's spec.json.")
@@ -108,15 +118,26 @@ class Uniform(Pruner):
     needs = Needs(trained_model=False, predefined_target=True, family=("channel_groups",))
 
     def requirements(self) -> Needs:
-        return dataclasses.replace(self.needs, predefined_target=self.settings.match != "slimming")
+        return dataclasses.replace(self.needs, predefined_target=self.settings.match == "channels")
 
     def source(self) -> SourceCell | None:
         s = self.settings
-        return SourceCell({"name": "slimming", "ratio": s.ratio}) if s.match == "slimming" else None
+        if s.match == "channels":
+            return None
+        guide = s.source if s.match == "guided" else GuidingCell()
+        return SourceCell({"name": "slimming", "ratio": s.ratio}, guide.model, guide.dataset, guide.seed)
+
+    def check_source(self, large: ArchSpec, input_size: int, source: SourceModels) -> None:
+        if self.settings.match == "guided":
+            check_stages(large, input_size, source)
 
     def target_from(self, large: ArchSpec, input_size: int, source: SourceModels) -> ArchSpec:
         assert source.pruned is not None
-        return params_matched_target(large, spec_cost(source.pruned, source.input_size).params, input_size)
+        if self.settings.match == "guided":
+            params = spec_cost(guided_target(large, input_size, source), input_size).params
+        else:
+            params = spec_cost(source.pruned, source.input_size).params
+        return params_matched_target(large, params, input_size)
 
     def target(self, large: ArchSpec) -> ArchSpec:
         if self.settings.reference is not None:
@@ -127,13 +148,20 @@ class Uniform(Pruner):
     @classmethod
     def row_setting(cls, requested: Mapping[str, Any]) -> dict[str, Any]:
         if requested.get("ratio") is not None:
-            matched = {"match": "slimming"} if requested.get("match") == "slimming" else {}
+            match = requested.get("match", "channels")
+            matched = {} if match == "channels" else {"match": match}
+            where = source_text(requested.get("source") or {}) if match == "guided" else ""
+            matched |= {"source": where} if where else {}
             return {"ratio": requested["ratio"], **matched}
         reference = str(requested.get("reference"))
         return {"reference": Path(reference).parent.name or reference}
 
     @classmethod
     def curve(cls, requested: Mapping[str, Any]) -> Curve:
-        """Matched to a slimming decision's params: a point of that ratio's level; otherwise matched to none."""
-        matched = requested.get("match") == "slimming" and requested.get("ratio") is not None
-        return Curve("channels", "uniform", float(requested["ratio"]) if matched else None)
+        """Matched to a slimming (guided) decision's params: a point of that ratio's level, matched to the automatic
+        (that guided) curve; otherwise matched to none."""
+        match, ratio = requested.get("match"), requested.get("ratio")
+        if match not in ("slimming", "guided") or ratio is None:
+            return Curve("channels", "uniform", None)
+        matched = guided_match(requested.get("source") or {}) if match == "guided" else "automatic"
+        return Curve("channels", "uniform", float(ratio), matched)

@@ -46,7 +46,8 @@ ROLE_ORDER = {"automatic": 0, "uniform": 1, "guided": 2, "transferred guided": 3
 
 def method(result: dict[str, Any]) -> tuple[Curve, str] | None:
     """The result's Figure 3 curve and its legend label (``automatic — <pruner title>``, ``uniform``, ``guided``,
-    ``transferred guided (<model>/<dataset>)``), or None when its pruner has no curve."""
+    ``transferred guided (<model>/<dataset>)``), or None when its pruner has no curve. Uniform points matched to
+    different decisions are one curve (each point one uniform width; ``matched`` in its data says whose params)."""
     cls = lookup(result["cell"]["pruner"])
     requested = requested_settings(result)
     curve = cls.curve(requested) if cls is not None else None
@@ -87,7 +88,8 @@ def _point(row: Row, results: list[dict[str, Any]], curve: Curve, metric: str) -
     if not params:
         return None
     accs = [top1(r["accuracy"], metric)[0] for r in seeds.values()]
-    point = {"setting": row.label, "pruner": row.table, "level": curve.level, "params": statistics.mean(params)}
+    point = {"setting": row.label, "pruner": row.table, "level": curve.level, "matched": curve.matched}
+    point["params"] = statistics.mean(params)
     return {**point, **_stats(accs), "seeds": sorted(seeds)}
 
 

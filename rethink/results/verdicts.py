@@ -37,7 +37,7 @@ ALPHA = 0.05
 BETTER, SAME, WORSE, UNTESTED = "better", "no significant difference", "worse", "needs ≥2 seeds"
 SCRATCH = ("scratch_b", "scratch_e")  # compared with each fine-tuned column of a row, in this order
 FIGURE3 = "figure3"
-FIGURE3_TITLE = "Figure 3: automatic vs uniform pruning at matched parameters (trained from scratch)"
+FIGURE3_TITLE = "Figure 3: automatic and guided vs uniform pruning at matched parameters (trained from scratch)"
 HEADER = ("dataset", "model", "pruned", "A vs B", "A: mean ± std (n)", "B: mean ± std (n)", "Δ (A − B)", "p")
 HEADER += ("verdict (A)",)  # the Markdown table of the comparisons
 AGAINST_UNIFORM = ("automatic", "guided", "transferred guided")  # curve roles compared with the uniform one
@@ -136,8 +136,9 @@ def table_comparisons(table: Table, alpha: float) -> list[Comparison]:
 
 def figure3_comparisons(results: list[dict[str, Any]], metric: str, alpha: float) -> list[Comparison]:
     """Automatic (also guided, transferred guided) against uniform: results of the same dataset, model, schedule and
-    Figure 3 curve (kind, level) of the pruners' :meth:`~rethink.pruning.Pruner.curve`; the first result of a seed
-    counts. Results on no curve, or at no level, are not paired."""
+    Figure 3 curve point (kind, level, matched) of the pruners' :meth:`~rethink.pruning.Pruner.curve`, so a guided
+    decision is compared with the uniform control of its own params; the first result of a seed counts. Results on
+    no curve, or at no level, are not paired."""
     points: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in results:
         if "accuracy" not in r:  # a detection result: its own table
@@ -149,11 +150,11 @@ def figure3_comparisons(results: list[dict[str, Any]], metric: str, alpha: float
             continue
         cell = r["cell"]
         level = round(float(curve.level), 6)  # a ratio written two ways (0.7, 0.7000001) is one level
-        key = (cell["dataset"], cell["model"], freeze(model_options(r)), cell["schedule"], curve.kind, level)
-        points[key][curve.role].setdefault(cell["seed"], value)
+        where = (cell["dataset"], cell["model"], freeze(model_options(r)), cell["schedule"])
+        points[(*where, curve.kind, level, curve.matched)][curve.role].setdefault(cell["seed"], value)
     out = []
     for key in sorted(points, key=lambda k: (DATASET_ORDER.get(k[0], 9), k[0], _natural(k[1]), k[2:])):
-        dataset, model, _, schedule, kind, level = key
+        dataset, model, _, schedule, kind, level, _ = key
         uniform = points[key].get("uniform")
         for role in AGAINST_UNIFORM:
             if uniform and points[key].get(role):
