@@ -18,10 +18,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import rethink.detection  # noqa: F401  (registers task=detection before Hydra's callbacks plan any cell)
+from rethink import plugins
 from rethink.errors import UserError
 from rethink.interruption import Interrupted, interruptible, requeue_under_submitit
 from rethink.launch import check_pinning, launcher_problem, pinned_job
-from rethink.results import progress
+from rethink.pipeline import status
 from rethink.settings.schema import RESERVED_TRAINER_ARGS, reserved_trainer_arg
 
 
@@ -87,7 +88,7 @@ def main(cfg: DictConfig) -> str | None:
             return None
     leader = not is_distributed_follower()  # DDP: rank 0 keeps the status and prints
     if leader:
-        progress.mark_running(run_dir, hydra_cfg.job.get("num"), list(hydra_cfg.overrides.task))
+        status.mark_running(run_dir, hydra_cfg.job.get("num"), list(hydra_cfg.overrides.task))
     try:
         from rethink.pipeline.result import run_cell
 
@@ -97,7 +98,7 @@ def main(cfg: DictConfig) -> str | None:
             result = run_cell(settings, run_dir)  # stdout: results only
     except Interrupted as exc:  # nothing of the stage it was in is committed: the same command resumes it
         if leader:
-            where = progress.mark_interrupted(run_dir, exc.signal_name)
+            where = status.mark_interrupted(run_dir, exc.signal_name)
             print(
                 f"rethink: {exc.signal_name}: interrupted {where}; run the same command again to resume",
                 file=sys.stderr,
@@ -106,7 +107,7 @@ def main(cfg: DictConfig) -> str | None:
         sys.exit(exc.exit_code)
     except UserError as exc:
         if leader:
-            progress.mark_failed(run_dir, str(exc))
+            status.mark_failed(run_dir, str(exc))
         if not sweep:  # within a sweep, its line for the cell shows the message
             print(f"rethink: error: {exc}", file=sys.stderr)
             sys.exit(2)
@@ -114,14 +115,14 @@ def main(cfg: DictConfig) -> str | None:
     except Exception as exc:
         if not leader:
             raise
-        progress.mark_failed(run_dir, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        status.mark_failed(run_dir, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         if not sweep:
             raise
         return "failed"  # the sweep's line for the cell names the error and error.log
     if leader:
-        progress.mark_finished(run_dir, result)
+        status.mark_finished(run_dir, result)
         print(report(result, run_dir))
-    return (progress.read_status(run_dir) or {}).get("state")
+    return (status.read_status(run_dir) or {}).get("state")
 
 
 def discard_run_dir(run_dir: Path, job_name: str) -> None:
@@ -202,6 +203,12 @@ def cli() -> None:
     if problem:
         print(f"rethink: error: {problem}", file=sys.stderr)
         sys.exit(2)
+    try:  # the user's plugins, and their conf/ on Hydra's search path, before Hydra composes anything
+        folders = plugins.load(plugins.requested(sys.argv[1:]))
+    except UserError as exc:
+        print(f"rethink: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv[1:] = plugins.with_search_path(sys.argv[1:], folders)
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()
         return

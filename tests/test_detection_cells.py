@@ -92,9 +92,9 @@ def test_every_transfer_setting_runs_and_shares_the_classification_cells(tmp_pat
 
 
 def test_the_detection_sweep_dry_run_lists_every_cell_with_backbone_params_and_stages() -> None:
-    from test_dry_run import CONF_DIR, compose_with_hydra, initialize_config_dir, plan_cell, progress
+    from test_dry_run import CONF_DIR, compose_with_hydra, initialize_config_dir, plan_cell, sweep_jobs
 
-    jobs = progress.sweep_jobs(compose_with_hydra("experiment=paper/detection_voc"))
+    jobs = sweep_jobs(compose_with_hydra("experiment=paper/detection_voc"))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cells = [plan_cell("config", ["dry_run=true"], num, job) for num, job in enumerate(jobs)]
     assert len(cells) == 10 and all(cell.error is None for cell in cells)

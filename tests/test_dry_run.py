@@ -16,7 +16,7 @@ from test_sweeps import TINY, run
 
 from rethink.pipeline.dry_run import plan_cell, render
 from rethink.pipeline.estimate import totals
-from rethink.results import progress
+from rethink.pipeline.jobs import sweep_jobs
 
 QUICK_L1 = ("experiment=paper/quick/l1_cifar10", "seed=1")  # 5 targets x 3 schedules
 
@@ -88,7 +88,7 @@ def test_the_totals_are_the_compute_the_table_header_states(name: str) -> None:
     """The experiment YAMLs state the compute of each table (`N GPU-hours = ... / 20 TFLOP/s sustained`); the dry
     run's totals count the same stages once (ThiNet's VGG-16 and ResNet-50 large models are shared by their rows)."""
     header = re.search(r"#\s+([\d,]+) GPU-hours = ", (PAPER / f"{name}.yaml").read_text())
-    jobs = progress.sweep_jobs(compose_with_hydra(f"experiment=paper/{name}"))
+    jobs = sweep_jobs(compose_with_hydra(f"experiment=paper/{name}"))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cells = [plan_cell("config", [], num, job) for num, job in enumerate(jobs)]
     total = totals(cell.stages for cell in cells)
@@ -109,7 +109,7 @@ def test_figure3_sweeps_plan_every_cell_and_count_each_large_model_once(name: st
     """Every cell of the full Figure 3 sweeps plans; a guided or params-matched uniform cell lists its source cell's
     pretrain, which is the slimming cells' own: one large model per (data set, model, seed) in the totals, plus one
     retraining per cell (its architecture decided by training)."""
-    jobs = progress.sweep_jobs(compose_with_hydra(f"experiment=paper/{name}"))
+    jobs = sweep_jobs(compose_with_hydra(f"experiment=paper/{name}"))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cells = [plan_cell("config", [], num, job) for num, job in enumerate(jobs)]
     total = totals(cell.stages for cell in cells)

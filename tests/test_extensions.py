@@ -15,6 +15,7 @@ import torch
 import toy_plugins  # noqa: F401  (registers the toy pruners and families)
 from conftest import REPO, compose_config, compose_settings
 
+from rethink import plugins
 from rethink.arch import build, default_spec, spec_cost
 from rethink.arch.cost import count_cost
 from rethink.arch.surgery import group_widths, mask, shrink
@@ -149,3 +150,37 @@ def test_a_pruner_of_the_users_own_package_dry_runs_from_the_command_line(tmp_pa
     plan = json.loads(proc.stdout)
     assert plan["cell"]["pruner"] == "every_other" and plan["pruning"]["requested"] == {"offset": 1}
     assert plan["stages"][-1]["recipe"].startswith("decided by training")  # Scratch-B waits for the decision
+
+
+def test_plugins_imports_the_users_package_and_puts_its_conf_on_the_search_path(tmp_path: Path) -> None:
+    """``plugins=[userpkg]``: no ``hydra.searchpath`` and no ``--config-path``; the package's ``conf/`` holds the
+    option, its import registers what the option names."""
+    options = tmp_path / "userpkg" / "conf" / "pruner"
+    options.mkdir(parents=True)
+    (tmp_path / "userpkg" / "__init__.py").write_text("from toy_plugins import EveryOther  # noqa: F401\n")
+    (options / "every_other.yaml").write_text("_target_: userpkg.EveryOther\nname: every_other\noffset: 1\n")
+    path = os.pathsep.join([str(tmp_path), str(REPO / "tests"), str(REPO)])
+    env = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "offline"}
+    command = [
+        sys.executable, "-m", "rethink.main", "plugins=[userpkg]", *RESNET, "dataset=cifar10", "pruner=every_other",
+        "schedule=scratch_b", "dry_run=true", f"hydra.run.dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plan = json.loads(proc.stdout)
+    assert plan["cell"]["pruner"] == "every_other" and plan["pruning"]["requested"] == {"offset": 1}
+    missing = subprocess.run([*command[:3], "plugins=[nosuchpkg]", *command[4:]], cwd=REPO, env=env, text=True,
+                             capture_output=True, timeout=300)  # fmt: skip
+    assert missing.returncode == 2 and missing.stderr.startswith("rethink: error: plugins: cannot import 'nosuchpkg'")
+    assert "Traceback" not in missing.stderr and "PYTHONPATH" in missing.stderr
+
+
+def test_plugins_come_from_the_environment_and_the_command_line_each_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(plugins.ENV, "a.b, c")
+    assert plugins.requested(["seed=1", "plugins=[c,d]", "+plugins='e'"]) == ["a.b", "c", "d", "e"]
+    folders = [Path("/x/conf")]
+    assert plugins.with_search_path(["seed=1"], folders) == ["seed=1", "hydra.searchpath=[file:///x/conf]"]
+    given = plugins.with_search_path(["hydra.searchpath=[pkg://other.conf]", "seed=1"], folders)
+    assert given == ["seed=1", "hydra.searchpath=[pkg://other.conf,file:///x/conf]"]
+    with pytest.raises(UserError, match="plugins: cannot import 'nosuchpkg'"):
+        plugins.load(["nosuchpkg"])

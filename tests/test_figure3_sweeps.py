@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_sweeps import results, run
 
-from rethink.results.naming import pruned_setting, setting_label
+from rethink.pruning.naming import pruned_setting, setting_label
 
 # sweep -> (curve kind, the curves its report must draw, {role compared with uniform: the decision it matches})
 SWEEPS = {

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import REPO
@@ -77,3 +79,34 @@ def test_modules_stay_small() -> None:
 
 def test_the_check_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_engine_imports_nothing_of_the_results_side() -> None:
+    """``rethink.pipeline`` (and what it is built on) runs a cell without the report's code: the run-status writer is
+    ``rethink.pipeline.status``, the names of pruned settings ``rethink.pruning.naming``."""
+    engine = ("rethink.pipeline", "rethink.training", "rethink.pruning", "rethink.arch", "rethink.data")
+    found = {
+        (module, target)
+        for module, targets in _imports().items()
+        if module.startswith(engine)
+        for target in targets
+        if target.startswith("rethink.results")
+    }
+    assert found == set()
+
+
+def test_a_family_module_inside_the_package_can_import_the_public_names() -> None:
+    """A family module of ``rethink.arch`` (as a user's in-tree family would be) runs while the package is still being
+    imported; ``from rethink.arch import ArchSpec, Family, ...`` must work there, as it does outside."""
+    hook = (
+        "import importlib.abc, sys\n"
+        "class Hook(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'rethink.arch.cifar_vgg':\n"
+        "            from rethink.arch import ArchSpec, Family, register_family, register_model\n"
+        "            print('imported inside')\n"
+        "sys.meta_path.insert(0, Hook())\n"
+        "import rethink.arch\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", hook], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == "imported inside\n", proc.stderr[-2000:]

@@ -20,9 +20,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from rethink.pipeline.jobs import sweep_jobs
 from rethink.pipeline.plan import build_plan
 from rethink.pipeline.tasks import cell_plan
-from rethink.results import progress, protocol
+from rethink.results import protocol
 
 PAPER = CONF_DIR / "experiment" / "paper"
 TABLES = sorted(p.stem for p in PAPER.glob("*.yaml"))
@@ -163,7 +164,7 @@ def test_quick_variant_has_the_same_cells_in_miniature(name: str) -> None:
     assert quick.dataset.name == "synthetic" and quick.trainer.accelerator == "cpu"
     assert quick.model.width_multiplier <= 0.25 and quick.pretrain.epochs <= 4
     assert quick.hydra.sweep.dir == f"multirun_outputs/paper/quick/{name}/default"
-    for cell in [job for job in progress.sweep_jobs(quick) if "seed=1" in job]:  # every cell plans (no narrow-width
+    for cell in [job for job in sweep_jobs(quick) if "seed=1" in job]:  # every cell plans (no narrow-width
         plan = cell_plan(compose_settings(*cell)).to_dict()  # pruning error is left for the sweep to find)
         assert plan["cell"]["dataset"] == "synthetic"
         assert all(stage.get("epochs") is None or stage["epochs"] <= 40 for stage in plan["stages"])

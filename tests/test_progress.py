@@ -19,7 +19,9 @@ from test_paper_configs import EXPECTED_CELLS, compose_with_hydra
 from test_sweeps import TINY, env, run
 
 from rethink.pipeline import keys
+from rethink.pipeline import status as run_status
 from rethink.pipeline.estimate import stage_estimates
+from rethink.pipeline.jobs import sweep_jobs
 from rethink.pipeline.plan import build_plan
 from rethink.results import progress
 
@@ -32,32 +34,32 @@ def _result(*statuses: str, top1: float = 91.5) -> dict:
 def test_a_cell_that_trained_nothing_is_reused_one_that_trained_is_done(tmp_path: Path) -> None:
     reused, done = tmp_path / "0_a", tmp_path / "1_b"
     for run_dir, statuses in ((reused, ("reused", "reused", "reused")), (done, ("reused", "reused", "computed"))):
-        progress.mark_running(run_dir, 0, ["seed=1"])
-        assert progress.describe(run_dir, progress.read_status(run_dir)).state == "running"  # this process is alive
-        progress.mark_finished(run_dir, _result(*statuses))
-    assert progress.read_status(reused)["state"] == "reused"
-    cell = progress.describe(done, progress.read_status(done))
+        run_status.mark_running(run_dir, 0, ["seed=1"])
+        assert progress.describe(run_dir, run_status.read_status(run_dir)).state == "running"  # this process is alive
+        run_status.mark_finished(run_dir, _result(*statuses))
+    assert run_status.read_status(reused)["state"] == "reused"
+    cell = progress.describe(done, run_status.read_status(done))
     assert cell.state == "done"
     assert "top-1 91.50%" in cell.detail and "retrain computed" in cell.detail and "pretrain reused" in cell.detail
-    assert progress.read_status(done)["elapsed_s"] >= 0
+    assert run_status.read_status(done)["elapsed_s"] >= 0
 
 
 def test_a_failed_cell_keeps_its_error_and_traceback(tmp_path: Path) -> None:
-    progress.mark_running(tmp_path, 3, ["seed=2"])
-    progress.mark_failed(tmp_path, "RuntimeError: boom\nsecond line", "Traceback (most recent call last):\n...")
-    status = progress.read_status(tmp_path)
+    run_status.mark_running(tmp_path, 3, ["seed=2"])
+    run_status.mark_failed(tmp_path, "RuntimeError: boom\nsecond line", "Traceback (most recent call last):\n...")
+    status = run_status.read_status(tmp_path)
     assert status["state"] == "failed" and status["job"] == 3 and status["overrides"] == ["seed=2"]
-    assert (tmp_path / progress.ERROR_LOG).read_text().startswith("Traceback")
+    assert (tmp_path / run_status.ERROR_LOG).read_text().startswith("Traceback")
     detail = progress.describe(tmp_path, status).detail
     assert detail.startswith("error: RuntimeError: boom  traceback: ") and "second line" not in detail
 
 
 def test_a_running_cell_whose_process_is_gone_is_interrupted(tmp_path: Path) -> None:
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    progress.mark_running(tmp_path, 0, [])
-    status = {**progress.read_status(tmp_path), "pid": int(finished.stdout)}
-    (tmp_path / progress.STATUS_FILE).write_text(json.dumps(status))
-    cell = progress.describe(tmp_path, progress.read_status(tmp_path))
+    run_status.mark_running(tmp_path, 0, [])
+    status = {**run_status.read_status(tmp_path), "pid": int(finished.stdout)}
+    (tmp_path / run_status.STATUS_FILE).write_text(json.dumps(status))
+    cell = progress.describe(tmp_path, run_status.read_status(tmp_path))
     assert cell.state == "interrupted" and "run the sweep again" in cell.detail
     other_host = {**status, "host": "another-node"}  # a SLURM job elsewhere cannot be checked: still running
     assert progress.describe(tmp_path, other_host).state == "running"
@@ -65,17 +67,17 @@ def test_a_running_cell_whose_process_is_gone_is_interrupted(tmp_path: Path) -> 
 
 def test_an_interrupted_cell_says_where_and_how_to_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
-    progress.mark_running(run_dir, 0, [])
-    assert progress.mark_interrupted(run_dir, "SIGINT") == "before its first stage"
-    progress.mark_running(run_dir, 0, [])
+    run_status.mark_running(run_dir, 0, [])
+    assert run_status.mark_interrupted(run_dir, "SIGINT") == "before its first stage"
+    run_status.mark_running(run_dir, 0, [])
     stage_dir = _stage_dir(tmp_path, 2)
-    progress.mark_stage(run_dir, "pretrain", stage_dir, 6, 0, 10)
-    progress.mark_stage(run_dir, "prune", tmp_path / "prune", 0, 6, 10)
-    assert progress.mark_interrupted(run_dir, "SIGTERM") == "during prune"
-    progress.mark_running(run_dir, 0, [])
-    progress.mark_stage(run_dir, "retrain", stage_dir, 4, 6, 10)  # 2 epochs ended: the 3rd was on
-    assert progress.mark_interrupted(run_dir, "SIGTERM") == "during retrain epoch 3 of 4"
-    assert progress.read_status(run_dir)["state"] == "interrupted"
+    run_status.mark_stage(run_dir, "pretrain", stage_dir, 6, 0, 10)
+    run_status.mark_stage(run_dir, "prune", tmp_path / "prune", 0, 6, 10)
+    assert run_status.mark_interrupted(run_dir, "SIGTERM") == "during prune"
+    run_status.mark_running(run_dir, 0, [])
+    run_status.mark_stage(run_dir, "retrain", stage_dir, 4, 6, 10)  # 2 epochs ended: the 3rd was on
+    assert run_status.mark_interrupted(run_dir, "SIGTERM") == "during retrain epoch 3 of 4"
+    assert run_status.read_status(run_dir)["state"] == "interrupted"
     assert progress.main([str(run_dir)]) == 0
     assert (
         capsys.readouterr()
@@ -90,10 +92,10 @@ def test_jobs_without_a_status_are_pending_and_counted(tmp_path: Path) -> None:
     sweep.mkdir(parents=True)
     (sweep / progress.CELLS_FILE).write_text(json.dumps(jobs))
     for num in (10, 0, 2):
-        progress.mark_running(sweep / f"{num}_x", num, jobs[num])
-        progress.mark_finished(sweep / f"{num}_x", _result("computed"))
-    progress.mark_running(sweep / "1_x", 1, jobs[1])
-    progress.mark_failed(sweep / "1_x", "bad")
+        run_status.mark_running(sweep / f"{num}_x", num, jobs[num])
+        run_status.mark_finished(sweep / f"{num}_x", _result("computed"))
+    run_status.mark_running(sweep / "1_x", 1, jobs[1])
+    run_status.mark_failed(sweep / "1_x", "bad")
     cells = progress.sweep_cells(tmp_path)
     assert [c.name for c in cells[:4]] == ["0_x", "1_x", "2_x", "10_x"]  # job order, not name order
     assert [(c.state, c.overrides) for c in cells[4:]] == [
@@ -104,7 +106,7 @@ def test_jobs_without_a_status_are_pending_and_counted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_CELLS))
 def test_the_job_list_of_every_paper_sweep_has_its_cells(name: str) -> None:
-    jobs = progress.sweep_jobs(compose_with_hydra(f"experiment=paper/{name}"))
+    jobs = sweep_jobs(compose_with_hydra(f"experiment=paper/{name}"))
     assert len(jobs) == EXPECTED_CELLS[name]
     assert len({tuple(job) for job in jobs}) == len(jobs)
 
@@ -141,7 +143,7 @@ def test_a_single_run_with_bad_input_leaves_no_folder_one_failing_later_keeps_it
     run_dir = tmp_path / "run"  # the plan holds, the data file is missing: the run's folder records the failure
     no_data = run("rethink.main", *TINY, "dataset=cifar10", "dataset.npz_path=/no/such.npz", f"hydra.run.dir={run_dir}")
     assert no_data.returncode == 2, no_data.stderr[-3000:]
-    assert progress.read_status(run_dir)["state"] == "failed"
+    assert run_status.read_status(run_dir)["state"] == "failed"
 
 
 def _stage_dir(tmp_path: Path, ended_epochs: int) -> Path:
@@ -164,13 +166,13 @@ def test_a_running_cell_shows_its_epochs_and_sweeps_are_listed_one_by_one(
         sweep.mkdir(parents=True)
         (sweep / progress.CELLS_FILE).write_text(json.dumps(jobs))
     running = first / "0_cifar10_vgg16_finetune_seed1"
-    progress.mark_running(running, 0, ["seed=1"])
-    progress.mark_stage(running, "retrain", _stage_dir(tmp_path, 12), 40, 160, 200)
+    run_status.mark_running(running, 0, ["seed=1"])
+    run_status.mark_stage(running, "retrain", _stage_dir(tmp_path, 12), 40, 160, 200)
     done = second / "1_cifar10_vgg16_baseline_seed2"
-    progress.mark_running(done, 1, ["seed=2"])
-    progress.mark_finished(done, _result("computed"))
-    progress.mark_stage(done, "pretrain", tmp_path, 160, 0, 160)  # a finished cell's record is left alone
-    assert "stage" not in progress.read_status(done)
+    run_status.mark_running(done, 1, ["seed=2"])
+    run_status.mark_finished(done, _result("computed"))
+    run_status.mark_stage(done, "pretrain", tmp_path, 160, 0, 160)  # a finished cell's record is left alone
+    assert "stage" not in run_status.read_status(done)
 
     assert progress.main([str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -1,13 +1,8 @@
-"""Architectures: every model is built from an :class:`ArchSpec`; each family module registers itself on import."""
+"""Architectures: every model is built from an :class:`ArchSpec`; each family module registers itself on import.
 
-from rethink.arch import (  # noqa: F401  (each family module registers itself)
-    cifar_densenet,
-    cifar_preresnet,
-    cifar_resnet,
-    cifar_vgg,
-    imagenet_resnet,
-    imagenet_vgg,
-)
+The public names are bound before the family modules are imported, so a family module — in this package or a user's
+— may import them from ``rethink.arch`` as the extending guide does."""
+
 from rethink.arch.family import Family
 from rethink.arch.registry import (
     FAMILIES,
@@ -41,3 +36,12 @@ __all__ = [
     "register_model",
     "spec_cost",
 ]
+
+from rethink.arch import (  # noqa: E402, F401  (each family module registers itself; after the names above)
+    cifar_densenet,
+    cifar_preresnet,
+    cifar_resnet,
+    cifar_vgg,
+    imagenet_resnet,
+    imagenet_vgg,
+)

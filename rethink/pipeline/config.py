@@ -14,6 +14,7 @@ from typing import Any, Literal, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from rethink import plugins
 from rethink.data.registry import dataset_kind
 from rethink.errors import UserError
 from rethink.pipeline.schedules import schedule_schema
@@ -41,6 +42,7 @@ SCALARS: dict[str, Any] = {
     "progress_bar": Literal["auto", "rich", "tqdm", "lines"],
     "dry_run": Literal[False, True, "json"],
     "verbose": bool,
+    "plugins": tuple[str, ...],
 }
 
 
@@ -80,6 +82,7 @@ def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
         raise UserError(
             f"{unknown[0]}: no such setting; the settings are the groups {', '.join(GROUPS)} and {', '.join(SCALARS)}."
         )
+    plugins.load([*plugins.requested([]), *coerce(config.get("plugins", ()), SCALARS["plugins"], "plugins")])
     dataset_node = _group(config, "dataset")
     dataset = parse(dataset_kind(_option(dataset_node, "dataset")).schema, dataset_node, "dataset")
     model_node = _group(config, "model")

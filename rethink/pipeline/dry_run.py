@@ -22,10 +22,10 @@ from omegaconf import DictConfig
 from rethink.errors import UserError
 from rethink.pipeline.config import load_settings
 from rethink.pipeline.estimate import REFERENCE_DEVICE, StageEstimate, Totals, totals
+from rethink.pipeline.jobs import sweep_jobs
 from rethink.pipeline.plan import CellPlan
 from rethink.pipeline.tasks import cell_estimates, cell_plan
-from rethink.results.naming import cell_group
-from rethink.results.progress import sweep_jobs
+from rethink.pruning.naming import cell_group
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from rethink.arch.stages import feature_map_sizes
 from rethink.data import build_datamodule
 from rethink.distributed import is_distributed_follower
 from rethink.io import save_tensors_atomic, write_json_atomic, write_text_atomic
-from rethink.pipeline import keys
+from rethink.pipeline import keys, status
 from rethink.pipeline.plan import CellPlan, SparseCost, StagePlan
 from rethink.pipeline.stages import Outcome, Produced, StagePath
 from rethink.pipeline.store import ArtifactStore, sha256_file
@@ -29,9 +29,8 @@ from rethink.pruning.callback import PruningCallback
 from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.masks import MaskKeeper, sparse_he_init_, sparsity_report, stage_kept_weights
+from rethink.pruning.naming import cell_group
 from rethink.pruning.registry import SourceModels
-from rethink.results import progress
-from rethink.results.naming import cell_group
 from rethink.settings.schema import INHERITED, ORIGINAL
 from rethink.training.checkpoints import load_weights
 from rethink.training.loggers import log_reused
@@ -92,7 +91,7 @@ class CellRunner:
         those it trains, 0 for a stage that trains none) so that progress and an interruption can say where it is."""
         if not is_distributed_follower():
             path, total = self.stages.store.path(name, key), self.plan.training_epochs()
-            progress.mark_stage(self.run_context.run_dir, name, path, epochs, self.epochs_done, total)
+            status.mark_stage(self.run_context.run_dir, name, path, epochs, self.epochs_done, total)
         return self.stages.run(name, key, compute, load)
 
     def _fit(

@@ -7,10 +7,9 @@
 - :mod:`~rethink.results.wandb_upload`: the report as a W&B run;
 - :mod:`~rethink.results.plots`: the report's figures;
 - :mod:`~rethink.results.published`: the paper's published numbers (``published.json``);
-- :mod:`~rethink.results.naming`: names of pruned settings and files, and the pruner-specific knowledge of this side;
-- :mod:`~rethink.results.progress`: ``status.json`` per cell, the sweep's progress (a Hydra callback) and
-  ``python -m rethink.progress``.
+- :mod:`~rethink.results.progress`: where the cells of a sweep stand (their ``status.json``, written by
+  :mod:`rethink.pipeline.status`), the sweep's progress (a Hydra callback) and ``python -m rethink.progress``.
 
-Nothing is imported here: ``rethink.results.naming`` stays cheap for the training side, matplotlib and W&B load only
-when a report is written.
+Names of pruned settings and files come from :mod:`rethink.pruning.naming`. Nothing is imported here: matplotlib and
+W&B load only when a report is written; the engine (``rethink.pipeline``) imports nothing of this package.
 """

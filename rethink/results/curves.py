@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from rethink.pruning import Curve, lookup
+from rethink.pruning.naming import requested_settings, slug
 from rethink.results.files import top1
-from rethink.results.naming import requested_settings, slug
 from rethink.results.plots import large_params, new_figure, save_figure
 from rethink.results.tables import (
     DATASET_ORDER,

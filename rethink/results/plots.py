@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rethink.results.naming import prunes_weights, slug
+from rethink.pruning.naming import prunes_weights, slug
 from rethink.results.tables import UNPRUNED_TABLE, Row, Table
 
 DPI = 100

@@ -22,12 +22,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from rethink.errors import UserError
+from rethink.pruning.naming import slug
 from rethink.results import costs
 from rethink.results.comparison import NAME as COMPARISON
 from rethink.results.comparison import report_tables
 from rethink.results.detection import detection_table
 from rethink.results.files import collect
-from rethink.results.naming import slug
 from rethink.results.published import METRIC
 from rethink.results.render import LONG_FIELDS, render, table, to_csv, to_markdown
 from rethink.results.speed import SpeedFile, add_speed_column

@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from rethink.pruning.naming import pruned_setting, pruner_table_order, pruner_table_title, setting_label
 from rethink.results.files import stage_accuracy, stage_record, top1
 from rethink.results.identity import (
     Frozen,
@@ -34,7 +35,6 @@ from rethink.results.identity import (
     shared_settings,
     split,
 )
-from rethink.results.naming import pruned_setting, pruner_table_order, pruner_table_title, setting_label
 from rethink.results.protocol import PRETRAIN_SCOPE, RETRAIN_SCOPE, differences
 from rethink.results.recipes import restart_recipes
 

@@ -234,6 +234,7 @@ class Settings:
     progress_bar: Literal["auto", "rich", "tqdm", "lines"] = "auto"
     dry_run: Literal[False, True, "json"] = False  # true: for people (a sweep: a table); json: for programs
     verbose: bool = False  # Lightning's own info lines and library warnings (rethink.training.console)
+    plugins: tuple[str, ...] = ()  # the user's modules imported before the groups are parsed (rethink.plugins)
     resolved: Mapping[str, Any] = field(default_factory=dict, compare=False)  # the composed config, resolved
 
     def config(self) -> dict[str, Any]:

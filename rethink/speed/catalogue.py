@@ -28,7 +28,7 @@ from rethink.pipeline.config import load_settings
 from rethink.pipeline.plan import CellPlan
 from rethink.pipeline.tasks import cell_plan
 from rethink.pruning.context import PruneContext
-from rethink.results.naming import setting_label
+from rethink.pruning.naming import setting_label
 from rethink.results.tables import UNPRUNED_TABLE
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from rethink.arch import ArchSpec, spec_cost
+from rethink.pruning.naming import pruned_setting, prunes_weights, setting_label
 from rethink.results.files import collect
-from rethink.results.naming import pruned_setting, prunes_weights, setting_label
 from rethink.results.tables import UNPRUNED_TABLE, model_options
 from rethink.speed.catalogue import IDENTITY, Candidate, frozen, seeded_build
 
