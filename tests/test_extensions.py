@@ -44,6 +44,16 @@ def test_a_registered_pruner_is_a_config_option_that_plans_dry_runs_and_runs(tmp
     assert widths["after"] == {name: (width + 1) // 2 for name, width in widths["before"].items()}
     keep = json.loads((Path(result["stages"][1]["path"]) / "keep.json").read_text())
     assert keep["layer1.0.conv1"] == [0, 2] and result["pruning"]["pruner"] == "every_other"
+    assert result["options"]["pruner"] == {
+        "name": "every_other",
+        "title": "Every other channel (a toy)",
+        "table_order": 100,
+    }
+    # a report in a process that never imports the toy plugins still titles its table (from result.json)
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    report = subprocess.run([sys.executable, "-m", "rethink.report", str(tmp_path / "run")], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert report.returncode == 0 and "Every other channel (a toy)" in report.stdout, report.stderr[-2000:]
     with pytest.raises(UserError, match=r"pruner\.offset='one' \(str\): expected an integer"):
         compose_settings(*TINY, *RESNET, "pruner=every_other", "pruner.offset=one", "schedule=finetune")
 

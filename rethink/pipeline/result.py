@@ -17,6 +17,7 @@ from rethink.pipeline.plan import CellPlan
 from rethink.pipeline.runner import CellRunner
 from rethink.pipeline.tasks import cell_plan, planned_task
 from rethink.provenance import git_sha, versions
+from rethink.pruning.naming import report_record
 from rethink.settings.schema import Settings
 from rethink.training.speed import speed_record
 from rethink.training.trainer import check_accelerator
@@ -78,6 +79,7 @@ def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
         "speed": speed_record(settings.speed, plan.specs[final.model], settings.trainer.arguments),
         "settings": keys.settings_record(plan, _imported_sha256(runner.records)),
         "pruning": plan.pruning_summary(),
+        "options": {"pruner": report_record(type(plan.pruner))},
         "budget": _budget(plan),
         "stages": runner.records,
         "wall_time_s": round(time.perf_counter() - start, 3),

@@ -8,7 +8,7 @@ channels). A pruner this installation does not know gets the defaults.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from rethink.pruning import PRUNERS, Pruner, lookup
 
@@ -25,16 +25,41 @@ def pruner_setting_rule(pruner: str) -> Callable[[dict[str, Any]], dict[str, Any
     return (_registered(pruner) or Pruner).row_setting
 
 
-def pruner_table_order() -> tuple[str, ...]:
-    """The pruners whose tables come first in a report, in that order (other pruners follow, sorted by name)."""
-    pruners = sorted((cls.table_order, name) for name, cls in PRUNERS.items() if cls.prunes)
-    return tuple(name for _, name in pruners)
+def report_record(cls: type[Pruner]) -> dict[str, Any]:
+    """What a report needs of a cell's pruner, recorded in its ``result.json`` (``options.pruner``), so that a report
+    run without the user's package imported still titles and orders the pruner's table."""
+    return {"name": cls.name, "title": cls.title or None, "table_order": cls.table_order}
 
 
-def pruner_table_title(pruner: str) -> str:
-    """The title of a pruner's table: its method, or ``Pruner NAME`` for one without a title."""
+def recorded_pruners(results: Iterable[dict[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Pruner name -> what its results recorded of it for a report (``options.pruner``; results of older versions
+    have none)."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for r in results:
+        record = (r.get("options") or {}).get("pruner")
+        if isinstance(record, Mapping):
+            out.setdefault(r["cell"]["pruner"], record)
+    return out
+
+
+def pruner_table_order(recorded: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, ...]:
+    """The pruners whose tables come first in a report, in that order: the registered ones and those ``recorded``
+    (name -> :func:`report_record`) by their ``table_order`` (other pruners follow, sorted by name)."""
+    orders = {name: cls.table_order for name, cls in PRUNERS.items() if cls.prunes}
+    for name, record in (recorded or {}).items():
+        if name not in PRUNERS and isinstance(record.get("table_order"), int):
+            orders[name] = record["table_order"]
+    return tuple(name for _, name in sorted((order, name) for name, order in orders.items()))
+
+
+def pruner_table_title(pruner: str, recorded: Mapping[str, Any] | None = None) -> str:
+    """The title of a pruner's table: its method (the registry's, else the one its results recorded), or
+    ``Pruner NAME`` for one without a title."""
     cls = _registered(pruner)
-    return cls.title if cls is not None and cls.title else f"Pruner {pruner}"
+    if cls is not None and cls.title:
+        return cls.title
+    title = (recorded or {}).get("title")
+    return title if isinstance(title, str) and title else f"Pruner {pruner}"
 
 
 def prunes_weights(pruner: str) -> bool:

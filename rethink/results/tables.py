@@ -21,9 +21,15 @@ import re
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from rethink.pruning.naming import pruned_setting, pruner_table_order, pruner_table_title, setting_label
+from rethink.pruning.naming import (
+    pruned_setting,
+    pruner_table_order,
+    pruner_table_title,
+    recorded_pruners,
+    setting_label,
+)
 from rethink.results.files import stage_accuracy, stage_record, top1
 from rethink.results.identity import (
     Frozen,
@@ -132,9 +138,10 @@ class Table:
     metric: str = "best"
 
 
-def table_title(name: str) -> str:
-    """The title of the table ``name`` (a pruner's, or the unpruned models')."""
-    return UNPRUNED_TITLE if name == UNPRUNED_TABLE else pruner_table_title(name)
+def table_title(name: str, recorded: Mapping[str, Any] | None = None) -> str:
+    """The title of the table ``name`` (a pruner's — ``recorded``: what its results recorded of it —, or the unpruned
+    models')."""
+    return UNPRUNED_TITLE if name == UNPRUNED_TABLE else pruner_table_title(name, recorded)
 
 
 def _sort_value(value: Any) -> tuple[int, Any]:
@@ -368,7 +375,8 @@ def build_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Ta
     by_table: dict[str, list[Row]] = defaultdict(list)
     for row in rows.values():
         by_table[row.table].append(row)
-    first = pruner_table_order()
+    recorded = recorded_pruners(results)
+    first = pruner_table_order(recorded)
     names = [t for t in first if t in by_table]
     names += sorted(t for t in by_table if t not in first and t != UNPRUNED_TABLE)
     names += [UNPRUNED_TABLE] if UNPRUNED_TABLE in by_table else []
@@ -387,5 +395,6 @@ def build_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Ta
         columns = sorted(present, key=lambda c: (order.index(c) if c in order else 99, c))
         counts = Counter(len(cell.values) for row in table_rows for cell in row.cells.values() if cell.values)
         expected = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0] if counts else 0
-        tables.append(Table(name, table_title(name), columns, table_rows, expected, notes=notes[name], metric=metric))
+        title = table_title(name, recorded.get(name))
+        tables.append(Table(name, title, columns, table_rows, expected, notes=notes[name], metric=metric))
     return tables
