@@ -24,7 +24,7 @@ RECIPE = {"epochs": 2, "lr": 0.1, "milestone_fractions": [0.5], "finetune_epochs
 def _dataset(name: str, **settings: object) -> DatasetSettings:
     """The typed settings of data set ``name`` (defaults for what a test leaves out)."""
     base = {"name": name, "num_classes": 10, "image_size": 32, "batch_size": 32, "test_batch_size": 32}
-    return parse(DATASETS[name].schema, {**base, "recipe": RECIPE, **settings}, "dataset")
+    return parse(DATASETS.classes[name], {**base, "recipe": RECIPE, **settings}, "dataset")
 
 
 def test_crop_flip_equals_torchvision_per_image() -> None:

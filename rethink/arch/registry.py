@@ -1,6 +1,7 @@
 """Families and named models, registered by their own modules: ``register_family`` and ``register_model``.
 
-A model name (``model=resnet56``) maps to its input domain and the function making its unpruned spec; a spec's
+A model name (``model=resnet56``) maps to its input domain (and so its input size) and the function making its
+unpruned spec; a spec's
 family maps to its builder and structure declarations (:class:`rethink.arch.family.Family`). Registering a model
 from Python also offers it as a config option (``model=<name>``) when no ``conf/model/<name>.yaml`` exists.
 """
@@ -19,17 +20,19 @@ from rethink.arch.family import Family
 from rethink.arch.spec import ArchSpec
 from rethink.options import offer_option
 
+# the input size of the paper's domains; a model of another domain states its own (register_model's input_size)
 INPUT_SIZE = {"cifar": 32, "imagenet": 224}
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A named architecture: its input domain and the function making its unpruned spec."""
+    """A named architecture: its input domain and size, and the function making its unpruned spec."""
 
     name: str
-    domain: str  # a key of INPUT_SIZE: "cifar" (32x32 inputs) or "imagenet" (224x224 inputs)
+    domain: str  # "cifar" (32x32 inputs), "imagenet" (224x224 inputs) or a domain of the model's own
     make_spec: Callable[..., ArchSpec]  # (num_classes, **options) -> ArchSpec
     description: str
+    input_size: int  # the side of the square images it is built for
 
 
 FAMILIES: dict[str, Family] = {}
@@ -54,11 +57,17 @@ def register_model(
     make_spec: Callable[..., ArchSpec],
     description: str,
     options: Mapping[str, Any] | None = None,
+    input_size: int | None = None,
 ) -> ModelInfo:
-    """Register model ``name``; ``options`` (its default options) also offer it as the config option ``model=name``."""
-    if domain not in INPUT_SIZE:
-        raise ValueError(f"model '{name}': domain must be one of {', '.join(INPUT_SIZE)}, got {domain!r}")
-    info = MODELS[name] = ModelInfo(name, domain, make_spec, description)
+    """Register model ``name``; ``options`` (its default options) also offer it as the config option ``model=name``.
+    ``input_size``: the image side it is built for (default: its domain's, for ``cifar`` and ``imagenet``)."""
+    size = input_size if input_size is not None else INPUT_SIZE.get(domain)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(
+            f"model '{name}': domain {domain!r} has no known input size; give register_model(..., input_size=<pixels>) "
+            f"(known domains: {', '.join(f'{d} {s}' for d, s in INPUT_SIZE.items())})"
+        )
+    info = MODELS[name] = ModelInfo(name, domain, make_spec, description, size)
     if options is not None:
         offer_option("model", name, {"name": name, **options})
     return info

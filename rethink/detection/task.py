@@ -8,7 +8,7 @@ from rethink.detection.plan import plan_detection
 from rethink.detection.result import run_detection_cell
 from rethink.detection.settings import DetectionSettings
 from rethink.pipeline.tasks import Task, register_task
-from rethink.settings.tasks import register_schema
+from rethink.settings.tasks import register_task_settings
 
-register_schema("detection", DetectionSettings)
+register_task_settings(DetectionSettings)
 register_task("detection", Task(plan_detection, detection_estimates, run_detection_cell))

@@ -4,7 +4,7 @@ fit. Each raises :class:`UserError` naming the bad value and the fix."""
 
 from __future__ import annotations
 
-from rethink.arch import INPUT_SIZE, ArchSpec, UnknownModelError, default_spec, family_of, model_info, spec_cost
+from rethink.arch import MODELS, ArchSpec, UnknownModelError, default_spec, family_of, model_info, spec_cost
 from rethink.arch.family import DECLARATIONS
 from rethink.distributed import planned_world_size, rank_batch_size
 from rethink.errors import UserError
@@ -15,18 +15,26 @@ from rethink.settings.schema import Settings
 DOMAIN_NAMES = {"cifar": "a CIFAR", "imagenet": "an ImageNet"}
 
 
+def _models_for(size: int) -> str:
+    """``e.g. model=resnet56``: the registered models for ``size`` x ``size`` inputs (the paper's first)."""
+    fits = sorted((not n.startswith(("resnet", "vgg")), n) for n, info in MODELS.items() if info.input_size == size)
+    if not fits:
+        return f"or register one for {size}x{size} inputs (register_model(..., input_size={size}))"
+    return "e.g. " + " or ".join(f"model={n}" for _, n in fits[:2])
+
+
 def large_spec(settings: Settings) -> ArchSpec:
     name, dataset = settings.model.name, settings.dataset
     try:
         info = model_info(name)
     except UnknownModelError as exc:
         raise UserError(f"model.name: {exc}. Pick one with model=<name>.") from None
-    size = INPUT_SIZE[info.domain]
+    size = info.input_size
     if size != dataset.image_size:
         raise UserError(
             f"model '{name}' is {DOMAIN_NAMES.get(info.domain, info.domain)} architecture for {size}x{size} inputs, "
             f"but dataset '{dataset.name}' has {dataset.image_size}x{dataset.image_size} images. Pick a model for "
-            f"that input size, e.g. model={'resnet56' if dataset.image_size == 32 else 'resnet50'}."
+            f"that input size, {_models_for(dataset.image_size)}."
         )
     try:
         spec = default_spec(name, dataset.num_classes, **settings.model.options)

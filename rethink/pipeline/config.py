@@ -1,9 +1,10 @@
 """The door: a composed Hydra config becomes :class:`Settings` — typed, frozen, validated once — or one
 :class:`UserError` naming the bad key.
 
-Each group is parsed with the schema of its selected option: the data set's (:mod:`rethink.data.registry`), the
-pruner's own (its registered class, found by name or ``_target_``), the schedule's
-(:mod:`rethink.pipeline.schedules`), and the fixed groups of :mod:`rethink.settings.schema`. A key no schema knows —
+Each group is parsed with the schema of its selected option — a registered class, found by ``name`` or imported by
+``_target_`` (:mod:`rethink.kinds`): the data set's (:mod:`rethink.data.registry`), the pruner's own, the schedule's
+(:mod:`rethink.pipeline.schedules`), the task's (:mod:`rethink.settings.tasks`) — and the fixed groups of
+:mod:`rethink.settings.schema`. A key no schema knows —
 also one added with ``+`` — a wrong type or a value out of range stops here, before any data is loaded.
 """
 
@@ -15,9 +16,10 @@ from typing import Any, Literal, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from rethink import plugins
-from rethink.data.registry import dataset_kind
+from rethink.data.registry import DATASETS
 from rethink.errors import UserError
-from rethink.pipeline.schedules import schedule_schema
+from rethink.kinds import Kinds, node_without_target
+from rethink.pipeline.schedules import SCHEDULES
 from rethink.pruning.registry import pruner_class
 from rethink.settings.schema import (
     CalibrationSettings,
@@ -32,7 +34,7 @@ from rethink.settings.schema import (
     TaskSettings,
     TrainerSettings,
 )
-from rethink.settings.tasks import TASK_SCHEMAS
+from rethink.settings.tasks import TASK_KINDS
 from rethink.settings.typed import NonNegativeInt, coerce, parse
 
 GROUPS = ("dataset", "model", "pruner", "schedule", "pretrain", "optim", "calibration", "trainer", "logger", "paths")
@@ -67,11 +69,37 @@ def _option(node: Mapping[str, Any], group: str) -> str:
     return name
 
 
+def _kind(node: Mapping[str, Any], group: str, kinds: Kinds) -> Any:
+    """The registered class a group's node selects (by ``name``, or imported by ``_target_``)."""
+    if "_target_" not in node:
+        _option(node, group)
+    return kinds.select(node)
+
+
+def _selected(node: Mapping[str, Any], group: str, cls: type, name: str) -> Any:
+    """``node`` parsed by the class its option selected (``name``: the class's option name)."""
+    return parse(cls, node_without_target(node, name), group, f"{group}={name}")
+
+
+def _import_target(node: Mapping[str, Any], group: str) -> None:
+    """Import what a ``model`` option's ``_target_`` names (its family's module, or a function in it), so that the
+    model it registers exists."""
+    target = node.get("_target_")
+    if target is None:
+        return
+    from hydra.utils import get_object
+
+    try:
+        get_object(str(target))
+    except Exception as exc:  # Hydra wraps import errors of every kind
+        raise UserError(
+            f"{group}._target_={target!r} cannot be imported ({exc}); give a module or function path."
+        ) from None
+
+
 def _task(node: Mapping[str, Any]) -> TaskSettings:
-    name = _option(dict(node), "task")
-    if name not in TASK_SCHEMAS:
-        raise UserError(f"task.name={name!r} is not known; accepted: {', '.join(TASK_SCHEMAS)}.")
-    return parse(TASK_SCHEMAS[name], node, "task", f"task={name}")
+    cls = _kind(node, "task", TASK_KINDS)
+    return _selected(node, "task", cls, TASK_KINDS.name_of(cls))
 
 
 def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
@@ -84,22 +112,20 @@ def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
         )
     plugins.load([*plugins.requested([]), *coerce(config.get("plugins", ()), SCALARS["plugins"], "plugins")])
     dataset_node = _group(config, "dataset")
-    dataset = parse(dataset_kind(_option(dataset_node, "dataset")).schema, dataset_node, "dataset")
+    dataset_type = _kind(dataset_node, "dataset", DATASETS)
+    dataset = parse(dataset_type, node_without_target(dataset_node, dataset_type.option_name), "dataset")
     model_node = _group(config, "model")
+    _import_target(model_node, "model")
     model = ModelSettings(
-        _option(model_node, "model"), MappingProxyType({k: v for k, v in model_node.items() if k != "name"})
+        _option(model_node, "model"),
+        MappingProxyType({k: v for k, v in model_node.items() if k not in ("name", "_target_")}),
     )
     pruner_node = _group(config, "pruner")
     pruner_type = pruner_class(pruner_node)
-    pruner = parse(
-        pruner_type.settings_type,
-        {"name": pruner_type.name, **{k: v for k, v in pruner_node.items() if k != "_target_"}},
-        "pruner",
-        f"pruner={pruner_type.name}",
-    )
+    pruner = _selected(pruner_node, "pruner", pruner_type.settings_type, pruner_type.name)
     schedule_node = _group(config, "schedule")
-    schedule_name = _option(schedule_node, "schedule")
-    schedule = parse(schedule_schema(schedule_name), schedule_node, "schedule", f"schedule={schedule_name}")
+    schedule_type = _kind(schedule_node, "schedule", SCHEDULES)
+    schedule = _selected(schedule_node, "schedule", schedule_type, SCHEDULES.name_of(schedule_type))
     scalars = {key: coerce(config[key], kind, key) for key, kind in SCALARS.items() if key in config}
     return Settings(
         dataset=dataset,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,9 @@ from rethink.pipeline.store import ArtifactStore, sha256_file
 from rethink.pruning.callback import PruningCallback
 from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
-from rethink.pruning.masks import MaskKeeper, sparse_he_init_, sparsity_report, stage_kept_weights
+from rethink.pruning.masks import sparsity_report, stage_kept_weights
 from rethink.pruning.naming import cell_group
 from rethink.pruning.registry import SourceModels
-from rethink.settings.schema import INHERITED, ORIGINAL
 from rethink.training.checkpoints import load_weights
 from rethink.training.loggers import log_reused
 from rethink.training.module import ClassificationModule
@@ -55,6 +54,28 @@ COST_KEYS = ("compute_s", "device")
 def _cost(start: float, device: str) -> dict[str, Any]:
     """The wall time since ``start`` (perf_counter) and the device. A resumed stage counts only this run's time."""
     return {"compute_s": round(time.perf_counter() - start, 2), "device": device}
+
+
+@dataclass(frozen=True)
+class RetrainStart:
+    """Where the retraining's weights can start (:class:`rethink.pipeline.schedules.Start`; the schedule picks)."""
+
+    plan: CellPlan
+    prune: Outcome | None  # the final prune stage (None: a predefined or guided target, nothing decided here)
+    decision: Decision | None
+
+    def inherited(self) -> dict[str, torch.Tensor]:
+        assert self.decision is not None, "a schedule inheriting weights is planned only after a decision"
+        return self.decision.state
+
+    def original(self) -> dict[str, torch.Tensor]:
+        assert self.prune is not None, "a schedule from the original init is planned only after a decision"
+        return load_state(self.prune.path / "init.pt")
+
+    def fresh(self) -> dict[str, torch.Tensor] | None:
+        if self.decision is None:
+            return None
+        return self.decision.fresh_state(self.plan.pruned, self.plan.cell["seed"])
 
 
 class CellRunner:
@@ -220,15 +241,6 @@ class CellRunner:
             sparse = SparseCost(params, {"macs": cost.macs, "paper": cost.flops}, report, stages)
         self.plan = plan.resolve(decision.spec, sparse, decision.notes)
 
-    def _sparse_init(self, spec: ArchSpec, masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Scratch retraining under masks: a fresh model with the sparsity-aware He init
-        (docs/protocol.md#magnitude)."""
-        seed = self.plan.cell["seed"]
-        torch.manual_seed(seed)
-        model = build(spec)
-        sparse_he_init_(model, masks, torch.Generator().manual_seed(seed))
-        return model.state_dict()
-
     # ------------------------------------------------------------------------------------------------- cell
 
     def decide(self) -> tuple[Outcome, Decision]:
@@ -242,7 +254,7 @@ class CellRunner:
             decision = prune.payload
             initial = load_state(prune.path / "init.pt")
             key = keys.round_key(plan, prune.key, stage)
-            source = self._fit(stage, key, plan.large, initial, [MaskKeeper(decision.masks)] if decision.masks else [])
+            source = self._fit(stage, key, plan.large, initial, decision.keepers())
         prune = self._prune(source, pretrain.path, plan.pruner.rounds(), decision)
         self._resolve(prune.payload)
         return prune, prune.payload
@@ -281,13 +293,6 @@ class CellRunner:
                 {"stage": "prune", "key": None, "path": None, "status": "predefined target: no trained model needed"}
             )
         plan, stage = self.plan, self.plan.retrain
-        masks = None if decision is None else decision.masks
-        initial = None
-        if stage.init == INHERITED:
-            initial = decision.state
-        elif stage.init == ORIGINAL:
-            initial = load_state(prune.path / "init.pt")
-        elif masks is not None:
-            initial = self._sparse_init(plan.pruned, masks)
+        initial = plan.settings.schedule.initial_weights(RetrainStart(plan, prune, decision))
         key = keys.retrain_key(plan, stage, None if prune is None else prune.key, plan.pruned)
-        return self._fit(stage, key, plan.pruned, initial, [MaskKeeper(masks)] if masks else []).payload
+        return self._fit(stage, key, plan.pruned, initial, [] if decision is None else decision.keepers()).payload

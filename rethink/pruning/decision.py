@@ -13,14 +13,17 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from rethink.arch.spec import ArchSpec
 from rethink.io import save_tensors_atomic, write_json_atomic, write_text_atomic
-from rethink.pruning.masks import load_masks, save_masks, sparsity_report
+from rethink.pruning.masks import MaskKeeper, load_masks, save_masks, sparse_he_init_, sparsity_report
+
+if TYPE_CHECKING:
+    from pytorch_lightning import Callback
 
 Masks = dict[str, Tensor]  # conv module path -> bool mask of kept weights (unstructured pruning)
 
@@ -34,6 +37,22 @@ class Decision:
     keep: dict[str, list[int]] = field(default_factory=dict)
     masks: Masks | None = None  # unstructured pruning: the spec stays the large one, the masks zero the weights
     notes: dict[str, Any] = field(default_factory=dict)
+
+    def keepers(self) -> list["Callback"]:
+        """Callbacks a training of this decision's model needs: weight masks kept at zero (none for channels)."""
+        return [] if self.masks is None else [MaskKeeper(self.masks)]
+
+    def fresh_state(self, spec: ArchSpec, seed: int) -> dict[str, Tensor] | None:
+        """A fresh initialisation of the decided model ``spec``: with masks, the sparsity-aware He init
+        (docs/protocol.md#magnitude); None for channels (the builder's own init, seeded by the stage)."""
+        if self.masks is None:
+            return None
+        from rethink.arch import build
+
+        torch.manual_seed(seed)
+        model = build(spec)
+        sparse_he_init_(model, self.masks, torch.Generator().manual_seed(seed))
+        return model.state_dict()
 
     def save(self, directory: Path) -> list[str]:
         """Write the decision's files into ``directory`` (atomically, each); returns their names."""

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from rethink.arch import INPUT_SIZE, model_info
+from rethink.arch import model_info
 from rethink.arch.stages import feature_map_sizes
 from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
@@ -44,7 +44,7 @@ def guided_sparsity_masks(context: PruneContext, ratio: float) -> tuple[dict[str
     """Guided sparsification's keep-masks of the context's trained model at ``ratio`` (not applied), and the kept
     fraction of each stage's 3x3 weights (feature-map size -> fraction) under the guiding global decision."""
     model = context.model
-    sizes = feature_map_sizes(context.spec, INPUT_SIZE[model_info(context.model_name).domain])
+    sizes = feature_map_sizes(context.spec, model_info(context.model_name).input_size)
     guide = magnitude_masks(model, ratio, "global")
     return layer_masks(model, guided_layer_ratios(model, guide, sizes)), stage_kept_weights(guide, sizes)
 

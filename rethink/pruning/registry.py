@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from rethink.errors import UserError
+from rethink.kinds import Kinds
 from rethink.options import offer_option
 from rethink.settings.schema import PrunerSettings
 
@@ -181,17 +182,16 @@ class Pruner:
         return None
 
 
-PRUNERS: dict[str, type[Pruner]] = {}
+KINDS: Kinds[type[Pruner]] = Kinds("pruner", Pruner, lambda cls: getattr(cls, "name", None), "rethink.pruning.Pruner")
+PRUNERS = KINDS.classes
 
 
 def register(cls: type[Pruner]) -> type[Pruner]:
     """Class decorator: make ``cls`` the pruner ``cls.name`` (and offer ``pruner=<name>`` if no YAML option exists)."""
-    if not (isinstance(cls, type) and issubclass(cls, Pruner)) or not isinstance(getattr(cls, "name", None), str):
-        raise TypeError(f"register() takes a Pruner subclass with a string `name`, got {cls!r}")
+    KINDS.register(cls)
     settings = cls.settings_type
     if not (dataclasses.is_dataclass(settings) and issubclass(settings, PrunerSettings)):
         raise TypeError(f"pruner '{cls.name}': settings_type must be a dataclass subclassing PrunerSettings")
-    PRUNERS[cls.name] = cls
     try:
         defaults = dataclasses.asdict(settings(name=cls.name))
     except TypeError:  # a setting without default: the pruner needs a YAML option giving it
@@ -211,27 +211,8 @@ def lookup(name: str) -> type[Pruner] | None:
 
 
 def pruner_class(node: Mapping[str, Any]) -> type[Pruner]:
-    """The pruner a ``pruner`` config group selects: by ``_target_`` (a class path, imported) or by ``name``."""
-    name, target = node.get("name"), node.get("_target_")
-    cls = PRUNERS.get(name) if isinstance(name, str) else None
-    if cls is None and isinstance(target, str):
-        from hydra.utils import get_class
-
-        try:
-            cls = get_class(target)
-        except Exception as exc:  # Hydra wraps import errors of every kind
-            raise UserError(
-                f"pruner._target_={target!r} cannot be imported ({exc}); give a Pruner class path."
-            ) from None
-        if not (isinstance(cls, type) and issubclass(cls, Pruner)):
-            raise UserError(f"pruner._target_={target!r} is not a Pruner subclass (rethink.pruning.Pruner).")
-        if name is not None and name != cls.name:
-            cls = None
-        else:
-            PRUNERS.setdefault(cls.name, cls)  # a pruner from the user's package, named by its class path
-    if cls is None:
-        raise UserError(f"pruner.name={name!r} ({type(name).__name__}) is not known; accepted: {', '.join(names())}.")
-    return cls
+    """The pruner a ``pruner`` config group selects: by ``name`` or by ``_target_`` (a class path, imported)."""
+    return KINDS.select(node, ", ".join(names()))
 
 
 def create(settings: PrunerSettings, model_name: str) -> Pruner:

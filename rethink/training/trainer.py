@@ -44,7 +44,7 @@ class RunContext:
 
     @property
     def top5(self) -> bool:
-        return self.settings.dataset.name == "imagenet"
+        return bool(getattr(self.settings.dataset, "top5", False))
 
     def label(self, stage: str) -> str:
         """``cifar10/resnet56/l1 A/scratch_b seed 1 | retrain``: the cell and the stage, for the progress bar."""
