@@ -98,7 +98,7 @@ def test_the_extending_guide_works_as_written(tmp_path: Path) -> None:
             )  # fmt: skip
             assert proc.returncode == 0, f"{body}\nexited {proc.returncode}:\n{proc.stderr[-3000:]}"
             commands.append(body)
-    assert written == ["mypkg/pruners.py", "mypkg/conf/pruner/every_other.yaml"]
+    assert written == ["mypkg/pruners.py", "mypkg/conf/pruner/every_other.yaml", "mypkg/kinds.py"]
     assert [c for c in commands if "python -m rethink.main" in c and "pruner=every_other" in c]
     [result_file] = (tmp_path / "outputs").glob("*/*_digits_vgg16_finetune/result.json")
     result = json.loads(result_file.read_text())
@@ -112,3 +112,14 @@ def test_the_extending_guide_works_as_written(tmp_path: Path) -> None:
     assert [(s["stage"], s["status"]) for s in result["stages"]] == [
         ("pretrain", "computed"), ("prune", "computed"), ("retrain", "computed"),
     ]  # fmt: skip
+    swept = {
+        r["cell"]["schedule"]: r
+        for r in map(json.loads, map(Path.read_text, (tmp_path / "sweep").rglob("result.json")))
+    }
+    assert [s["status"] for s in swept["scratch_b"]["stages"]] == ["reused", "reused", "computed"]
+    assert swept["scratch_half"]["cell"]["dataset"] == "blobs16" and swept["scratch_half"]["epochs"] == 2
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert (
+        "| Scratch-B | Scratch-half |" in report
+        and "Data sets: Blobs 16x16 (blobs16). Models: blobnet (a two-conv" in report
+    )

@@ -1,5 +1,6 @@
-"""What a user's own package would hold: two pruners and two architecture families, registered through rethink's
-public registries only (nothing under rethink/ names them). tests/test_extensions.py and tests/test_ddp.py use them.
+"""What a user's own package would hold: two pruners, two architecture families, a data set and a schedule,
+registered through rethink's public registries only (nothing under rethink/ names them). tests/test_extensions.py,
+tests/test_plugin_kinds.py and tests/test_ddp.py use them.
 
 - :class:`EveryOther` keeps every other channel of every channel group (a rule, no data).
 - :class:`ActivationPruner` is data-driven: it reads the calibration batches and keeps, in every conv group, the
@@ -7,13 +8,16 @@ public registries only (nothing under rethink/ names them). tests/test_extension
   naming its rank and process (the DDP test counts them).
 - Family ``toy_chain`` (model ``toynet``): a conv-BN-ReLU chain declaring its channel groups and a reference conv
   numbering; its ``Gate`` layer declares its own FLOP rule. Family ``toy_plain`` (model ``toyplain``): the same net
-  declaring nothing a pruner could use.
+  declaring nothing a pruner could use. Model ``toynet24``: the ``toy_chain`` net for 24x24 images (its own domain).
+- Data set ``stripes24`` (:class:`Stripes`): procedural 24x24 images, class k striped at angle k x 180°/classes.
+- Schedule ``scratch_half`` (:class:`HalfScratch`): a fresh init trained for half the large model's epochs.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +27,14 @@ from torch import nn
 from rethink.arch import ArchSpec, Family, register_family, register_model
 from rethink.arch.family import GroupSlot, Layer, NumberedConv, chain
 from rethink.arch.surgery import prunable_groups, shrink
+from rethink.data import ImageArrays, InMemoryDataset, register_dataset
+from rethink.pipeline.budget import Budget
+from rethink.pipeline.schedules import Schedule, register_schedule
 from rethink.pruning import Decision, Needs, PruneContext, Pruner, PrunerSettings, register
 from rethink.pruning.criteria import keep_largest
-from rethink.settings.typed import Ratio
+from rethink.settings.schema import FRESH, Init, OptimSettings, RecipeDefaults
+from rethink.settings.typed import NonNegativeInt, PositiveInt, Ratio
+from rethink.training.recipes import Recipe, make_recipe
 
 # ------------------------------------------------------------------------------------------------------ pruners
 
@@ -180,3 +189,70 @@ class Uncounted(ToyNet):
 
 register_family(Family("toy_uncounted", Uncounted))
 register_model("toyuncounted", "cifar", _maker("toy_uncounted"), "a toy net whose SiLU has no cost rule", options={})
+register_model(
+    "toynet24", "toy", _maker("toy_chain"), "a toy conv chain for 24x24 images", options={"width": 8}, input_size=24
+)
+
+# ----------------------------------------------------------------------------------------- data set, schedule
+
+
+@register_dataset
+@dataclass(frozen=True)
+class Stripes(InMemoryDataset):
+    """Procedural 24x24 images: class k is a grating at angle k x 180°/num_classes with a random phase, frequency
+    and colour per image, plus noise (seeded by ``data_seed``; train and test drawn apart)."""
+
+    option_name, title = "stripes24", "Stripes 24x24 (a toy procedural set)"
+    num_classes: PositiveInt = 4
+    image_size: PositiveInt = 24
+    batch_size: PositiveInt = 32
+    test_batch_size: PositiveInt = 128
+    recipe: RecipeDefaults = field(
+        default_factory=lambda: RecipeDefaults(
+            epochs=2, lr=0.05, milestone_fractions=[0.5], finetune_epochs=1, finetune_lr=0.01
+        )
+    )
+    num_train: PositiveInt = 256
+    num_test: PositiveInt = 128
+    data_seed: NonNegativeInt = 0
+
+    def _split(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(0, self.num_classes, (count,), generator=generator)
+        size = self.image_size
+        y, x = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+        angle = labels.float() * math.pi / self.num_classes
+        frequency = 0.15 + 0.1 * torch.rand(count, generator=generator)
+        phase = 2 * math.pi * torch.rand(count, generator=generator)
+        along = x * torch.cos(angle)[:, None, None] + y * torch.sin(angle)[:, None, None]
+        grating = torch.sin(2 * math.pi * frequency[:, None, None] * along + phase[:, None, None])
+        colour = 0.5 + 0.5 * torch.rand(count, 3, 1, 1, generator=generator)
+        noise = 0.2 * torch.randn(count, 3, size, size, generator=generator)
+        images = (0.5 + 0.4 * grating[:, None] * colour + noise).clamp(0, 1)
+        return (images * 255).to(torch.uint8), labels
+
+    def arrays(self) -> ImageArrays:
+        generator = torch.Generator().manual_seed(self.data_seed)
+        x_train, y_train = self._split(self.num_train, generator)
+        x_test, y_test = self._split(self.num_test, generator)
+        return ImageArrays(x_train, y_train, x_test, y_test)
+
+    def all_train_images(self) -> int:
+        return self.num_train
+
+
+@register_schedule
+@dataclass(frozen=True)
+class HalfScratch(Schedule):
+    """The pruned architecture from a fresh initialisation, trained for half the large model's epochs (at least
+    one) at its learning rate, the LR dropping at ``milestone_fractions`` of them."""
+
+    name: str = "scratch_half"
+    init: Init = FRESH
+    milestone_fractions: list[float] = field(default_factory=lambda: [0.5])
+    title, column_order, role = "Scratch-half (half the epochs)", 8, "scratch"
+
+    def retrain_recipe(
+        self, pretrain: Recipe, optim: OptimSettings, flops_ratio: float | None, stretch: bool
+    ) -> tuple[Recipe | None, Budget | None]:
+        epochs = max(1, pretrain.epochs // 2)
+        return make_recipe("schedule", epochs, pretrain.lr, None, self.milestone_fractions, optim), None

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rethink.arch import model_info
 from rethink.data import build_datamodule
 from rethink.distributed import is_distributed_follower
 from rethink.io import copy_file_atomic, write_json_atomic, write_text_atomic
@@ -54,6 +55,19 @@ def _imported_sha256(records: list[dict[str, Any]]) -> str | None:
     return imported[0]["sha256"] if imported else None
 
 
+def options_record(plan: CellPlan) -> dict[str, Any]:
+    """What a report needs of the cell's options (``options`` of result.json: titles, orders, roles), so a report run
+    without the user's package imported still titles and orders its data set, model, pruner and schedule."""
+    settings = plan.settings
+    info = model_info(plan.model_name)
+    return {
+        "dataset": type(settings.dataset).record(),
+        "model": {"name": info.name, "family": plan.large.family, "title": info.description},
+        "pruner": report_record(type(plan.pruner)),
+        "schedule": type(settings.schedule).record(),
+    }
+
+
 def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
     """Run the cell of ``settings``; write ``result.json`` (and the final spec and weights) under ``run_dir``."""
     plan = cell_plan(settings)
@@ -79,7 +93,7 @@ def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:
         "speed": speed_record(settings.speed, plan.specs[final.model], settings.trainer.arguments),
         "settings": keys.settings_record(plan, _imported_sha256(runner.records)),
         "pruning": plan.pruning_summary(),
-        "options": {"pruner": report_record(type(plan.pruner))},
+        "options": options_record(plan),
         "budget": _budget(plan),
         "stages": runner.records,
         "wall_time_s": round(time.perf_counter() - start, 3),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rethink.results import meta
 from rethink.results.comparison import NAME as COMPARISON
 from rethink.results.tables import UNPRUNED_TABLE, Row, Table, column_title
 
@@ -95,8 +96,9 @@ def _stage_column(result: dict[str, Any], record: dict[str, Any]) -> str:
     """The table column a stage's cost belongs to: the large model's, the pruned model's or its schedule's."""
     if record.get("stage") == "pretrain":
         return "sparsity_trained" if record.get("regularizer") else "unpruned"
-    schedule = result["cell"]["schedule"]
-    return ("unpruned" if schedule == "baseline" else schedule) if record.get("stage") == "retrain" else "pruned"
+    if record.get("stage") != "retrain":
+        return "pruned"
+    return "unpruned" if meta.trains_unpruned(result) else result["cell"]["schedule"]
 
 
 def cost_tables(tables: list[Table]) -> list[CostTable]:

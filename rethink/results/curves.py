@@ -25,12 +25,11 @@ from typing import Any
 
 from rethink.pruning import Curve, lookup
 from rethink.pruning.naming import requested_settings, slug
+from rethink.results import meta
 from rethink.results.files import top1
 from rethink.results.plots import large_params, new_figure, save_figure
 from rethink.results.tables import (
-    DATASET_ORDER,
     METRIC_NAMES,
-    SCHEDULE_ORDER,
     UNPRUNED_TABLE,
     Row,
     Table,
@@ -252,8 +251,8 @@ def _plot_stages(figure: dict[str, Any], path: Path) -> Path:
 
 def _order(figure: dict[str, Any]) -> tuple:
     schedule = figure.get("schedule", "")
-    position = SCHEDULE_ORDER.index(schedule) if schedule in SCHEDULE_ORDER else len(SCHEDULE_ORDER)
-    return DATASET_ORDER.get(figure["dataset"], 9), figure["dataset"], figure["model"], figure["kind"], position
+    dataset = figure["dataset"]
+    return meta.dataset_order(dataset), dataset, figure["model"], figure["kind"], meta.schedule_order(schedule)
 
 
 def figure3_plots(tables: list[Table], out: Path) -> list[tuple[str, Path]]:

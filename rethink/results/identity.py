@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from rethink.results import meta
 from rethink.settings.not_hashed import NOT_HASHED
 
 RETRAIN_GROUPS = ("schedule", "imp", "retrain")  # a cell's retraining, after its pruned model (keys.cell_settings)
@@ -27,7 +28,7 @@ def settings_of(result: dict[str, Any]) -> dict[str, Any]:
     if isinstance(recorded, dict) and isinstance(recorded.get("values"), dict):
         return recorded["values"]
     config = result.get("config") or {}
-    baseline = result["cell"]["schedule"] == "baseline"
+    baseline = meta.trains_unpruned(result)
     flat = {}
     for group in CONFIG_GROUPS:
         if baseline and group in ("pruner", "calibration", "schedule"):

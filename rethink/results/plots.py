@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rethink.pruning.naming import prunes_weights, slug
+from rethink.results import meta
 from rethink.results.tables import UNPRUNED_TABLE, Row, Table
 
 DPI = 100
@@ -132,7 +133,7 @@ def accuracy_params_plot(dataset: str, model: str, rows: list[Row], path: Path) 
             if not params:
                 continue
             point = (statistics.mean(params), statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0)
-            if schedule == "baseline":
+            if meta.role(schedule) == "unpruned":
                 unpruned.append(point)
             else:
                 series[f"{row.table} {schedule}"].append(point)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rethink.results import meta
 from rethink.results.published import load
 
 PRETRAIN_SCOPE = "pretrain"  # the Unpruned column: the large model's training only
@@ -63,18 +64,13 @@ def _checks(protocol: dict[str, Any], schedule: str, scope: str) -> list[tuple[s
         ("pretrain.epochs", protocol["pretrain_epochs"]),
         ("pretrain.lr", protocol["pretrain_lr"]),
     ]
-    if scope == PRETRAIN_SCOPE or schedule == "baseline":
+    if scope == PRETRAIN_SCOPE or meta.role(schedule) == "unpruned":
         return checks
-    recipes = {
-        "finetune": [("schedule.epochs", "finetune_epochs"), ("schedule.lr", "finetune_lr")],
-        "scratch_e": [("schedule.epochs", "pretrain_epochs")],
-        "scratch_b": [("schedule.base_epochs", "pretrain_epochs"), ("schedule.cap", "scratch_b_cap")],
-        "lottery": [("schedule.epochs", "pretrain_epochs")],
-        "finetune_restart": [("schedule.epochs", "finetune_restart_epochs"), ("schedule.lr", "finetune_restart_lr")],
-    }
-    checks += [(path, protocol[name]) for path, name in recipes.get(schedule, []) if name in protocol]
-    if schedule == "scratch_b":
-        checks.append(("schedule.epochs", None))  # the epochs of the Scratch-B rule, not fixed by hand
+    # the schedule's own (Schedule.protocol): a protocol key, or None for a setting that must be unset (Scratch-B's
+    # epochs come from its rule, not fixed by hand)
+    for path, name in meta.protocol_checks(schedule):
+        if name is None or name in protocol:
+            checks.append((path, None if name is None else protocol[name]))
     return checks
 
 

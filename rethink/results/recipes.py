@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Callable
 
-RESTARTS = ("finetune_restart", "finetune_restart_full")
+from rethink.results import meta
 
 
 def _recipe_text(result: dict[str, Any]) -> str:
@@ -25,7 +25,7 @@ def restart_recipes(results: list[dict[str, Any]], title: Callable[[str], str]) 
     """Per table, the recipe each Fine-tune-restart column (named by ``title``) was trained with."""
     found: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for r in results:
-        if r["cell"]["schedule"] in RESTARTS:
+        if meta.schedule(r["cell"]["schedule"]).get("states_recipe"):
             found[r["cell"]["pruner"]][r["cell"]["schedule"]].add(_recipe_text(r))
     return {
         table: "; ".join(

@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from rethink.results import published
+from rethink.results import meta, published
 from rethink.results.comparison import report_tables
 from rethink.results.detection import detection_table
 from rethink.results.tables import METRIC_NAMES, UNPRUNED_TABLE, Row, Table, column_title
@@ -50,11 +50,11 @@ def _diff(ours: float, paper: float) -> str:
 
 
 def _published(table: Table, row: Row, column: str) -> published.Published | None:
-    schedule = "baseline" if column == "unpruned" else column
+    schedule = meta.unpruned_schedule() if column == "unpruned" else column
     pruner = row.table
     if table.name == UNPRUNED_TABLE:  # the unpruned table matches any pruner's unpruned number of the same model
         candidates = [
-            e for e in published.entries() if (e.dataset, e.model, e.schedule) == (row.dataset, row.model, "baseline")
+            e for e in published.entries() if (e.dataset, e.model, e.schedule) == (row.dataset, row.model, schedule)
         ]
         matching = [e for e in candidates if published.options_match(e.model_options, row.options)]
         return matching[0] if len({e.mean for e in matching}) == 1 else None

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from rethink.errors import UserError
 from rethink.pruning.naming import slug
-from rethink.results import costs
+from rethink.results import costs, meta
 from rethink.results.comparison import NAME as COMPARISON
 from rethink.results.comparison import report_tables
 from rethink.results.detection import detection_table
@@ -91,6 +91,8 @@ def write_report(
         f"ones. (paper): the published number, a {METRIC_NAMES[METRIC]} accuracy as the reference code reports "
         "(rethink/results/published.json, from the authors' slides); Δ = ours - paper, shown only where the runs' "
         "settings are the paper's (a footnote names what differs otherwise).",
+        "",
+        meta.legend(results),
         "",
     ]
     for t, section in zip(tables, sections):

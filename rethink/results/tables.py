@@ -30,6 +30,7 @@ from rethink.pruning.naming import (
     recorded_pruners,
     setting_label,
 )
+from rethink.results import meta
 from rethink.results.files import stage_accuracy, stage_record, top1
 from rethink.results.identity import (
     Frozen,
@@ -44,23 +45,10 @@ from rethink.results.identity import (
 from rethink.results.protocol import PRETRAIN_SCOPE, RETRAIN_SCOPE, differences
 from rethink.results.recipes import restart_recipes
 
-SCHEDULE_ORDER = ("baseline", "finetune", "scratch_e", "scratch_b", "finetune_restart", "finetune_restart_full")
-SCHEDULE_ORDER += ("lottery", "lr_rewind")
-COLUMN_NAMES = {
-    "unpruned": "Unpruned",
-    "sparsity_trained": "Sparsity-trained",
-    "pruned": "Pruned (before retraining)",
-    "finetune": "Fine-tuned",
-    "scratch_e": "Scratch-E",
-    "scratch_b": "Scratch-B",
-    "finetune_restart": "Fine-tune-restart",
-    "finetune_restart_full": "Fine-tune-restart (full schedule)",
-    "lottery": "Lottery",
-    "lr_rewind": "LR-rewind",
-}
+# the report's own columns, before the schedules' (whose titles and order come from rethink.results.meta)
+OWN_COLUMNS = {"unpruned": "Unpruned", "sparsity_trained": "Sparsity-trained", "pruned": "Pruned (before retraining)"}
 UNPRUNED_TABLE = "unpruned"
 UNPRUNED_TITLE = "Unpruned models"
-DATASET_ORDER = {"cifar10": 0, "cifar100": 1, "imagenet": 2}
 METRICS = ("best", "final")  # which epoch's accuracy a table reports
 METRIC_NAMES = {"best": "best epoch", "final": "final epoch"}
 
@@ -71,7 +59,7 @@ METRIC_NAMES = {"best": "best epoch", "final": "final epoch"}
 def model_options(result: dict[str, Any]) -> dict[str, Any]:
     """The run's model config without its name (e.g. ``head``, ``width_multiplier``); {} when not recorded."""
     model = (result.get("config") or {}).get("model") or {}
-    return {k: v for k, v in model.items() if k != "name"}
+    return {k: v for k, v in model.items() if k not in ("name", "_target_")}
 
 
 # ------------------------------------------------------------------------------------------------------ tables
@@ -155,7 +143,7 @@ def _natural(text: str) -> tuple:
 
 def _row_sort_key(row: Row) -> tuple:
     return (
-        DATASET_ORDER.get(row.dataset, 9),
+        meta.dataset_order(row.dataset),
         row.dataset,
         _natural(row.model),
         freeze(row.options),
@@ -165,7 +153,13 @@ def _row_sort_key(row: Row) -> tuple:
 
 def column_title(column: str) -> str:
     """``Scratch-B``: the title of a table column (a schedule, or ``unpruned`` ...)."""
-    return COLUMN_NAMES.get(column, column)
+    return OWN_COLUMNS.get(column) or meta.schedule_title(column)
+
+
+def column_order(column: str) -> tuple[int, str]:
+    """Where a column comes in a table: the report's own columns, then the schedules' by their column order."""
+    own = list(OWN_COLUMNS)
+    return (own.index(column) - len(own) if column in own else meta.schedule_order(column)), column
 
 
 def _add(
@@ -183,12 +177,12 @@ def _add(
 
 
 def _table_of(result: dict[str, Any]) -> str:
-    return UNPRUNED_TABLE if result["cell"]["schedule"] == "baseline" else result["cell"]["pruner"]
+    return UNPRUNED_TABLE if meta.trains_unpruned(result) else result["cell"]["pruner"]
 
 
 def _what(result: dict[str, Any]) -> str:
     cell = result["cell"]
-    setting = "" if cell["schedule"] == "baseline" else f" {setting_label(pruned_setting(result))}"
+    setting = "" if meta.trains_unpruned(result) else f" {setting_label(pruned_setting(result))}"
     return f"{cell['dataset']} {cell['model']}{setting}"
 
 
@@ -196,7 +190,7 @@ def _base_key(result: dict[str, Any], base: dict[str, Any]) -> tuple:
     """The row of ``result`` but for a schedule variant: table, dataset, model, options, pruned setting and the
     settings its pruned model depends on."""
     cell = result["cell"]
-    setting = {} if cell["schedule"] == "baseline" else pruned_setting(result)
+    setting = {} if meta.trains_unpruned(result) else pruned_setting(result)
     options = freeze(model_options(result))
     return (_table_of(result), cell["dataset"], cell["model"], options, freeze(setting), freeze(base))
 
@@ -233,7 +227,7 @@ def _rows(results: list[dict[str, Any]]) -> dict[tuple, Row]:
         several = variants[(key, cell["schedule"])]
         variant = (cell["schedule"], freeze(retrain)) if len(several) > 1 else ()
         if (*key, variant) not in rows:
-            setting = {} if cell["schedule"] == "baseline" else pruned_setting(r)
+            setting = {} if meta.trains_unpruned(r) else pruned_setting(r)
             row = Row(key[0], cell["dataset"], cell["model"], model_options(r), setting, settings=base)
             row.variant = {"schedule": cell["schedule"], "settings": retrain} if variant else {}
             rows[(*key, variant)] = row
@@ -276,10 +270,11 @@ def _model_labels(rows: list[Row]) -> None:
 def _fill(row: Row, r: dict[str, Any], metric: str, notes: list[str], fallbacks: Counter) -> None:
     """Add the accuracies of run ``r`` to its row's cells (and its pruned fractions)."""
     cell = r["cell"]
-    what = f"{row.dataset} {row.model_text}" + (f" {row.label}" if cell["schedule"] != "baseline" else "")
+    unpruned = meta.trains_unpruned(r)
+    what = f"{row.dataset} {row.model_text}" + ("" if unpruned else f" {row.label}")
     value, fell_back = top1(r["accuracy"], metric)
     fallbacks[row.table] += fell_back
-    if cell["schedule"] == "baseline":
+    if unpruned:
         _add(
             row.cells["unpruned"],
             cell["seed"],
@@ -294,7 +289,7 @@ def _fill(row: Row, r: dict[str, Any], metric: str, notes: list[str], fallbacks:
     title = f"{what} {column_title(column)}"
     _add(row.cells[column], cell["seed"], value, r["_file"], notes, title, differences(r, RETRAIN_SCOPE))
     pruned, _ = stage_accuracy(r, "prune")
-    if pruned is not None and column == "finetune":  # one pruned model per seed: its fine-tuned cell's
+    if pruned is not None and meta.role(column) == "finetuned":  # one pruned model per seed: its fine-tuned cell's
         _add(row.cells["pruned"], cell["seed"], pruned, r["_file"], notes, f"{what} {column_title('pruned')}")
     pretrain, fell_back = stage_accuracy(r, "pretrain", metric)
     if pretrain is not None:  # a sparsity-trained large model is not the Unpruned column (normal training)
@@ -360,6 +355,7 @@ def build_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Ta
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     fallbacks: dict[str, int] = Counter()  # results without a best-epoch accuracy, per table
     notes: dict[str, list[str]] = defaultdict(list)
+    meta.learn(results)
     results, dropped = deduplicate(results)
     for old, new in dropped:
         notes[_table_of(old)].append(
@@ -391,8 +387,7 @@ def build_tables(results: list[dict[str, Any]], metric: str = "best") -> list[Ta
     for name in names:
         table_rows = sorted(by_table[name], key=_row_sort_key)
         present = {c for row in table_rows for c, cell in row.cells.items() if cell.values}
-        order = ["unpruned", "sparsity_trained", "pruned"] + [s for s in SCHEDULE_ORDER if s != "baseline"]
-        columns = sorted(present, key=lambda c: (order.index(c) if c in order else 99, c))
+        columns = sorted(present, key=column_order)
         counts = Counter(len(cell.values) for row in table_rows for cell in row.cells.values() if cell.values)
         expected = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0] if counts else 0
         title = table_title(name, recorded.get(name))

@@ -21,11 +21,10 @@ from scipy.stats import ttest_ind
 
 from rethink.errors import UserError
 from rethink.pruning import lookup
-from rethink.results import published
+from rethink.results import meta, published
 from rethink.results.files import top1
 from rethink.results.identity import freeze
 from rethink.results.tables import (
-    DATASET_ORDER,
     METRIC_NAMES,
     Table,
     _natural,
@@ -35,7 +34,6 @@ from rethink.results.tables import (
 
 ALPHA = 0.05
 BETTER, SAME, WORSE, UNTESTED = "better", "no significant difference", "worse", "needs ≥2 seeds"
-SCRATCH = ("scratch_b", "scratch_e")  # compared with each fine-tuned column of a row, in this order
 FIGURE3 = "figure3"
 FIGURE3_TITLE = "Figure 3: automatic and guided vs uniform pruning at matched parameters (trained from scratch)"
 HEADER = ("dataset", "model", "pruned", "A vs B", "A: mean ± std (n)", "B: mean ± std (n)", "Δ (A − B)", "p")
@@ -118,9 +116,11 @@ def _sample(values: list[float]) -> str:
 
 
 def table_comparisons(table: Table, alpha: float) -> list[Comparison]:
-    """Scratch-B, then Scratch-E, against Fine-tuned in every row of ``table`` where both cells have accuracies."""
-    finetuned = [c for c in table.columns if c.partition("@")[0] == "finetune"]
-    scratch = [c for s in SCRATCH for c in table.columns if c.partition("@")[0] == s]
+    """Each schedule training from scratch (Scratch-B, then Scratch-E: the later column first) against each
+    fine-tuned one, in every row of ``table`` where both cells have accuracies; the schedules' roles say which is
+    which (:mod:`rethink.results.meta`)."""
+    finetuned = meta.with_role("finetuned", table.columns)
+    scratch = meta.with_role("scratch", table.columns)
     out = []
     for row in table.rows:
         for s in scratch:
@@ -153,7 +153,7 @@ def figure3_comparisons(results: list[dict[str, Any]], metric: str, alpha: float
         where = (cell["dataset"], cell["model"], freeze(model_options(r)), cell["schedule"])
         points[(*where, curve.kind, level, curve.matched)][curve.role].setdefault(cell["seed"], value)
     out = []
-    for key in sorted(points, key=lambda k: (DATASET_ORDER.get(k[0], 9), k[0], _natural(k[1]), k[2:])):
+    for key in sorted(points, key=lambda k: (meta.dataset_order(k[0]), k[0], _natural(k[1]), k[2:])):
         dataset, model, _, schedule, kind, level, _ = key
         uniform = points[key].get("uniform")
         for role in AGAINST_UNIFORM:

@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 from rethink.arch import ArchSpec, spec_cost
 from rethink.pruning.naming import pruned_setting, prunes_weights, setting_label
+from rethink.results import meta
 from rethink.results.files import collect
 from rethink.results.tables import UNPRUNED_TABLE, model_options
 from rethink.speed.catalogue import IDENTITY, Candidate, frozen, seeded_build
@@ -35,7 +36,7 @@ def trained_models(paths: Iterable[str | Path], known: list[Candidate]) -> tuple
     larges: dict[str, Candidate] = {}
     for result in results:
         cell, config = result["cell"], result.get("config") or {}
-        if cell["schedule"] == "baseline" or prunes_weights(cell["pruner"]):
+        if meta.trains_unpruned(result) or prunes_weights(cell["pruner"]):
             continue
         large_spec, pruned_spec = _spec(result, "pretrain"), _spec(result, "prune")
         dataset = config.get("dataset") or {}
