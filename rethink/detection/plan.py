@@ -29,6 +29,7 @@ from rethink.options import option_node
 from rethink.pipeline.checks import configured_pruner
 from rethink.pipeline.config import load_settings
 from rethink.pipeline.plan import CellPlan, build_plan
+from rethink.pipeline.schedules import SCHEDULES
 from rethink.pipeline.source import resolved_node
 from rethink.pruning.registry import Pruner
 from rethink.settings.schema import Settings
@@ -107,7 +108,7 @@ def _classification_config(settings: Settings) -> dict[str, Any]:
     schedule = CLASSIFICATION_SCHEDULE[task.transfer]
     if config["schedule"].get("name") != schedule:
         config["schedule"] = resolved_node(config, "schedule", option_node("schedule", schedule) or {})
-    if schedule == "baseline":
+    if SCHEDULES.classes[schedule].role == "unpruned":  # the unpruned backbone: no pruner
         config["pruner"] = option_node("pruner", "none")
     return config
 
