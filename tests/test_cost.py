@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rethink.arch import build, default_spec, spec_cost
+from rethink.arch import MODELS, build, default_spec, spec_cost
 from rethink.arch.cost import Cost, count_cost, count_params
+from rethink.arch.flop_counter import spec_torch_flops, torch_flops
 
 
 class TinyNet(nn.Module):
@@ -133,3 +134,20 @@ def test_spec_cost_is_cached() -> None:
     spec = default_spec("resnet56", 10)
     assert spec_cost(spec, 32) is spec_cost(spec, 32)
     assert spec_cost(spec, 32).params == 853_018
+
+
+PAPER_MODELS = sorted(name for name, info in MODELS.items() if info.domain in ("cifar", "imagenet"))
+
+
+@pytest.mark.parametrize("name", PAPER_MODELS)
+def test_torchs_flop_counter_is_twice_the_macs_on_every_paper_model(name: str) -> None:
+    """FlopCounterMode counts 2 per multiply-accumulate of convolutions and matrix products only: on the paper's
+    models exactly 2 x Cost.macs (conv and linear MACs), the bridge between the two FLOP conventions."""
+    info = MODELS[name]
+    spec = default_spec(name, 1000 if info.domain == "imagenet" else 10)
+    assert spec_torch_flops(spec, info.input_size) == 2 * spec_cost(spec, info.input_size).macs
+
+
+def test_torchs_flop_counter_sees_a_hand_counted_net() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+    assert torch_flops(net, 8) == 2 * (3 * 9 * 4 * 8 * 8 + 4 * 8 * 8 * 5)
