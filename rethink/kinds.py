@@ -55,17 +55,21 @@ class Kinds(Generic[T]):
         return cls
 
     def _imported(self, target: str) -> T:
-        from hydra.utils import get_class
-
-        try:
-            cls = get_class(target)
-        except Exception as exc:  # Hydra wraps import errors of every kind
-            raise UserError(
-                f"{self.group}._target_={target!r} cannot be imported ({exc}); give a {self.base.__name__} class path."
-            ) from None
+        cls = import_target(target, self.group, f"a {self.base.__name__} class path")
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
             raise UserError(f"{self.group}._target_={target!r} is not a {self.base.__name__} subclass ({self.public}).")
         return cls  # type: ignore[return-value]
+
+
+def import_target(target: str, group: str, what: str) -> Any:
+    """The object a ``_target_`` path names (a class, function or module), imported; a :class:`UserError` naming the
+    path and ``what`` to give instead when it cannot be imported."""
+    from hydra.utils import get_object
+
+    try:
+        return get_object(target)
+    except Exception as exc:  # Hydra wraps import errors of every kind
+        raise UserError(f"{group}._target_={target!r} cannot be imported ({exc}); give {what}.") from None
 
 
 def field_default(cls: type, field: str = "name") -> Any:

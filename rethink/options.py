@@ -7,8 +7,9 @@ stored node into the file as an implicit schema (a deprecated behaviour that war
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -24,6 +25,16 @@ def option_node(group: str, name: str) -> dict[str, Any] | None:
         return OmegaConf.to_container(OmegaConf.load(path))  # type: ignore[return-value]
     stored = ConfigStore.instance().repo.get(group, {}).get(f"{name}.yaml")
     return None if stored is None else OmegaConf.to_container(stored.node)  # type: ignore[return-value]
+
+
+def offer_defaults(group: str, name: str, cls: type, make: Callable[[], Any]) -> None:
+    """Offer ``group=name`` composing to the defaults of the settings ``make()`` builds, with ``_target_`` naming
+    ``cls``; nothing when a setting has no default (the option then needs a YAML file giving it)."""
+    try:
+        defaults = dataclasses.asdict(make())
+    except TypeError:  # a setting without default
+        return
+    offer_option(group, name, {"_target_": f"{cls.__module__}.{cls.__qualname__}", **defaults})
 
 
 def offer_option(group: str, name: str, node: Mapping[str, Any]) -> None:

@@ -11,7 +11,6 @@ ImageNet is a torchvision ImageFolder. A data set of the user's own package is a
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,7 +22,7 @@ from rethink.data.imagenet import ImageFolderDataModule
 from rethink.data.in_memory import ImageArrays, InMemoryImageDataModule
 from rethink.data.sources import load_digits, load_npz, load_torchvision_cifar, make_synthetic, take_subsets
 from rethink.kinds import Kinds
-from rethink.options import offer_option
+from rethink.options import offer_defaults
 from rethink.settings.schema import DatasetSettings
 from rethink.settings.typed import NonNegativeInt, PositiveInt, Ratio
 
@@ -91,11 +90,7 @@ def register_dataset(cls: type[Dataset]) -> type[Dataset]:
     """Class decorator: make ``cls`` the data set ``dataset=<cls.option_name>`` (offered as a config option when every
     setting has a default and no YAML file defines it)."""
     DATASETS.register(cls)
-    try:
-        defaults = dataclasses.asdict(cls(name=cls.option_name))
-    except TypeError:  # a setting without default: the data set needs a YAML option giving it
-        return cls
-    offer_option("dataset", cls.option_name, {"_target_": f"{cls.__module__}.{cls.__qualname__}", **defaults})
+    offer_defaults("dataset", cls.option_name, cls, lambda: cls(name=cls.option_name))
     return cls
 
 

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from rethink import plugins
 from rethink.data.registry import DATASETS
 from rethink.errors import UserError
-from rethink.kinds import Kinds, node_without_target
+from rethink.kinds import Kinds, import_target, node_without_target
 from rethink.pipeline.schedules import SCHEDULES
 from rethink.pruning.registry import pruner_class
 from rethink.settings.schema import (
@@ -81,22 +81,6 @@ def _selected(node: Mapping[str, Any], group: str, cls: type, name: str) -> Any:
     return parse(cls, node_without_target(node, name), group, f"{group}={name}")
 
 
-def _import_target(node: Mapping[str, Any], group: str) -> None:
-    """Import what a ``model`` option's ``_target_`` names (its family's module, or a function in it), so that the
-    model it registers exists."""
-    target = node.get("_target_")
-    if target is None:
-        return
-    from hydra.utils import get_object
-
-    try:
-        get_object(str(target))
-    except Exception as exc:  # Hydra wraps import errors of every kind
-        raise UserError(
-            f"{group}._target_={target!r} cannot be imported ({exc}); give a module or function path."
-        ) from None
-
-
 def _task(node: Mapping[str, Any]) -> TaskSettings:
     cls = _kind(node, "task", TASK_KINDS)
     return _selected(node, "task", cls, TASK_KINDS.name_of(cls))
@@ -115,7 +99,8 @@ def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
     dataset_type = _kind(dataset_node, "dataset", DATASETS)
     dataset = parse(dataset_type, node_without_target(dataset_node, dataset_type.option_name), "dataset")
     model_node = _group(config, "model")
-    _import_target(model_node, "model")
+    if "_target_" in model_node:  # the family's module (or a function in it): importing it registers the model
+        import_target(str(model_node["_target_"]), "model", "a module or function path")
     model = ModelSettings(
         _option(model_node, "model"),
         MappingProxyType({k: v for k, v in model_node.items() if k not in ("name", "_target_")}),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
 from rethink.kinds import Kinds, field_default
-from rethink.options import offer_option
+from rethink.options import offer_defaults
 from rethink.pipeline.budget import Budget, scratch_b_budget, stretch_stages
 from rethink.settings.schema import FRESH, INHERITED, ORIGINAL, Init, OptimSettings, ScheduleSettings
 from rethink.settings.typed import NonNegativeInt, PositiveFloat, PositiveInt
@@ -158,11 +158,7 @@ def register_schedule(cls: type[Schedule]) -> type[Schedule]:
     SCHEDULES.register(cls)
     if not dataclasses.is_dataclass(cls) or cls.role not in ROLES:
         raise TypeError(f"schedule {cls!r}: a frozen dataclass with role in {ROLES}")
-    try:
-        defaults = dataclasses.asdict(cls())
-    except TypeError:  # a setting without default: the schedule needs a YAML option giving it
-        return cls
-    offer_option("schedule", field_default(cls), {"_target_": f"{cls.__module__}.{cls.__qualname__}", **defaults})
+    offer_defaults("schedule", field_default(cls), cls, cls)
     return cls
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from rethink.errors import UserError
 from rethink.kinds import Kinds
-from rethink.options import offer_option
+from rethink.options import offer_defaults
 from rethink.settings.schema import PrunerSettings
 
 if TYPE_CHECKING:
@@ -192,11 +192,7 @@ def register(cls: type[Pruner]) -> type[Pruner]:
     settings = cls.settings_type
     if not (dataclasses.is_dataclass(settings) and issubclass(settings, PrunerSettings)):
         raise TypeError(f"pruner '{cls.name}': settings_type must be a dataclass subclassing PrunerSettings")
-    try:
-        defaults = dataclasses.asdict(settings(name=cls.name))
-    except TypeError:  # a setting without default: the pruner needs a YAML option giving it
-        return cls
-    offer_option("pruner", cls.name, {"_target_": f"{cls.__module__}.{cls.__qualname__}", **defaults})
+    offer_defaults("pruner", cls.name, cls, lambda: settings(name=cls.name))
     return cls
 
 

@@ -29,29 +29,29 @@ def learn(results: Iterable[Mapping[str, Any]]) -> None:
                 _RECORDED[group].setdefault(str(record["name"]), dict(record))
 
 
+def _record(group: str, name: str, registered: Mapping[str, Any] | None, default: Mapping[str, Any]) -> dict[str, Any]:
+    """The registered option's record, else the recorded one, over the defaults (the name as title)."""
+    found = registered if registered is not None else _RECORDED[group].get(name, {})
+    return {"name": name, "title": name, **default, **found}
+
+
 def schedule(name: str) -> Mapping[str, Any]:
-    """The schedule ``name``'s record: name, title, column_order, role, protocol."""
+    """The schedule ``name``'s record: name, title, column_order, role, protocol, states_recipe."""
     cls = SCHEDULES.get(name)
-    if cls is not None:
-        return cls.record()
-    default = {"name": name, "title": name, "column_order": DEFAULT_ORDER, "role": None, "protocol": []}
-    return {**default, **_RECORDED["schedule"].get(name, {})}
+    default = {"column_order": DEFAULT_ORDER, "role": None, "protocol": [], "states_recipe": False}
+    return _record("schedule", name, None if cls is None else cls.record(), default)
 
 
 def dataset(name: str) -> Mapping[str, Any]:
     """The data set ``name``'s record: name, title, order, top5."""
     cls = DATASETS.get(name)
-    if cls is not None:
-        return cls.record()
-    default = {"name": name, "title": name, "order": DEFAULT_ORDER, "top5": False}
-    return {**default, **_RECORDED["dataset"].get(name, {})}
+    return _record("dataset", name, None if cls is None else cls.record(), {"order": DEFAULT_ORDER, "top5": False})
 
 
 def model(name: str) -> Mapping[str, Any]:
-    """The model ``name``'s record: name, family, title (its registered description)."""
-    if name in MODELS:
-        return {"name": name, "family": None, "title": MODELS[name].description, **_RECORDED["model"].get(name, {})}
-    return {"name": name, "family": None, "title": name, **_RECORDED["model"].get(name, {})}
+    """The model ``name``'s record: name, family (as its results recorded it), title (its registered description)."""
+    found = {**_RECORDED["model"].get(name, {}), **({"title": MODELS[name].description} if name in MODELS else {})}
+    return _record("model", name, None, {"family": None, **found})
 
 
 def legend(results: Iterable[Mapping[str, Any]]) -> str:
