@@ -28,6 +28,8 @@ from rethink.settings.schema import RESERVED_TRAINER_ARGS, reserved_trainer_arg
 
 def report(result: dict, run_dir: Path) -> str:
     """A short human-readable summary of a finished cell."""
+    from rethink.arch.cost import counted_flops
+
     cell = result["cell"]
     if "detection" in result:  # task=detection
         detection, backbone = result["detection"], result["backbone"]
@@ -35,7 +37,7 @@ def report(result: dict, run_dir: Path) -> str:
             [
                 f"cell      detection ({detection['data']}, {detection['head']}) / {cell['model']} / "
                 f"pruner={cell['pruner']} / transfer={detection['transfer']} / seed={cell['seed']}",
-                f"backbone  {backbone['params']:,} params    FLOPs {backbone['flops']['paper'] / 1e9:.2f}G at "
+                f"backbone  {backbone['params']:,} params    FLOPs {counted_flops(backbone['flops']) / 1e9:.2f}G at "
                 f"{backbone['input']}x{backbone['input']}    wall time {result['wall_time_s']:.1f} s",
                 f"VOC07 mAP@0.5: final {detection['final'].get('voc07_map_50', float('nan')):.2f}%   "
                 f"best {detection['best'].get('voc07_map_50', float('nan')):.2f}%",
@@ -46,7 +48,8 @@ def report(result: dict, run_dir: Path) -> str:
     lines = [
         f"cell      {cell['dataset']} / {cell['model']} / pruner={cell['pruner']} / schedule={cell['schedule']}"
         f" / seed={cell['seed']}",
-        f"params    {result['params']:,}    FLOPs {result['flops']['paper'] / 1e6:.2f}M (paper convention)",
+        f"params    {result['params']:,}    FLOPs {counted_flops(result['flops']) / 1e6:.2f}M "
+        f"({result['flops'].get('convention', 'paper')} convention)",
         f"epochs    {result['epochs']}    wall time {result['wall_time_s']:.1f} s",
         f"test top-1 accuracy: final {acc.get('top1_final', float('nan')):.2f}%"
         f"   best {acc.get('top1_best', float('nan')):.2f}%",

@@ -51,7 +51,9 @@ def test_dry_run_plan_of_every_model(model: str) -> None:
         "seed": 1,
     }
     large = plan["models"]["large"]
-    assert large["params"] > 0 and large["flops"]["paper"] > 2 * large["flops"]["macs"] * 0.99
+    convention = "torch_flop_counter" if MODELS[model].domain == "any" else "paper"  # the graph family's counter
+    assert large["flops"]["convention"] == convention
+    assert large["params"] > 0 and large["flops"][convention] >= 2 * large["flops"]["macs"] * 0.99
     stage = plan["stages"][0]
     if _dataset_for(model) == "cifar10":
         assert (stage["epochs"], stage["milestones"], stage["lr"]) == (160, [80, 120], 0.1)

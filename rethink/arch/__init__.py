@@ -42,6 +42,7 @@ from rethink.arch import (  # noqa: E402, F401  (each family module registers it
     cifar_preresnet,
     cifar_resnet,
     cifar_vgg,
+    graph,
     imagenet_resnet,
     imagenet_vgg,
 )

@@ -19,7 +19,7 @@ it, never counts it as 0. MACs are the usual multiply-accumulate count of Conv2d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -30,12 +30,25 @@ LayerCost = Callable[[nn.Module, Tensor, Tensor], tuple[int, int]]  # (module, i
 @dataclass(frozen=True)
 class Cost:
     """Size and compute of a model for one input image. ``reference_params``: the parameter count of the reference
-    code, which also counts the index vector of every channel selection (here a buffer; docs/protocol.md#flops)."""
+    code, which also counts the index vector of every channel selection (here a buffer; docs/protocol.md#flops).
+    ``convention``: how ``flops`` was counted, ``paper`` (this module) or ``torch_flop_counter``
+    (:mod:`rethink.arch.flop_counter`)."""
 
     params: int
     macs: int
     flops: int
     reference_params: int = 0
+    convention: str = "paper"
+
+    def flops_record(self) -> dict[str, Any]:
+        """The FLOPs as result.json and the dry run record them: MACs, the count under its convention's name, and
+        the convention."""
+        return {"macs": self.macs, self.convention: self.flops, "convention": self.convention}
+
+
+def counted_flops(record: Mapping[str, Any]) -> int:
+    """The FLOPs of a :meth:`Cost.flops_record` (an older record without a convention counted ``paper``)."""
+    return int(record[record.get("convention", "paper")])
 
 
 def count_params(model: nn.Module) -> int:

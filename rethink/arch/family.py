@@ -13,6 +13,10 @@ A family may declare:
   network slimming's ``on_empty=remove_block``.
 - ``layer_costs``: FLOP rules for layer types of its own (the counter refuses a layer type it has no rule for).
 - ``channels_last``: whether its models train faster in channels_last memory format (``speed.channels_last=auto``).
+- ``surgery``: its own channel surgery (:class:`ChannelSurgery`) instead of declared ``channel_groups``: a family
+  whose couplings a tracer finds (the graph family, :mod:`rethink.arch.graph`) groups, shrinks and masks channels
+  itself; it offers ``channel_groups`` to pruners but not ``group_readers``.
+- ``count``: its cost counter instead of the paper's (e.g. ``FlopCounterMode``; the result records the convention).
 
 A pruner names what it needs; a model whose family lacks it is refused when the cell's plan is built.
 """
@@ -21,11 +25,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 from torch import nn
 
 from rethink.arch.spec import ArchSpec
+
+if TYPE_CHECKING:
+    from rethink.arch.cost import Cost
 
 Config = dict[str, Any]
 ConfigPath = tuple[str | int, ...]  # keys into a spec config, e.g. ("block_widths", 3, 1)
@@ -33,7 +40,8 @@ CostRule = Callable[[nn.Module, Any, Any], tuple[int, int]]  # (module, input, o
 
 # what each declaration gives a pruner, for the message refusing a model whose family lacks it
 DECLARATIONS = {
-    "channel_groups": "its prunable channel groups (which layer produces, normalises and reads each set of channels)",
+    "channel_groups": "its prunable channel groups (which layer produces and normalises each set of channels)",
+    "group_readers": "the single layer reading each channel group (for layer-wise reconstruction)",
     "filter_numbering": "the conv numbering and stages of the reference L1-norm code (for stage / layer ratios)",
     "residual_blocks": "its removable residual blocks",
 }
@@ -48,6 +56,8 @@ class ChannelGroup:
     bn: the BatchNorm whose scaling factors belong to these channels (for a selection group the full-size BN before
         it; kept channels are positions inside the current selection). None where the model has no BN there.
     kind: "conv", "linear" or "selection".
+    producers / bns: for a coupled group (a residual stream), every layer producing / BN normalising these channels
+        one to one; empty: just ``producer`` / ``bn``.
     """
 
     name: str
@@ -55,6 +65,16 @@ class ChannelGroup:
     producer: str | None
     bn: str | None
     kind: str
+    producers: tuple[str, ...] = ()
+    bns: tuple[str, ...] = ()
+
+    def filter_layers(self) -> tuple[str, ...]:
+        """The convs / Linears whose output channels are this group's (a filter criterion sums over them)."""
+        return self.producers or (() if self.producer is None else (self.producer,))
+
+    def scale_bns(self) -> tuple[str, ...]:
+        """The BNs whose scaling factors belong to this group (slimming averages their ``|gamma|``)."""
+        return self.bns or (() if self.bn is None else (self.bn,))
 
 
 class GroupSlot(NamedTuple):
@@ -152,6 +172,20 @@ class ResidualBlocks:
     branch_factors: bool = True
 
 
+class ChannelSurgery(Protocol):
+    """Channel groups and surgery of a family that finds its couplings itself (keep: sorted kept indices per group)."""
+
+    def groups(self, spec: ArchSpec) -> list[ChannelGroup]: ...
+
+    def shrink(
+        self, model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]
+    ) -> tuple[ArchSpec, nn.Module]: ...
+
+    def mask(self, model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) -> nn.Module: ...
+
+    def with_widths(self, spec: ArchSpec, widths: Mapping[str, int]) -> ArchSpec: ...
+
+
 @dataclass(frozen=True)
 class Family:
     """An architecture family: how to build a model from its spec, and what it declares about its structure."""
@@ -165,13 +199,21 @@ class Family:
     # train in channels_last memory format under ``speed.channels_last=auto``: the layout measured faster for this
     # family (benchmarks/throughput.py; docs/speed.md "Training speed")
     channels_last: bool = True
+    surgery: ChannelSurgery | None = None
+    count: Callable[[nn.Module, int, bool], "Cost"] | None = None  # (model, input size, sparse) -> Cost
 
     def missing(self, needed: Sequence[str]) -> list[str]:
         """Which of the ``needed`` declarations (keys of :data:`DECLARATIONS`) this family does not make."""
         unknown = sorted(set(needed) - set(DECLARATIONS))
         if unknown:
             raise ValueError(f"unknown family declaration(s) {unknown}; known: {', '.join(DECLARATIONS)}")
-        return [name for name in needed if getattr(self, name) is None]
+        offered = {
+            "channel_groups": self.channel_groups is not None or self.surgery is not None,
+            "group_readers": self.channel_groups is not None,
+            "filter_numbering": self.filter_numbering is not None,
+            "residual_blocks": self.residual_blocks is not None,
+        }
+        return [name for name in needed if not offered[name]]
 
 
 def config_get(config: Config, path: ConfigPath) -> Any:

@@ -29,10 +29,10 @@ class ModelInfo:
     """A named architecture: its input domain and size, and the function making its unpruned spec."""
 
     name: str
-    domain: str  # "cifar" (32x32 inputs), "imagenet" (224x224 inputs) or a domain of the model's own
+    domain: str  # "cifar" (32x32 inputs), "imagenet" (224x224 inputs), "any" or a domain of the model's own
     make_spec: Callable[..., ArchSpec]  # (num_classes, **options) -> ArchSpec
     description: str
-    input_size: int  # the side of the square images it is built for
+    input_size: int | None  # the side of the square images it is built for; None (domain "any"): the data set's
 
 
 FAMILIES: dict[str, Family] = {}
@@ -60,9 +60,12 @@ def register_model(
     input_size: int | None = None,
 ) -> ModelInfo:
     """Register model ``name``; ``options`` (its default options) also offer it as the config option ``model=name``.
-    ``input_size``: the image side it is built for (default: its domain's, for ``cifar`` and ``imagenet``)."""
+    ``input_size``: the image side it is built for (default: its domain's, for ``cifar`` and ``imagenet``; domain
+    ``any``: None, built for the data set's images)."""
     size = input_size if input_size is not None else INPUT_SIZE.get(domain)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+    if domain == "any" and input_size is None:
+        pass
+    elif not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ValueError(
             f"model '{name}': domain {domain!r} has no known input size; give register_model(..., input_size=<pixels>) "
             f"(known domains: {', '.join(f'{d} {s}' for d, s in INPUT_SIZE.items())})"
@@ -102,8 +105,16 @@ def spec_cost(spec: ArchSpec, input_size: int) -> Cost:
     return _cached_spec_cost(spec.to_json(), input_size)
 
 
+def model_cost(spec: ArchSpec, model: nn.Module, input_size: int, sparse: bool = False) -> Cost:
+    """Cost of ``model`` (a model of ``spec``) by its family's counter (the paper's unless it declares another);
+    ``sparse``: zero conv weights cost nothing."""
+    count = family_of(spec).count
+    return count_cost(model, input_size, sparse) if count is None else count(model, input_size, sparse)
+
+
 @lru_cache(maxsize=256)
 def _cached_spec_cost(spec_json: str, input_size: int) -> Cost:
+    spec = ArchSpec.from_json(spec_json)
     with torch.device("meta"):
-        model = build(ArchSpec.from_json(spec_json))
-    return count_cost(model, input_size)
+        model = build(spec)
+    return model_cost(spec, model, input_size)

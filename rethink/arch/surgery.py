@@ -34,6 +34,9 @@ def group_slots(spec: ArchSpec) -> list[GroupSlot]:
 
 def prunable_groups(spec: ArchSpec) -> list[ChannelGroup]:
     """The prunable channel groups of ``spec``, in network order."""
+    surgery = family_of(spec).surgery
+    if surgery is not None:
+        return surgery.groups(spec)
     return [slot.group for slot in group_slots(spec)]
 
 
@@ -42,7 +45,7 @@ def group_widths(spec: ArchSpec) -> dict[str, int]:
     return {group.name: group.width for group in prunable_groups(spec)}
 
 
-def _kept(group: ChannelGroup, values: Sequence[int]) -> list[int]:
+def kept_indices(group: ChannelGroup, values: Sequence[int]) -> list[int]:
     """``values`` as a validated list of kept indices of ``group``."""
     try:
         kept = [operator.index(v) for v in values]
@@ -63,7 +66,7 @@ def _plan(spec: ArchSpec, keep: Mapping[str, Sequence[int]]) -> list[tuple[Group
     unknown = sorted(set(keep) - set(slots))
     if unknown:
         raise ValueError(f"unknown channel group(s) {unknown} for {spec.family}; known e.g. {list(slots)[:4]}")
-    return [(slot, _kept(slot.group, keep[name])) for name, slot in slots.items() if name in keep]
+    return [(slot, kept_indices(slot.group, keep[name])) for name, slot in slots.items() if name in keep]
 
 
 def _slice(state: dict[str, Tensor], module: str, names: Sequence[str], dim: int, index: Tensor) -> None:
@@ -79,6 +82,9 @@ def shrink(model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) 
     ``keep[name]``: sorted indices (relative to the group's current channels) to keep; groups not named keep all.
     The result has ``model``'s device, floating dtype and train/eval mode.
     """
+    surgery = family_of(spec).surgery
+    if surgery is not None:
+        return surgery.shrink(model, spec, keep)
     config, state = copy.deepcopy(spec.config), dict(model.state_dict())
     for slot, kept in _plan(spec, keep):
         group, index = slot.group, torch.tensor(kept, dtype=torch.long)
@@ -113,6 +119,9 @@ def mask(model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) ->
     stream without a BN is masked by its reader's columns alone). In eval mode the result computes what
     ``shrink(model, spec, keep)[1]`` computes.
     """
+    surgery = family_of(spec).surgery
+    if surgery is not None:
+        return surgery.mask(model, spec, keep)
     masked, plan = copy.deepcopy(model), _plan(spec, keep)
     modules = dict(masked.named_modules())
     with torch.no_grad():
@@ -136,6 +145,9 @@ def with_group_widths(spec: ArchSpec, widths: Mapping[str, int]) -> ArchSpec:
     """``spec`` with the named groups narrowed to ``widths`` (their first channels; selections keep their first
     selected positions). Equal to ``shrink(build(spec), spec, {name: range(k)})[0]`` without building a model.
     """
+    surgery = family_of(spec).surgery
+    if surgery is not None:
+        return surgery.with_widths(spec, widths)
     slots = {slot.group.name: slot for slot in group_slots(spec)}
     unknown = sorted(set(widths) - set(slots))
     if unknown:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rethink.arch.cost import counted_flops
 from rethink.detection import keys
 from rethink.detection.plan import DETECT, DETECT_FINETUNE, DETECT_PRUNE
 from rethink.pipeline.estimate import StageEstimate, stage_estimates, stored
@@ -24,7 +25,7 @@ def detection_estimates(plan: CellPlan) -> list[StageEstimate]:
             StageEstimate(stage, key, epochs, flops, images, stored(root, stage, key), part.backbone is None)
         )
 
-    flops = part.backbone_cost(part.backbone or plan.large)["flops"]["paper"]
+    flops = counted_flops(part.backbone_cost(part.backbone or plan.large)["flops"])
     detect = (
         None if backbone_key is None or part.backbone is None else keys.detect_key(plan, backbone_key, part.backbone)
     )
@@ -33,5 +34,5 @@ def detection_estimates(plan: CellPlan) -> list[StageEstimate]:
         prune = None if detect is None else keys.detect_prune_key(plan, detect)
         add(DETECT_PRUNE, prune, 0, flops)
         finetune = None if prune is None else keys.detect_finetune_key(plan, prune)
-        add(DETECT_FINETUNE, finetune, s.finetune_epochs, part.backbone_cost(part.pruned)["flops"]["paper"])
+        add(DETECT_FINETUNE, finetune, s.finetune_epochs, counted_flops(part.backbone_cost(part.pruned)["flops"]))
     return estimates

@@ -42,7 +42,7 @@ def detect_key(plan: "CellPlan", backbone_key: str, backbone: "ArchSpec") -> str
 
 def detect_prune_key(plan: "CellPlan", detect: str) -> str:
     """prune_d's decision on the backbone of detector ``detect``."""
-    pruner = dataclasses.asdict(plan.detection.pruner.settings)
+    pruner = plan.detection.pruner.settings.key_values()
     return content_key({"stage": "detect_prune", "source": detect, "pruner": pruner})
 
 

@@ -65,7 +65,7 @@ class DetectionPart:
         cost = count_cost(with_fc, self.settings.min_size)
         return {
             "params": cost.params,
-            "flops": {"macs": cost.macs, "paper": cost.flops},
+            "flops": cost.flops_record(),
             "input": self.settings.min_size,
         }
 

@@ -29,7 +29,7 @@ def large_spec(settings: Settings) -> ArchSpec:
         info = model_info(name)
     except UnknownModelError as exc:
         raise UserError(f"model.name: {exc}. Pick one with model=<name>.") from None
-    size = info.input_size
+    size = dataset.image_size if info.input_size is None else info.input_size
     if size != dataset.image_size:
         raise UserError(
             f"model '{name}' is {DOMAIN_NAMES.get(info.domain, info.domain)} architecture for {size}x{size} inputs, "

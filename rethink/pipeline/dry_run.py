@@ -19,6 +19,7 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from rethink.arch.cost import counted_flops
 from rethink.errors import UserError
 from rethink.pipeline.config import load_settings
 from rethink.pipeline.estimate import REFERENCE_DEVICE, StageEstimate, Totals, totals
@@ -69,7 +70,7 @@ def _row(cell: PlannedCell, common: set[str]) -> list[str]:
         decided = backbone is not None
         cost = plan.detection.backbone_cost(backbone or plan.large)
     bound = "" if decided else "≤"
-    params, flops = bound + _count(cost["params"]), bound + _count(cost["flops"]["paper"])
+    params, flops = bound + _count(cost["params"]), bound + _count(counted_flops(cost["flops"]))
     stages, stored = [], []
     for estimate in cell.stages or []:
         if estimate.epochs == 0 and estimate.stage == "pretrain":

@@ -72,7 +72,7 @@ def prune_key(plan: "CellPlan", source_key: str, round_index: int) -> str:
     payload: dict[str, Any] = {
         "stage": "prune",
         "source": source_key,
-        "pruner": dataclasses.asdict(plan.settings.pruner),
+        "pruner": plan.settings.pruner.key_values(),
     }
     if round_index > 1:
         payload["round"] = round_index
@@ -116,7 +116,7 @@ def cell_settings(plan: "CellPlan", weights_sha256: str | None = None) -> dict[s
     if first.name == "pretrain":
         groups["pretrain"] = {"weights_sha256": weights_sha256} if weights_sha256 else dataclasses.asdict(first.recipe)
     if plan.pruner.prunes:
-        groups["pruner"] = dataclasses.asdict(plan.settings.pruner)
+        groups["pruner"] = plan.settings.pruner.key_values()
         if plan.pruner.requirements().calibration:
             groups["calibration"] = dataclasses.asdict(plan.settings.calibration)
     rounds = [dataclasses.asdict(stage.recipe) for stage in plan.stages if stage.name == "imp"]

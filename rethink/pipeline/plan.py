@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rethink.arch import ArchSpec, default_spec, family_of, spec_cost
+from rethink.arch.cost import counted_flops
 from rethink.arch.stages import group_stages, stage_kept_ratios
 from rethink.arch.surgery import group_widths
 from rethink.errors import UserError
@@ -100,11 +101,12 @@ class CellPlan:
         return None if None in recipes else sum(recipe.epochs for recipe in recipes)
 
     def cost(self, model: str) -> dict[str, Any]:
-        """Params and FLOPs (MACs and the paper's 2x-MAC convention) of one of the cell's models."""
+        """Params and FLOPs (MACs, the FLOPs under the family's convention and its name) of one of the cell's
+        models."""
         if model == "pruned" and self.sparse is not None:  # masks: only nonzero weights count (protocol #flops)
             return {"params": self.sparse.params, "flops": self.sparse.flops}
         c = spec_cost(self.specs[model], self.input_size)
-        cost: dict[str, Any] = {"params": c.params, "flops": {"macs": c.macs, "paper": c.flops}}
+        cost: dict[str, Any] = {"params": c.params, "flops": c.flops_record()}
         if c.reference_params != c.params:  # channel selections: the reference code counts their index vectors
             cost["params_reference"] = c.reference_params
         return cost
@@ -118,7 +120,7 @@ class CellPlan:
         if self.pruned is None:
             return {"pruner": name, "requested": requested, "decided_by_training": DECIDED_BY_TRAINING, **notes}
         large, pruned = self.cost("large"), self.cost("pruned")
-        groups = family_of(self.large).channel_groups is not None
+        groups = not family_of(self.large).missing(("channel_groups",))
         before, after = (group_widths(self.large), group_widths(self.pruned)) if groups else ({}, {})
         achieved = {}
         if before:
@@ -128,8 +130,8 @@ class CellPlan:
             achieved["channels_pruned_fraction"] = round(1 - kept, 6)
         achieved |= {
             "params_pruned_fraction": round(1 - pruned["params"] / large["params"], 6),
-            "flops_pruned_fraction": round(1 - pruned["flops"]["paper"] / large["flops"]["paper"], 6),
-            "flops_ratio": round(large["flops"]["paper"] / pruned["flops"]["paper"], 6),
+            "flops_pruned_fraction": round(1 - counted_flops(pruned["flops"]) / counted_flops(large["flops"]), 6),
+            "flops_ratio": round(counted_flops(large["flops"]) / counted_flops(pruned["flops"]), 6),
         }
         summary: dict[str, Any] = {"pruner": name, "requested": requested, "achieved": achieved}
         if before:
@@ -245,7 +247,7 @@ def _retrain_stage(plan: CellPlan) -> tuple[StagePlan, Budget | None]:
     settings = plan.settings
     ratio = None
     if plan.pruned is not None:
-        ratio = plan.cost("large")["flops"]["paper"] / plan.cost("pruned")["flops"]["paper"]
+        ratio = counted_flops(plan.cost("large")["flops"]) / counted_flops(plan.cost("pruned")["flops"])
     recipe, budget = settings.schedule.retrain_recipe(
         _pretrain(settings), settings.optim, ratio, plan.pruner.stretches_scratch_b
     )

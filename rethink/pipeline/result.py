@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rethink.arch import model_info
+from rethink.arch.cost import counted_flops
 from rethink.data import build_datamodule
 from rethink.distributed import is_distributed_follower
 from rethink.io import copy_file_atomic, write_json_atomic, write_text_atomic
@@ -32,7 +33,7 @@ def _budget(plan: CellPlan) -> dict[str, Any] | None:
     return {
         "epochs": final.recipe.epochs,
         "milestones": final.recipe.milestones,
-        "flops_ratio": round(large["flops"]["paper"] / pruned["flops"]["paper"], 6),
+        "flops_ratio": round(counted_flops(large["flops"]) / counted_flops(pruned["flops"]), 6),
         "base_epochs": plan.base_epochs,
         "cap": None if plan.budget is None else plan.budget.cap,
         "capped": plan.budget is not None and plan.budget.capped,

@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from rethink.arch import ArchSpec, build, spec_cost
-from rethink.arch.cost import count_cost
+from rethink.arch.registry import model_cost
 from rethink.arch.stages import feature_map_sizes
 from rethink.data import build_datamodule
 from rethink.distributed import is_distributed_follower
@@ -233,12 +233,12 @@ class CellRunner:
         if decision.masks is not None:
             model = build(decision.spec)
             model.load_state_dict(decision.state, strict=True)
-            cost = count_cost(model, plan.input_size, sparse=True)
+            cost = model_cost(decision.spec, model, plan.input_size, sparse=True)
             removed = sum(int((~m).sum()) for m in decision.masks.values())
             params = spec_cost(decision.spec, plan.input_size).params - removed
             report = sparsity_report(decision.masks)["total"]
             stages = stage_kept_weights(decision.masks, feature_map_sizes(decision.spec, plan.input_size))
-            sparse = SparseCost(params, {"macs": cost.macs, "paper": cost.flops}, report, stages)
+            sparse = SparseCost(params, cost.flops_record(), report, stages)
         self.plan = plan.resolve(decision.spec, sparse, decision.notes)
 
     # ------------------------------------------------------------------------------------------------- cell

@@ -18,17 +18,16 @@ from torch import Tensor, nn
 
 from rethink.arch.registry import build
 from rethink.arch.spec import ArchSpec
-from rethink.arch.surgery import group_widths, prunable_groups, with_group_widths
+from rethink.arch.surgery import group_widths
 from rethink.errors import UserError
 from rethink.pruning.context import CalibrationShape, PruneContext
 from rethink.pruning.decision import Decision
-from rethink.pruning.l1 import L1, FilterTargetSettings
+from rethink.pruning.l1 import L1, FilterTargetSettings, ratio_target
 from rethink.pruning.published_targets import Target
 from rethink.pruning.reconstruction import Samples, check_positions, prune_layer_by_layer
 from rethink.pruning.registry import Needs
 from rethink.pruning.targets import PREDEFINED
-from rethink.rounding import floor
-from rethink.settings.typed import PositiveInt, Ratio
+from rethink.settings.typed import PositiveInt
 
 
 @dataclass(frozen=True)
@@ -36,8 +35,8 @@ class LayerwiseSettings(FilterTargetSettings):
     """A target (``variant``, L1 ratios, or ``ratio``) and how many output positions of each reader layer are
     sampled on the calibration batches."""
 
-    ratio: Ratio | None = None
     samples: PositiveInt = 2000
+    added_later: ClassVar[tuple[str, ...]] = ()  # its ratio was there from the start
 
     def validate(self, prefix: str) -> None:
         given = [self.variant is not None, self.stage_ratios is not None or self.layer_ratios is not None]
@@ -63,7 +62,7 @@ class LayerwisePruner(L1):
 
     def requirements(self) -> Needs:
         s = self.settings
-        family: tuple[str, ...] = ("channel_groups",)
+        family: tuple[str, ...] = ("channel_groups", "group_readers")
         if s.stage_ratios is not None or s.layer_ratios is not None or (self.model_name, s.variant) in PREDEFINED:
             family += ("filter_numbering",)
         return Needs(trained_model=True, calibration=True, predefined_target=True, family=family)
@@ -74,8 +73,7 @@ class LayerwisePruner(L1):
     def target(self, large: ArchSpec) -> ArchSpec:
         s = self.settings
         if s.ratio is not None:
-            widths = {g.name: max(1, floor(g.width * (1 - s.ratio))) for g in prunable_groups(large)}
-            return with_group_widths(large, widths)
+            return ratio_target(large, s.ratio)
         if s.variant is None or (self.model_name, s.variant) in PREDEFINED:
             return super().target(large)
         if self._published() is None:

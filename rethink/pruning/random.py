@@ -26,5 +26,5 @@ class Random(L1):
     table_order = 20
     settings_type = RandomSettings
 
-    def choose(self, weight: torch.Tensor, k: int, generator: torch.Generator) -> list[int]:
-        return keep_random(weight.shape[0], k, generator)
+    def choose(self, scores: torch.Tensor, k: int, generator: torch.Generator) -> list[int]:
+        return keep_random(scores.numel(), k, generator)

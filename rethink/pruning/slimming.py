@@ -60,7 +60,8 @@ def slimming_groups(spec: ArchSpec, purpose: str = "network slimming") -> list[C
 
 def slimming_bn_paths(spec: ArchSpec) -> list[str]:
     """The distinct BN module paths of the pool, in network order: the BNs the sparsity penalty applies to."""
-    return list(dict.fromkeys(str(group.bn) for group in slimming_groups(spec, "sparsity penalty")))
+    groups = slimming_groups(spec, "sparsity penalty")
+    return list(dict.fromkeys(bn for group in groups for bn in group.scale_bns()))
 
 
 def _bn_module(model: nn.Module, path: str) -> _BatchNorm:
@@ -139,18 +140,21 @@ class BNSparsity(pl.Callback):
 def bn_scores(model: nn.Module, spec: ArchSpec) -> dict[str, Tensor]:
     """Group name -> ``|gamma|`` of its channels (float32, CPU), for every pool group in network order.
 
-    A selection group's channels are the BN entries at its selected positions, in selection order (the model's
-    selection must match the spec's).
+    A coupled group (a residual stream of the graph family) has several BNs: its score is the mean of their
+    ``|gamma|`` per channel (docs/protocol.md#graph-models). A selection group's channels are the BN entries at its
+    selected positions, in selection order (the model's selection must match the spec's).
     """
-    groups = {group.name for group in slimming_groups(spec)}
+    selections = {}
+    if family_of(spec).channel_groups is not None:
+        selections = {s.group.name: s.selection_path for s in group_slots(spec) if s.selection_path is not None}
     scores: dict[str, Tensor] = {}
-    for slot in group_slots(spec):
-        group = slot.group
-        if group.name not in groups:
-            continue
-        gamma = _bn_module(model, str(group.bn)).weight.detach().float().cpu().abs()
-        if slot.selection_path is not None:
-            chosen = config_get(spec.config, slot.selection_path)
+    for group in slimming_groups(spec):
+        gammas = [_bn_module(model, bn).weight.detach().float().cpu().abs() for bn in group.scale_bns()]
+        if any(gamma.numel() != gammas[0].numel() for gamma in gammas):
+            raise ValueError(f"group '{group.name}': its BNs {group.scale_bns()} differ in size")
+        gamma = torch.stack(gammas).mean(0)
+        if group.name in selections:
+            chosen = config_get(spec.config, selections[group.name])
             indices = getattr(model.get_submodule(group.name), "indices", None)
             if indices is None or indices.tolist() != chosen:
                 raise ValueError(f"group '{group.name}': the model's selected channels differ from the spec's")

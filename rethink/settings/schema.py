@@ -6,9 +6,10 @@ here with schemas of their own (:mod:`rethink.data.registry`, :mod:`rethink.prun
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 from rethink.errors import UserError
 from rethink.settings.typed import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
@@ -172,9 +173,17 @@ class DatasetSettings:
 @dataclass(frozen=True)
 class PrunerSettings:
     """Base of every pruner's settings schema: ``name`` selects the pruner; subclasses add their settings (each with
-    a default, and ranges in the annotations, see :mod:`rethink.settings.typed`)."""
+    a default, and ranges in the annotations, see :mod:`rethink.settings.typed`). ``added_later``: settings added
+    after results were stored, left out of the stage keys while at their default so those results stay valid."""
 
     name: str
+    added_later: ClassVar[tuple[str, ...]] = ()
+
+    def key_values(self) -> dict[str, Any]:
+        """The settings a stage key hashes: all but those ``added_later`` still at their default."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if not (k in self.added_later and v == defaults[k])}
 
 
 # where a retraining's weights start (``schedule.init``): the pruned model's inherited weights, a fresh

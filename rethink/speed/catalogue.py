@@ -21,7 +21,8 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 from rethink.arch import ArchSpec, build
-from rethink.arch.cost import count_cost
+from rethink.arch.cost import counted_flops
+from rethink.arch.registry import model_cost
 from rethink.errors import UserError
 from rethink.options import CONF_DIR
 from rethink.pipeline.config import load_settings
@@ -131,7 +132,7 @@ def _masked_build(plan: CellPlan) -> tuple[Callable[[], nn.Module], int, int]:
     decision = plan.pruner.decide(context)
     state = {k: v.clone() for k, v in decision.state.items()}
     removed = sum(int((~mask).sum()) for mask in (decision.masks or {}).values())
-    flops = count_cost(model, plan.input_size, sparse=True).flops
+    flops = model_cost(plan.large, model, plan.input_size, sparse=True).flops
 
     def make() -> nn.Module:
         masked = build(decision.spec)
@@ -192,7 +193,7 @@ def catalogue(cells: list[tuple[str, tuple[str, ...]]]) -> tuple[list[Candidate]
         notes = []
         if plan.pruned is not None:
             pruned_cost = plan.cost("pruned")
-            make, params, flops = seeded_build(plan.pruned), pruned_cost["params"], pruned_cost["flops"]["paper"]
+            make, params, flops = seeded_build(plan.pruned), pruned_cost["params"], counted_flops(pruned_cost["flops"])
         elif _decides_on_random_weights(plan):
             make, params, flops = _masked_build(plan)
             notes.append("masked dense model (random init, the pruner's masks); params and FLOPs: nonzero weights")
@@ -204,7 +205,7 @@ def catalogue(cells: list[tuple[str, tuple[str, ...]]]) -> tuple[list[Candidate]
             large_cost = plan.cost("large")
             larges[key] = Candidate(
                 large_name, "large", group, UNPRUNED_TABLE, pruner="none", setting={},
-                params=large_cost["params"], flops=large_cost["flops"]["paper"], build=seeded_build(plan.large),
+                params=large_cost["params"], flops=counted_flops(large_cost["flops"]), build=seeded_build(plan.large),
                 **common,
             )  # fmt: skip
             models.append(larges[key])
