@@ -7,7 +7,7 @@ RETHINK_CIFAR10_NPZ ?= $(abspath ../shared/data/cifar10/cifar10.npz)
 export RETHINK_CIFAR10_NPZ
 export WANDB_MODE ?= offline
 
-.PHONY: install demo demo-full test test-slow benchmark benchmark-pruned benchmark-gpu clean
+.PHONY: install demo demo-full demo-modern test test-slow benchmark benchmark-pruned benchmark-gpu clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(PY) -m rethink.main experiment=demo
+
+demo-modern: install
+	$(PY) -m rethink.main experiment=demo_modern
 
 demo-full: install
 	$(PY) -m rethink.main experiment=demo_full

@@ -33,6 +33,12 @@ class ModelInfo:
     make_spec: Callable[..., ArchSpec]  # (num_classes, **options) -> ArchSpec
     description: str
     input_size: int | None  # the side of the square images it is built for; None (domain "any"): the data set's
+    label: Callable[[Mapping[str, Any]], str] | None = None  # its name in cell labels, from its options
+
+    def cell_label(self, options: Mapping[str, Any]) -> str:
+        """How a cell names this model: ``resnet56``; a model family of many architectures names the one chosen
+        (``torchvision.resnet18``)."""
+        return self.name if self.label is None else self.label(options)
 
 
 FAMILIES: dict[str, Family] = {}
@@ -58,10 +64,11 @@ def register_model(
     description: str,
     options: Mapping[str, Any] | None = None,
     input_size: int | None = None,
+    label: Callable[[Mapping[str, Any]], str] | None = None,
 ) -> ModelInfo:
     """Register model ``name``; ``options`` (its default options) also offer it as the config option ``model=name``.
     ``input_size``: the image side it is built for (default: its domain's, for ``cifar`` and ``imagenet``; domain
-    ``any``: None, built for the data set's images)."""
+    ``any``: None, built for the data set's images). ``label``: its name in cell labels, from its options."""
     size = input_size if input_size is not None else INPUT_SIZE.get(domain)
     if domain == "any" and input_size is None:
         pass
@@ -70,7 +77,7 @@ def register_model(
             f"model '{name}': domain {domain!r} has no known input size; give register_model(..., input_size=<pixels>) "
             f"(known domains: {', '.join(f'{d} {s}' for d, s in INPUT_SIZE.items())})"
         )
-    info = MODELS[name] = ModelInfo(name, domain, make_spec, description, size)
+    info = MODELS[name] = ModelInfo(name, domain, make_spec, description, size, label)
     if options is not None:
         offer_option("model", name, {"name": name, **options})
     return info

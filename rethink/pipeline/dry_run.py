@@ -26,7 +26,6 @@ from rethink.pipeline.estimate import REFERENCE_DEVICE, StageEstimate, Totals, t
 from rethink.pipeline.jobs import sweep_jobs
 from rethink.pipeline.plan import CellPlan
 from rethink.pipeline.tasks import cell_estimates, cell_plan
-from rethink.pruning.naming import cell_group
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,9 @@ def _count(value: float) -> str:
 def _row(cell: PlannedCell, common: set[str]) -> list[str]:
     if cell.plan is None:  # named by what tells it from the other cells; its error is listed below the table
         swept = " ".join(o for o in cell.overrides if o not in common)
-        return [str(cell.job), swept, "", "", "cannot be planned (below)", ""]
+        return [str(cell.job), swept, "", "", "cannot be planned (below)", "", ""]
     plan = cell.plan
-    label = f"{cell_group(plan.cell, plan.settings.config()['pruner'])} seed={plan.cell['seed']}"
+    label = f"{plan.group_label()} seed={plan.cell['seed']}"
     decided = plan.retrain.model == "large" or plan.pruned is not None  # else: at most the large model's
     cost = plan.cost(plan.retrain.model if decided else "large")
     if plan.detection is not None:  # the detector's backbone at the detection input size
@@ -84,11 +83,15 @@ def _row(cell: PlannedCell, common: set[str]) -> list[str]:
         if estimate.stored:
             stored.append(estimate.stage)
     everything = stored and len(stored) == len(cell.stages or [])
-    return [str(cell.job), label, params, flops, " > ".join(stages), "all" if everything else ", ".join(stored) or "-"]
+    stored_text = "all" if everything else ", ".join(stored) or "-"
+    return [str(cell.job), label, params, flops, " > ".join(stages), stored_text, cost["flops"]["convention"]]
 
 
 def _table(rows: list[list[str]]) -> str:
-    header = ["job", "cell", "params", "FLOPs", "stages (epochs)", "stored"]
+    """The cells' table; a column "FLOPs by" names each cell's counting convention where not all are the paper's."""
+    header = ["job", "cell", "params", "FLOPs", "stages (epochs)", "stored", "FLOPs by"]
+    if all(row[-1] in ("paper", "") for row in rows):
+        header, rows = header[:-1], [row[:-1] for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     right = {0, 2, 3}
     lines = []
@@ -102,12 +105,13 @@ def _hours(hours: float) -> str:
     return f"{hours:,.1f} device-hours" if hours >= 0.1 else f"{hours * 3600:.2g} device-seconds"
 
 
-def summary(total: Totals) -> list[str]:
+def summary(total: Totals, conventions: tuple[str, ...] = ("paper",)) -> list[str]:
     """The totals as lines: ``total: ...`` (epochs, FLOPs, device-hours), ``stored: ...`` and any caveats."""
+    counted = " / ".join(conventions)
     lines = [
         f"total: {total.cells} cells, {total.stages} training stages (stages shared by cells counted once), "
         f"{total.epochs:,} epochs, {total.train_flops:.3g} training FLOPs = {_hours(total.device_hours)} on "
-        f"{REFERENCE_DEVICE} (epochs x 3 x FLOPs/image (paper convention) x train images)",
+        f"{REFERENCE_DEVICE} (epochs x 3 x FLOPs/image ({counted} convention) x train images)",
         f"stored: {total.stored} of {total.stages} training stages; to compute: {_hours(total.to_compute_hours)}",
     ]
     if total.undecided:
@@ -129,7 +133,8 @@ def render(cells: list[PlannedCell], sweep_dir: str) -> str:
     listed = [f"job{'s' * (len(jobs) > 1)} {', '.join(jobs)}: error: {error}" for error, jobs in errors.items()]
     missing = {i["file"]: i["error"] for c in cells if c.plan and (i := c.plan.imported()) and not i["found"]}
     listed += [f"missing: {error}" for error in missing.values()]  # the file a pretrain stage imports, and the fix
-    lines = [_table([_row(c, common) for c in cells]), *listed, *summary(totals(c.stages for c in cells))]
+    conventions = tuple(sorted({c.plan.cost("large")["flops"]["convention"] for c in cells if c.plan})) or ("paper",)
+    lines = [_table([_row(c, common) for c in cells]), *listed, *summary(totals(c.stages for c in cells), conventions)]
     lines.append(f"sweep folder: {sweep_dir} (a run writes there; this dry run wrote nothing)")
     return "\n".join(lines)
 

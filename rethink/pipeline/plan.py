@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rethink.arch import ArchSpec, default_spec, family_of, spec_cost
+from rethink.arch import ArchSpec, default_spec, family_of, model_info, spec_cost
 from rethink.arch.cost import counted_flops
 from rethink.arch.stages import group_stages, stage_kept_ratios
 from rethink.arch.surgery import group_widths
@@ -26,6 +26,7 @@ from rethink.pipeline.budget import Budget
 from rethink.pipeline.checks import check_calibration, check_global_batch, configured_pruner, large_spec
 from rethink.pipeline.config import load_settings
 from rethink.pipeline.source import describe, source_config
+from rethink.pruning.naming import cell_group
 from rethink.pruning.registry import Pruner, SourceCell, SourceModels
 from rethink.settings.schema import FRESH, ORIGINAL, Settings
 from rethink.training.checkpoints import TORCHVISION, TORCHVISION_OPTIONS, torchvision_fetch_hint, torchvision_file
@@ -76,6 +77,12 @@ class CellPlan:
     @property
     def model_name(self) -> str:
         return self.settings.model.name
+
+    def group_label(self) -> str:
+        """``cifar10/resnet56/l1 A/scratch_b``: the cell without its seed, naming the architecture a model family
+        builds (``cifar10/torchvision.resnet18/l1 50%/finetune``)."""
+        model = model_info(self.model_name).cell_label(self.settings.model.options)
+        return cell_group({**self.cell, "model": model}, self.settings.config()["pruner"])
 
     @property
     def specs(self) -> dict[str, ArchSpec]:

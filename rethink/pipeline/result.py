@@ -63,10 +63,16 @@ def options_record(plan: CellPlan) -> dict[str, Any]:
     info = model_info(plan.model_name)
     return {
         "dataset": type(settings.dataset).record(),
-        "model": {"name": info.name, "family": plan.large.family, "title": info.description},
+        "model": {"name": info.name, "family": plan.large.family, "title": info.description, **_label(plan)},
         "pruner": report_record(type(plan.pruner)),
         "schedule": type(settings.schedule).record(),
     }
+
+
+def _label(plan: CellPlan) -> dict[str, str]:
+    """``{"label": "torchvision.resnet18"}`` for a model whose cells name the architecture it builds; else {}."""
+    info = model_info(plan.model_name)
+    return {} if info.label is None else {"label": info.cell_label(plan.settings.model.options)}
 
 
 def run_cell(settings: Settings, run_dir: Path) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from rethink.pruning.callback import PruningCallback
 from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.masks import sparsity_report, stage_kept_weights
-from rethink.pruning.naming import cell_group
 from rethink.pruning.registry import SourceModels
 from rethink.training.checkpoints import load_weights
 from rethink.training.loggers import log_reused
@@ -84,7 +83,7 @@ class CellRunner:
     def __init__(self, plan: CellPlan, datamodule: pl.LightningDataModule, run_dir: Path) -> None:
         settings = plan.settings
         self.plan = plan
-        group = cell_group(plan.cell, settings.config()["pruner"])
+        group = plan.group_label()
         self.run_context = RunContext(settings, plan.cell, group, datamodule, run_dir)
         store = ArtifactStore(settings.paths.artifact_dir, keys.KEY_SCHEME)
         self.stages = StagePath(store, OmegaConf.to_yaml(settings.config()))

@@ -229,6 +229,7 @@ def _rows(results: list[dict[str, Any]]) -> dict[tuple, Row]:
         if (*key, variant) not in rows:
             setting = {} if meta.trains_unpruned(r) else pruned_setting(r)
             row = Row(key[0], cell["dataset"], cell["model"], model_options(r), setting, settings=base)
+            row.model_label = ((r.get("options") or {}).get("model") or {}).get("label") or cell["model"]
             row.variant = {"schedule": cell["schedule"], "settings": retrain} if variant else {}
             rows[(*key, variant)] = row
         rows[(*key, variant)].results.append(r)
@@ -254,17 +255,19 @@ def _label(rows: Iterable[Row], variants: dict[tuple, dict[Frozen, dict[str, Any
 
 
 def _model_labels(rows: list[Row]) -> None:
-    """``Row.model_label``: the model, with the model options (e.g. VGG-19 ``head``) that differ between its rows in
-    a table."""
+    """``Row.model_label``: the model as its results label it (the architecture a family builds:
+    ``torchvision.resnet18``), with the model options (e.g. VGG-19 ``head``) that differ between its rows in a
+    table."""
     options: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    base = {id(row): row.model_label or row.model for row in rows}
     for row in rows:
-        if row.options not in options[(row.table, row.dataset, row.model)]:
-            options[(row.table, row.dataset, row.model)].append(row.options)
+        if row.options not in options[(row.table, row.dataset, base[id(row)])]:
+            options[(row.table, row.dataset, base[id(row)])].append(row.options)
     for row in rows:
-        variants = options[(row.table, row.dataset, row.model)]
+        variants = options[(row.table, row.dataset, base[id(row)])]
         differing = sorted({k for o in variants for k in o if any(o2.get(k) != o.get(k) for o2 in variants)})
         suffix = ", ".join(f"{k}={row.options.get(k)}" for k in differing)
-        row.model_label = row.model + (f" ({suffix})" if suffix else "")
+        row.model_label = base[id(row)] + (f" ({suffix})" if suffix else "")
 
 
 def _fill(row: Row, r: dict[str, Any], metric: str, notes: list[str], fallbacks: Counter) -> None:

@@ -16,4 +16,5 @@ for _source in ("torchvision", "timm"):
         lambda num_classes, _name=_source, **options: make_spec(num_classes, source_name=_name, **options),
         f"any {_source} classification model (model.arch), channel groups by Torch-Pruning",
         input_size=None,
+        label=lambda options, _name=_source: f"{_name}.{options.get('arch')}",
     )

@@ -1,0 +1,69 @@
+"""experiment=modern_cifar10 (dry run; its quick variant end to end in the slow suite) and experiment=demo_modern
+(with the suite's tiny overrides): the graph family's cells in sweeps, with the report's tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+ENV = {**os.environ, "WANDB_MODE": "offline"}
+
+
+def _run(*overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "rethink.main", *overrides]
+    proc = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_modern_cifar10_dry_run_lists_every_cell_with_params_flops_and_convention() -> None:
+    document = json.loads(_run("experiment=modern_cifar10", "dry_run=json").stdout)
+    cells = document["cells"]
+    assert len(cells) == 3 * 2 * 3 * 3
+    archs = set()
+    for cell in cells:
+        plan = cell["plan"]
+        archs |= {o.split("=")[1] for o in cell["overrides"] if o.startswith("+experiment/modern/arch=")}
+        assert plan["cell"]["model"] == "torchvision" and plan["input_size"] == 32
+        large = plan["models"]["large"]
+        assert large["flops"]["convention"] == "torch_flop_counter" and large["flops"]["torch_flop_counter"] > 0
+        assert large["params"] > 0
+        if plan["cell"]["pruner"] == "l1":  # a predefined target: its pruned model is known before training
+            pruned = plan["models"]["pruned"]
+            assert pruned["params"] < large["params"] and pruned["flops"]["convention"] == "torch_flop_counter"
+    assert archs == {"resnet18", "mobilenet_v2", "efficientnet_b0"}
+    text = _run("experiment=modern_cifar10", "dry_run=true").stdout
+    assert "cifar10/torchvision.efficientnet_b0/slimming 40%/scratch_b seed=3" in text
+    assert "FLOPs by" in text and "(torch_flop_counter convention)" in text
+
+
+def test_demo_modern_runs_and_prints_the_table(tmp_path: Path) -> None:
+    tiny = ("pretrain.epochs=2", "trainer.limit_train_batches=2")
+    out = tmp_path / "sweep"
+    proc = _run("experiment=demo_modern", *tiny, f"hydra.sweep.dir={out}", f"paths.artifact_dir={tmp_path / 'art'}")
+    assert "rethink: 3 cells: 3 done" in proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| digits | torchvision.mobilenet_v3_small |")]
+    assert rows and rows[0].startswith("| digits | torchvision.mobilenet_v3_small | 50% |")
+    assert rows[0].count("(1)") == 5  # Unpruned, Pruned, Fine-tuned, Scratch-E, Scratch-B
+
+
+@pytest.mark.slow
+def test_quick_modern_cifar10_runs_end_to_end_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    proc = _run(
+        "experiment=quick/modern_cifar10", f"hydra.sweep.dir={out}", f"paths.artifact_dir={tmp_path / 'art'}",
+        timeout=3000,
+    )  # fmt: skip
+    assert "rethink: 18 cells: 18 done" in proc.stderr
+    for arch in ("resnet18", "mobilenet_v2", "efficientnet_b0"):
+        for pruned in ("50%", "40%"):
+            rows = [line for line in proc.stdout.splitlines() if line.startswith(f"| synthetic | torchvision.{arch} |")]
+            assert any(f"| {pruned} |" in row and row.count("(1)") >= 4 for row in rows), (arch, pruned, proc.stdout)
+    results = [json.loads(p.read_text()) for p in out.glob("*/result.json")]
+    assert len(results) == 18 and {r["flops"]["convention"] for r in results} == {"torch_flop_counter"}
