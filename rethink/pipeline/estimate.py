@@ -133,7 +133,10 @@ class Totals:
 
     def to_dict(self) -> dict[str, Any]:
         reference = {"device": REFERENCE_DEVICE, "flops_per_s": REFERENCE_FLOPS_PER_S}
-        rule = "epochs x 3 x FLOPs/image (paper convention) x train images; stages shared by cells counted once"
+        rule = (
+            "epochs x 3 x FLOPs/image (each model family's convention) x train images; stages shared by cells counted "
+            "once"
+        )
         hours = {"device_hours": round(self.device_hours, 3), "to_compute_hours": round(self.to_compute_hours, 3)}
         return {**asdict(self), **hours, "reference": reference, "rule": rule}
 

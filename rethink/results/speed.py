@@ -190,7 +190,8 @@ def to_markdown(speed: SpeedFile) -> str:
         f"Measured on {speed.machine}; medians of {settings.get('repeats', '?')} interleaved repeats of "
         f"{settings.get('steps', '?')} timed steps after a warm-up of {settings.get('warmup', '?')} (latency: "
         f"batch 1, {settings.get('latency_calls_per_step', '?')}x the steps). Speedup: large / pruned latency, "
-        "pruned / large throughput; FLOPs (paper convention) and params ratio: large / pruned. fastest: the fastest "
+        "pruned / large throughput; FLOPs (the paper's convention; the graph family's by FlopCounterMode) and "
+        "params ratio: large / pruned. fastest: the fastest "
         f"path per model and measurement among {', '.join(settings.get('paths', []))}.  ",
     ]
     lines += [f"[{i}] {note}  " for i, note in enumerate(notes, 1)]

@@ -346,8 +346,8 @@ def _unpruned_from_baselines(rows: dict[tuple, Row], notes: dict[str, list[str]]
             )
         elif sparsity_trained:
             notes[row.table].append(
-                f"{row.dataset} {row.model}: no Unpruned accuracy (the large model was trained with the sparsity "
-                "penalty); report a schedule=baseline sweep of the same model with it "
+                f"{row.dataset} {row.model_label or row.model}: no Unpruned accuracy (the large model was trained "
+                "with the sparsity penalty); report a schedule=baseline sweep of the same model with it "
                 "(the paper's: experiment=paper/unpruned_<dataset>)"
             )
 

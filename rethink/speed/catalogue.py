@@ -20,7 +20,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from rethink.arch import ArchSpec, build
+from rethink.arch import ArchSpec, build, model_info
 from rethink.arch.cost import counted_flops
 from rethink.arch.registry import model_cost
 from rethink.errors import UserError
@@ -60,6 +60,11 @@ PAPER_CELLS: list[tuple[str, tuple[str, ...]]] = [
     *_rows("thinet_imagenet", "imagenet", ["thinet_vgg_conv", "thinet_vgg_gap", "thinet_vgg_tiny"]),
     *_rows("thinet_imagenet", "imagenet", ["thinet_resnet50_30", "thinet_resnet50_50", "thinet_resnet50_70"]),
     *_rows("regression_imagenet", "imagenet", ["regression_vgg16_5x", "regression_resnet50_2x"]),
+    # the graph family (experiment=modern_cifar10): torchvision models with CIFAR stems, L1-norm at 50 %
+    *[
+        ("graph", ("dataset=cifar10", f"+experiment/modern/arch={arch}", "+experiment/modern/method=l1_50"))
+        for arch in ("resnet18", "mobilenet_v2", "efficientnet_b0")
+    ],
 ]
 # --quick: ResNet-56 and ResNet-56-B at a quarter of the width
 QUICK_CELLS = [("quick", ("dataset=cifar10", "+experiment/paper/row=resnet56_b", "model.width_multiplier=0.25"))]
@@ -90,7 +95,7 @@ class Candidate:
     pruner: str
     setting: dict[str, Any]
     params: int
-    flops: int  # paper convention (2x MACs), one image
+    flops: int  # one image, by the family's convention (the paper's: 2x MACs; graph: FlopCounterMode)
     input_size: int
     num_classes: int
     batch_size: int  # the data set's training batch
@@ -152,13 +157,14 @@ def _labels(plans: list[CellPlan]) -> dict[int, str]:
     """``imagenet/resnet50 (downsample_bias=True)``: the large model of each plan, with the model options that tell
     it from another large model of the same name."""
     options: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for plan in plans:
-        known = options.setdefault((plan.settings.dataset.name, plan.model_name), [])
+    names = [model_info(plan.model_name).cell_label(plan.settings.model.options) for plan in plans]
+    for plan, model in zip(plans, names):
+        known = options.setdefault((plan.settings.dataset.name, model), [])
         if dict(plan.settings.model.options) not in known:
             known.append(dict(plan.settings.model.options))
     labels = {}
-    for index, plan in enumerate(plans):
-        dataset, model = plan.settings.dataset.name, plan.model_name
+    for index, (plan, model) in enumerate(zip(plans, names)):
+        dataset = plan.settings.dataset.name
         variants = options[(dataset, model)]
         differing = sorted({k for o in variants for k in o if any(o2.get(k) != o.get(k) for o2 in variants)})
         suffix = ", ".join(f"{k}={plan.settings.model.options.get(k)}" for k in differing)
