@@ -19,6 +19,8 @@ from typing import Any
 
 from rethink.arch import ArchSpec, default_spec, family_of, model_info, spec_cost
 from rethink.arch.cost import counted_flops
+from rethink.arch.graph.family import NAME as GRAPH
+from rethink.arch.graph.weights import LIBRARY_WEIGHTS, weights_file
 from rethink.arch.stages import group_stages, stage_kept_ratios
 from rethink.arch.surgery import group_widths
 from rethink.errors import UserError
@@ -200,13 +202,19 @@ def _rounded(values: Any) -> list[float]:
 
 def _importing(plan: CellPlan) -> CellPlan:
     """``plan`` with the file its pretrain stage imports: ``pretrain.weights`` resolved (``torchvision``: the model's
-    torchvision weights in the torch hub cache, which must fit the large model). A missing file stops a run here,
+    torchvision weights in the torch hub cache, which must fit the large model; for a graph model ``torchvision`` or
+    ``timm``: its library's weights, :mod:`rethink.arch.graph.weights`). A missing file stops a run here,
     before any training; ``dry_run`` reports it instead. A cell without a pretrain stage imports nothing."""
     settings, model, large = plan.settings, plan.model_name, plan.large
     weights = settings.pretrain.weights
     if weights is None or not plan.needs_pretrain:
         return plan
-    if weights == TORCHVISION:
+    if weights in LIBRARY_WEIGHTS and large.family == GRAPH:
+        try:
+            path = weights_file(large, weights)[0]
+        except ValueError as exc:
+            raise UserError(f"{exc}.") from None
+    elif weights == TORCHVISION:
         path = torchvision_file(model)
         required = TORCHVISION_OPTIONS.get(model, {})
         reference = default_spec(model, 1000, **required)
@@ -237,6 +245,8 @@ def _importing(plan: CellPlan) -> CellPlan:
 def _missing_weights(plan: CellPlan) -> str:
     """The error for a ``pretrain.weights`` file that is not there."""
     weights = plan.settings.pretrain.weights
+    if weights in LIBRARY_WEIGHTS and plan.large.family == GRAPH:
+        return f"pretrain.weights={weights}: {weights_file(plan.large, weights)[1]}; or give pretrain.weights a path."
     if weights == TORCHVISION:
         return torchvision_fetch_hint(plan.model_name, Path(plan.pretrained_weights))
     return (

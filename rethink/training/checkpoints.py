@@ -59,6 +59,15 @@ def torchvision_fetch_hint(model_name: str, path: Path) -> str:
     )
 
 
+def _read(path: Path) -> object:
+    """The tensors of a torch file (``weights_only``) or of a ``.safetensors`` file (timm's hub weights)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_weights(path: str | Path, spec: ArchSpec, model_name: str) -> dict[str, torch.Tensor]:
     """A state_dict (or a checkpoint holding one under ``state_dict``) that loads strictly into ``build(spec)``.
 
@@ -66,7 +75,7 @@ def load_weights(path: str | Path, spec: ArchSpec, model_name: str) -> dict[str,
     zeros, a fresh layer's value (used only by BN with ``momentum=None``); any other missing key is refused."""
     fix = "Give pretrain.weights a state_dict saved with torch.save(model.state_dict(), path) for this model."
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _read(Path(path))
     except Exception as exc:  # truncated, not a torch file, or holds pickled objects
         raise UserError(
             f"pretrain.weights='{path}' cannot be read as tensors ({type(exc).__name__}: {exc}). {fix}"
