@@ -162,3 +162,25 @@ def test_a_group_narrowed_to_zero_is_refused() -> None:
         with_group_widths(spec, {"layer1.0.conv1": 0})
     with pytest.raises(ValueError, match="would keep zero channels"):
         shrink(build(spec), spec, {"layer1.0.conv1": []})
+
+
+def test_a_model_the_graph_cannot_trace_is_refused_naming_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rethink.arch.graph import sources
+
+    class Untraceable(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # data-dependent control flow on a meta tensor
+                return x
+            return x
+
+    def create(arch: str, num_classes: int, kwargs: dict) -> nn.Module:
+        model = torchvision.models.get_model(arch, num_classes=num_classes, **kwargs)
+        model.layer2[1].conv1 = nn.Sequential(model.layer2[1].conv1, Untraceable())
+        return model
+
+    monkeypatch.setitem(
+        sources.SOURCES, "torchvision", sources.Source("torchvision", "torchvision", create, lambda: ["resnet18"])
+    )
+    with pytest.raises(UserError, match=r"cannot trace ResNet: module 'layer2.1.conv1.1' failed"):
+        # kwargs no other test uses: the groups of this model are not cached
+        build_plan(compose_settings(*CELL, "model.arch=resnet18", "model.kwargs={zero_init_residual:true}"))

@@ -36,7 +36,8 @@ class GraphGroup:
 
 
 def dependency_graph(model: nn.Module, head: nn.Module) -> "tp.DependencyGraph":
-    """The traced dependency graph of ``model`` (eval mode during the trace), ``head`` left out."""
+    """The traced dependency graph of ``model`` (eval mode during the trace); ValueError naming the module whose
+    forward pass the tracer could not follow."""
     import torch_pruning as tp
 
     parameter = next(model.parameters())
@@ -48,13 +49,36 @@ def dependency_graph(model: nn.Module, head: nn.Module) -> "tp.DependencyGraph":
             warnings.filterwarnings("ignore", message=".*[Uu]nwrapped parameters.*")
             warnings.filterwarnings("ignore", message=".*last non-singleton dimension.*")
             return tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    except Exception as exc:  # the tracer's own error: name the model and the failing operation
+    except Exception as exc:  # the tracer's own error: name the module it failed in
         raise ValueError(
-            f"Torch-Pruning cannot trace {type(model).__name__} ({type(exc).__name__}: {exc}); the graph family "
-            "needs a model whose forward pass it can follow"
+            f"Torch-Pruning cannot trace {type(model).__name__}: {_failing_module(model, example)} failed "
+            f"({type(exc).__name__}: {exc}); the graph family needs a model whose forward pass the dependency "
+            "graph can follow"
         ) from None
     finally:
         model.train(training)
+
+
+def _failing_module(model: nn.Module, example: torch.Tensor) -> str:
+    """Where a plain forward pass of ``model`` fails: the innermost module running then."""
+    running: list[str] = []
+    hooks = [
+        hook
+        for name, module in model.named_modules()
+        for hook in (
+            module.register_forward_pre_hook(lambda *_, name=name: running.append(name)),
+            module.register_forward_hook(lambda *_: running.pop() and None),
+        )
+    ]
+    try:
+        with torch.enable_grad():
+            model(example)
+    except Exception:
+        return f"module '{running[-1]}'" if running and running[-1] else "its top-level forward"
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return "the dependency tracer (a plain forward pass runs)"
 
 
 def _out_handler(module: nn.Module) -> Any:
