@@ -70,9 +70,8 @@ def register_model(
     ``input_size``: the image side it is built for (default: its domain's, for ``cifar`` and ``imagenet``; domain
     ``any``: None, built for the data set's images). ``label``: its name in cell labels, from its options."""
     size = input_size if input_size is not None else INPUT_SIZE.get(domain)
-    if domain == "any" and input_size is None:
-        pass
-    elif not isinstance(size, int) or isinstance(size, bool) or size < 1:
+    any_size = domain == "any" and input_size is None
+    if not any_size and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
         raise ValueError(
             f"model '{name}': domain {domain!r} has no known input size; give register_model(..., input_size=<pixels>) "
             f"(known domains: {', '.join(f'{d} {s}' for d, s in INPUT_SIZE.items())})"

@@ -15,6 +15,7 @@ from functools import lru_cache
 from importlib.metadata import version
 from typing import Any, Mapping, Sequence
 
+import torch
 from torch import nn
 
 from rethink.arch.family import ChannelGroup, Family
@@ -44,8 +45,6 @@ def _full_model(num_classes: int, config: Mapping[str, Any]) -> nn.Module:
 @lru_cache(maxsize=64)
 def _analysis(num_classes: int, base_json: str) -> tuple[GraphGroup, ...]:
     """The prunable groups of the full-width model (traced on the meta device), in module order."""
-    import torch
-
     config = ArchSpec.from_json(base_json).config
     with torch.device("meta"):
         model = _full_model(num_classes, config)
@@ -80,8 +79,6 @@ def make_spec(
         "groups": groups,
     }
     base = ArchSpec(NAME, num_classes, config)
-    import torch
-
     with torch.device("meta"):
         init_rule(library.name, type(_full_model(num_classes, config)).__name__)  # refuse what it cannot start
     widths = {g.name: g.width for g in _groups(base)}
