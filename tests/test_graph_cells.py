@@ -86,3 +86,13 @@ def test_uniform_is_trained_from_scratch_and_refuses_inherited_weights(tmp_path:
     assert result["epochs"] == scratch_b_budget(2, result["pruning"]["achieved"]["flops_ratio"], [0.5, 0.75]).epochs
     with pytest.raises(UserError, match="no trained weights to inherit"):
         build_plan(compose_settings(*CELL, "pruner=uniform", "pruner.ratio=0.5", "schedule=finetune"))
+
+
+@pytest.mark.parametrize("schedule", ["scratch_e", "lr_rewind", "finetune_restart"])
+def test_the_other_schedules_run_on_a_graph_model(schedule: str, tmp_path: Path) -> None:
+    settings = compose_settings(
+        *CELL, *PRUNERS["l1"], f"schedule={schedule}", "schedule.epochs=1", f"paths.artifact_dir={tmp_path}"
+    )
+    result = run_cell(settings, tmp_path / "run")
+    assert result["stages"][-1]["stage"] == "retrain" and result["stages"][-1]["status"] == "computed"
+    assert result["flops"]["convention"] == "torch_flop_counter" and result["params"] < 119_842
