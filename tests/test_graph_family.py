@@ -96,7 +96,11 @@ def test_inner_groups_leave_the_residual_streams_and_all_prunes_them() -> None:
 
 
 def _conv_stds(model: nn.Module) -> dict[str, tuple[int, float]]:
-    return {n: (m.out_channels, float(m.weight.std())) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    return {
+        n: (m.out_channels, float(m.weight.detach().std()))
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+    }
 
 
 def test_a_scratch_model_starts_as_the_library_starts_a_network_of_its_widths() -> None:
@@ -107,7 +111,9 @@ def test_a_scratch_model_starts_as_the_library_starts_a_network_of_its_widths() 
     for name, module in scratch.named_modules():
         if isinstance(module, nn.Conv2d) and module.weight.numel() > 4096:
             expected = math.sqrt(2.0 / (module.out_channels * module.kernel_size[0] * module.kernel_size[1]))
-            assert abs(float(module.weight.std()) / expected - 1) < 0.1, name  # kaiming fan_out at the pruned width
+            assert abs(float(module.weight.detach().std()) / expected - 1) < 0.1, (
+                name
+            )  # kaiming fan_out at the pruned width
     # a slice of a full-width init is about 1/sqrt(2) too small for the halved convs
     torch.manual_seed(0)
     sliced = shrink(build(spec), spec, {"layer1.0.conv1": list(range(32))})[1].layer1[0].conv1.weight
