@@ -62,7 +62,9 @@ def configured_pruner(settings: Settings, large: ArchSpec) -> tuple[Pruner, Arch
     try:
         pruner.check(large)
         prepared = pruner.prepare(large)
-        return pruner, prepared, pruner.target(prepared) if pruner.requirements().predefined_target else None
+        if not pruner.requirements().predefined_target:
+            return pruner, prepared, None
+        return pruner, prepared, pruner.align(prepared, pruner.target(prepared))
     except ValueError as exc:
         raise UserError(f"pruner={pruner.name} with model '{model}': {exc}. Fix the pruner.* overrides.") from None
 

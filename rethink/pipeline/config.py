@@ -10,6 +10,7 @@ also one added with ``+`` — a wrong type or a value out of range stops here, b
 
 from __future__ import annotations
 
+import dataclasses
 from types import MappingProxyType
 from typing import Any, Literal, Mapping
 
@@ -20,6 +21,7 @@ from rethink.data.registry import DATASETS
 from rethink.errors import UserError
 from rethink.kinds import Kinds, import_target, node_without_target
 from rethink.pipeline.schedules import SCHEDULES
+from rethink.pruning.alignment import AUTO, device_alignment
 from rethink.pruning.registry import pruner_class
 from rethink.settings.schema import (
     CalibrationSettings,
@@ -112,6 +114,9 @@ def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
     schedule_type = _kind(schedule_node, "schedule", SCHEDULES)
     schedule = _selected(schedule_node, "schedule", schedule_type, SCHEDULES.name_of(schedule_type))
     scalars = {key: coerce(config[key], kind, key) for key, kind in SCALARS.items() if key in config}
+    trainer = TrainerSettings.parse(_group(config, "trainer"))
+    if getattr(pruner, "round_to", None) == AUTO:  # the device's alignment: the stage keys hash the number
+        pruner = dataclasses.replace(pruner, round_to=device_alignment(trainer.arguments)[0])
     return Settings(
         dataset=dataset,
         model=model,
@@ -120,7 +125,7 @@ def load_settings(cfg: DictConfig | Mapping[str, Any]) -> Settings:
         pretrain=parse(PretrainSettings, _group(config, "pretrain"), "pretrain"),
         optim=parse(OptimSettings, _group(config, "optim"), "optim"),
         calibration=parse(CalibrationSettings, config.get("calibration") or {}, "calibration"),
-        trainer=TrainerSettings.parse(_group(config, "trainer")),
+        trainer=trainer,
         logger=parse(LoggerSettings, _group(config, "logger"), "logger"),
         paths=parse(PathsSettings, _group(config, "paths"), "paths"),
         task=_task(config.get("task") or {"name": "classification"}),

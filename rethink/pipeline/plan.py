@@ -144,7 +144,7 @@ class CellPlan:
         }
         summary: dict[str, Any] = {"pruner": name, "requested": requested, "achieved": achieved}
         if before:
-            summary["widths"] = {"before": before, "after": after}
+            summary["widths"] = {"before": before, **self._requested_widths(), "after": after}
             stages = group_stages(self.large, self.input_size)
             kept = stage_kept_ratios(before, after, stages)
             summary["stage_ratios"] = {"unit": "channels", "sizes": list(kept), "kept": _rounded(kept.values())}
@@ -155,6 +155,16 @@ class CellPlan:
         if self.decided:
             summary["decision"] = self.decided
         return summary | notes
+
+    def _requested_widths(self) -> dict[str, Any]:
+        """``{"requested": widths}``: the kept widths before ``pruner.round_to`` aligned them (else {})."""
+        if not self.pruner.round_to():
+            return {}
+        if self.decided and "requested_widths" in self.decided:  # decided by training (slimming)
+            return {"requested": self.decided["requested_widths"]}
+        if self.pruner.requirements().predefined_target:
+            return {"requested": group_widths(self.pruner.target(self.large))}
+        return {}
 
     def imported(self) -> dict[str, Any] | None:
         """The file the pretrain stage imports, whether it is there, and (when not) the error a run stops with."""

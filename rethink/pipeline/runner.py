@@ -272,7 +272,7 @@ class CellRunner:
         _, decision = runner.decide()
         self.records += [{**record, "source": source.cell} for record in runner.records]
         decided = SourceModels(source.large, decision.spec, source.input_size)
-        target = plan.pruner.target_from(plan.large, plan.input_size, decided)
+        target = plan.pruner.align(plan.large, plan.pruner.target_from(plan.large, plan.input_size, decided))
         self.plan = plan.resolve(
             target, decided={"source": source.cell, "source_pruning": runner.plan.pruning_summary()}
         )

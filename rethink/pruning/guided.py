@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from rethink.arch.spec import ArchSpec
 from rethink.arch.stages import group_stages, stage_kept_ratios, stage_list
 from rethink.arch.surgery import group_widths, with_group_widths
+from rethink.pruning.alignment import RoundTo
 from rethink.pruning.registry import Curve, Needs, Pruner, PrunerSettings, SourceCell, SourceModels, register
 from rethink.pruning.slimming import slimming_groups
 from rethink.settings.typed import NonNegativeInt, Ratio
@@ -42,6 +43,8 @@ class GuidedSettings(PrunerSettings):
     name: str = "guided"
     ratio: Ratio = 0.5
     source: GuidingCell = field(default_factory=GuidingCell)
+    round_to: RoundTo = None  # kept widths rounded to multiples of this (auto: the device's; docs/speed.md)
+    added_later: ClassVar[tuple[str, ...]] = ("round_to",)
 
 
 def guided_widths(spec: ArchSpec, ratios: Mapping[int, float], input_size: int) -> dict[str, int]:

@@ -14,6 +14,7 @@ from rethink.arch.family import ChannelGroup
 from rethink.arch.spec import ArchSpec
 from rethink.arch.surgery import group_widths, prunable_groups, shrink, with_group_widths
 from rethink.errors import UserError
+from rethink.pruning.alignment import RoundTo
 from rethink.pruning.context import PruneContext
 from rethink.pruning.criteria import keep_largest, l1_filter_scores
 from rethink.pruning.decision import Decision
@@ -36,7 +37,8 @@ class FilterTargetSettings(PrunerSettings):
     layer_ratios: list[float] | None = None
     skip: list[NonNegativeInt] = field(default_factory=list)
     ratio: Ratio | None = None
-    added_later: ClassVar[tuple[str, ...]] = ("ratio",)
+    round_to: RoundTo = None  # kept widths rounded to multiples of this (auto: the device's; docs/speed.md)
+    added_later: ClassVar[tuple[str, ...]] = ("ratio", "round_to")
 
     def validate(self, prefix: str) -> None:
         if self.ratio is not None and (self.variant, self.stage_ratios, self.layer_ratios) != (None, None, None):
@@ -74,7 +76,7 @@ class L1(Pruner):
 
     def requested(self) -> dict[str, Any]:
         s = self.settings
-        ratio = {} if s.ratio is None else {"ratio": s.ratio}
+        ratio = {k: v for k, v in (("ratio", s.ratio), ("round_to", s.round_to)) if v is not None}
         return {
             "variant": s.variant,
             "stage_ratios": s.stage_ratios,

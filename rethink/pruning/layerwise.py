@@ -36,7 +36,7 @@ class LayerwiseSettings(FilterTargetSettings):
     sampled on the calibration batches."""
 
     samples: PositiveInt = 2000
-    added_later: ClassVar[tuple[str, ...]] = ()  # its ratio was there from the start
+    added_later: ClassVar[tuple[str, ...]] = ("round_to",)  # its ratio was there from the start
 
     def validate(self, prefix: str) -> None:
         given = [self.variant is not None, self.stage_ratios is not None or self.layer_ratios is not None]

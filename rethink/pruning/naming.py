@@ -89,7 +89,14 @@ def requested_settings(result: dict[str, Any]) -> dict[str, Any]:
 def pruned_setting(result: dict[str, Any]) -> dict[str, Any]:
     """The setting that names a row (and keys the published numbers): ``{"variant": "A"}``, ``{"ratio": 0.7}``, ...
     Settings that are not the paper's (custom ratios, a non-global magnitude scope) are kept so rows never merge."""
-    return pruner_setting_rule(result["cell"]["pruner"])(requested_settings(result))
+    return row_setting(pruner_setting_rule(result["cell"]["pruner"]), requested_settings(result))
+
+
+def row_setting(rule: Callable[[dict[str, Any]], dict[str, Any]], requested: dict[str, Any]) -> dict[str, Any]:
+    """``rule(requested)`` (a pruner's row naming) with ``round_to`` when widths were aligned, so an aligned row never
+    merges with the exact one (``A (round_to=16)``)."""
+    aligned = {"round_to": requested["round_to"]} if requested.get("round_to") else {}
+    return {**rule(requested), **aligned}
 
 
 def setting_label(setting: dict[str, Any]) -> str:

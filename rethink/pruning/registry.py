@@ -138,6 +138,17 @@ class Pruner:
         """The pruned architecture, from the source cell's decision (pruners with a :meth:`source`)."""
         raise NotImplementedError
 
+    def round_to(self) -> int | None:
+        """The kept-width alignment of a channel pruner (``pruner.round_to``, ``auto`` resolved), or None."""
+        value = getattr(self.settings, "round_to", None)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def align(self, large: "ArchSpec", target: "ArchSpec") -> "ArchSpec":
+        """``target`` with every kept width rounded to ``round_to()`` (:mod:`rethink.pruning.alignment`)."""
+        from rethink.pruning.alignment import aligned_target
+
+        return aligned_target(large, target, self.round_to())
+
     def notes(self) -> list[str]:
         """Facts about this pruner's target a result should carry (``pruning.notes``), e.g. a published discrepancy."""
         return []
@@ -153,7 +164,7 @@ class Pruner:
 
     def requested(self) -> dict[str, Any]:
         """The settings a run asked for (``pruning.requested`` of result.json)."""
-        return {k: v for k, v in dataclasses.asdict(self.settings).items() if k != "name"}
+        return {k: v for k, v in self.settings.key_values().items() if k != "name"}
 
     def decide(self, context: "PruneContext") -> "Decision":
         """What to keep of ``context.model``."""

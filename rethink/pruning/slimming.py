@@ -19,8 +19,9 @@ its shortcut (``remove_block``, :func:`slim`: the reference's mask implementatio
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -32,6 +33,7 @@ from rethink.arch.registry import family_of
 from rethink.arch.spec import ArchSpec
 from rethink.arch.surgery import group_slots, prunable_groups, remove_branches, shrink
 from rethink.errors import UserError
+from rethink.pruning.alignment import RoundTo, aligned_width
 from rethink.pruning.context import PruneContext
 from rethink.pruning.criteria import keep_largest
 from rethink.pruning.decision import Decision
@@ -217,6 +219,20 @@ def global_threshold_cut(
     return ThresholdCut(threshold.item(), keep, emptied)
 
 
+def aligned_cut(model: nn.Module, spec: ArchSpec, cut: ThresholdCut, round_to: int | None) -> ThresholdCut:
+    """``cut`` with every kept width rounded to a multiple of ``round_to`` (``pruner.round_to``): the channels of
+    largest ``|gamma|`` — the threshold's own ranking — are kept, so rounding up adds the next-highest scales and
+    rounding down drops the lowest kept ones. An emptied group (``remove_block``) stays empty."""
+    if not round_to or round_to == 1:
+        return cut
+    scores = bn_scores(model, spec)
+    keep = {
+        name: kept if not kept else keep_largest(scores[name], aligned_width(len(kept), scores[name].numel(), round_to))
+        for name, kept in cut.keep.items()
+    }
+    return dataclasses.replace(cut, keep=keep)
+
+
 def global_threshold_keep(
     model: nn.Module, spec: ArchSpec, ratio: float, min_channels: int = 1, on_empty: str = "keep_min"
 ) -> dict[str, list[int]]:
@@ -275,6 +291,8 @@ class SlimmingSettings(PrunerSettings):
     min_channels: PositiveInt = 1  # a layer the threshold would empty keeps this many channels ...
     # ... or the run stops with a message (error), or its residual branch is removed (remove_block)
     on_empty: Literal["keep_min", "error", "remove_block"] = "keep_min"
+    round_to: RoundTo = None  # kept widths rounded to multiples of this (auto: the device's; docs/speed.md)
+    added_later: ClassVar[tuple[str, ...]] = ("round_to",)
 
 
 @register
@@ -311,12 +329,21 @@ class Slimming(Pruner):
 
     def requested(self) -> dict[str, Any]:
         s = self.settings
-        return {"ratio": s.ratio, "sparsity": self.sparsity, "min_channels": s.min_channels, "on_empty": s.on_empty}
+        aligned = {} if s.round_to is None else {"round_to": s.round_to}
+        return {
+            "ratio": s.ratio,
+            "sparsity": self.sparsity,
+            "min_channels": s.min_channels,
+            "on_empty": s.on_empty,
+            **aligned,
+        }
 
     def decide(self, context: PruneContext) -> Decision:
         s = self.settings
         try:
             cut = global_threshold_cut(context.model, context.spec, s.ratio, s.min_channels, s.on_empty)
+            requested = {name: len(kept) for name, kept in cut.keep.items()}
+            cut = aligned_cut(context.model, context.spec, cut, self.round_to())
             spec, pruned, removed = slim(context.model, context.spec, cut.keep)
         except ValueError as exc:  # the threshold empties a layer that on_empty cannot handle
             raise UserError(
@@ -326,6 +353,8 @@ class Slimming(Pruner):
         inside = tuple(f"{path}." for path in removed)
         keep = {name: [] if name.startswith(inside) else kept for name, kept in cut.keep.items()}
         notes: dict[str, Any] = {"threshold": cut.threshold, "emptied_groups": cut.emptied}
+        if self.round_to():
+            notes["requested_widths"] = requested
         if s.on_empty == "remove_block":
             gone = [group.name for group in prunable_groups(context.spec) if group.name.startswith(inside)]
             notes |= {"removed_blocks": removed, "removed_groups": gone}

@@ -10,12 +10,13 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 from rethink.arch.registry import spec_cost
 from rethink.arch.spec import ArchSpec
 from rethink.arch.surgery import with_group_widths
 from rethink.errors import UserError
+from rethink.pruning.alignment import RoundTo
 from rethink.pruning.guided import GuidingCell, check_stages, guided_match, guided_target, source_text
 from rethink.pruning.registry import Curve, Needs, Pruner, PrunerSettings, SourceCell, SourceModels, register
 from rethink.pruning.slimming import slimming_groups
@@ -84,6 +85,8 @@ class UniformSettings(PrunerSettings):
     reference: str | None = None
     match: Literal["channels", "slimming", "guided"] = "channels"
     source: GuidingCell = field(default_factory=GuidingCell)
+    round_to: RoundTo = None  # kept widths rounded to multiples of this (auto: the device's; docs/speed.md)
+    added_later: ClassVar[tuple[str, ...]] = ("round_to",)
 
     def validate(self, prefix: str) -> None:
         if (self.reference is None) == (self.ratio is None):

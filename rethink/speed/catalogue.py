@@ -29,7 +29,7 @@ from rethink.pipeline.config import load_settings
 from rethink.pipeline.plan import CellPlan
 from rethink.pipeline.tasks import cell_plan
 from rethink.pruning.context import PruneContext
-from rethink.pruning.naming import setting_label
+from rethink.pruning.naming import row_setting, setting_label
 from rethink.results.tables import UNPRUNED_TABLE
 
 
@@ -60,6 +60,12 @@ PAPER_CELLS: list[tuple[str, tuple[str, ...]]] = [
     *_rows("thinet_imagenet", "imagenet", ["thinet_vgg_conv", "thinet_vgg_gap", "thinet_vgg_tiny"]),
     *_rows("thinet_imagenet", "imagenet", ["thinet_resnet50_30", "thinet_resnet50_50", "thinet_resnet50_70"]),
     *_rows("regression_imagenet", "imagenet", ["regression_vgg16_5x", "regression_resnet50_2x"]),
+    # experiment=aligned_cifar10: the L1-norm targets with kept widths rounded to multiples of 8 and 16
+    *[
+        ("aligned", ("dataset=cifar10", f"+experiment/paper/row={row}", f"pruner.round_to={n}"))
+        for row in ("vgg16_a", "resnet56_a", "resnet56_b", "resnet110_a", "resnet110_b")
+        for n in (8, 16)
+    ],
     # the graph family (experiment=modern_cifar10): torchvision models with CIFAR stems, L1-norm at 50 %
     *[
         ("graph", ("dataset=cifar10", f"+experiment/modern/arch={arch}", "+experiment/modern/method=l1_50"))
@@ -194,7 +200,7 @@ def catalogue(cells: list[tuple[str, tuple[str, ...]]]) -> tuple[list[Candidate]
             num_classes=settings.dataset.num_classes,
             batch_size=settings.dataset.batch_size,
         )
-        setting = plan.pruner.row_setting(plan.pruner.requested())
+        setting = row_setting(plan.pruner.row_setting, plan.pruner.requested())
         name = f"{large_name}/{plan.pruner.name} {setting_label(setting)}"
         notes = []
         if plan.pruned is not None:
