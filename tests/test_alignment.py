@@ -139,6 +139,23 @@ def test_quick_aligned_cifar10_runs_end_to_end(tmp_path: Path) -> None:
         "experiment=quick/aligned_cifar10", f"hydra.sweep.dir={out}", f"paths.artifact_dir={tmp_path / 'art'}",
         timeout=3000,
     )  # fmt: skip
-    assert "rethink: 30 cells: 30 done" in proc.stderr
+    # the rounded Scratch-B models that equal the exact ones (VGG-16-A's widths are multiples of 16) are reused
+    assert "rethink: 30 cells: 24 done, 6 reused" in proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| synthetic | resnet56 | B")]
     assert {row.split(" | ")[2] for row in rows} == {"B", "B (round_to=8)", "B (round_to=16)"}, proc.stdout
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("dataset=digits", "model=torchvision", "model.arch=mobilenet_v3_small", "pruner=l1", "pruner.ratio=0.3"),
+        ("dataset=cifar10", "model=resnet56", "pruner=thinet", "pruner.ratio=0.3"),
+        ("dataset=cifar10", "model=vgg16", "pruner=uniform", "pruner.ratio=0.3", "schedule=scratch_b"),
+    ],
+)
+def test_every_channel_pruner_aligns_its_target(overrides: tuple[str, ...]) -> None:
+    schedule = () if any(o.startswith("schedule=") for o in overrides) else ("schedule=finetune",)
+    plan = build_plan(compose_settings(*overrides, *schedule, "pruner.round_to=8"))
+    full, kept = group_widths(plan.large), group_widths(plan.pruned)
+    assert kept != full and all(k % 8 == 0 or k == full[name] for name, k in kept.items())
+    assert plan.pruning_summary()["widths"]["requested"] != kept
