@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,23 @@ def compose_config(*overrides: str) -> DictConfig:
     """The composed config of ``python -m rethink.main <overrides>``, in-process."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
+
+
+def run_main(*overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m rethink.main <overrides>`` as a user runs it (W&B offline); fails the test on a non-zero exit."""
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    command = [sys.executable, "-m", "rethink.main", *overrides]
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def run_sweep(experiment: str, tmp_path: Path, timeout: int = 3000) -> tuple[subprocess.CompletedProcess, Path]:
+    """``experiment=<experiment>`` run as a multirun with its sweep folder and store in ``tmp_path``."""
+    out = tmp_path / "sweep"
+    proc = run_main(f"experiment={experiment}", f"hydra.sweep.dir={out}", f"paths.artifact_dir={tmp_path / 'art'}",
+                    timeout=timeout)  # fmt: skip
+    return proc, out
 
 
 def compose_settings(*overrides: str) -> Settings:

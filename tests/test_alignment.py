@@ -4,14 +4,11 @@ widths recorded, costs and Scratch-B from the aligned model, and round_to=auto f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, compose_settings
+from conftest import compose_settings, run_main, run_sweep
 
 from rethink.arch import build, default_spec, spec_cost
 from rethink.arch.surgery import group_widths, prunable_groups, with_group_widths
@@ -113,16 +110,8 @@ def test_round_to_is_validated_and_unset_keeps_the_keys() -> None:
     assert "round_to" not in plain.key_values() and "ratio" not in plain.key_values()
 
 
-def _cli(*overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    command = [sys.executable, "-m", "rethink.main", *overrides]
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
 def test_aligned_cifar10_dry_run_lists_every_cell() -> None:
-    cells = json.loads(_cli("experiment=aligned_cifar10", "dry_run=json").stdout)["cells"]
+    cells = json.loads(run_main("experiment=aligned_cifar10", "dry_run=json").stdout)["cells"]
     assert len(cells) == 5 * 3 * 2 * 3 and all(cell["plan"] for cell in cells)
     for cell in cells:
         rounding = next(o.split("=")[1] for o in cell["overrides"] if o.startswith("pruner.round_to="))
@@ -134,11 +123,7 @@ def test_aligned_cifar10_dry_run_lists_every_cell() -> None:
 
 @pytest.mark.slow
 def test_quick_aligned_cifar10_runs_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "sweep"
-    proc = _cli(
-        "experiment=quick/aligned_cifar10", f"hydra.sweep.dir={out}", f"paths.artifact_dir={tmp_path / 'art'}",
-        timeout=3000,
-    )  # fmt: skip
+    proc, out = run_sweep("quick/aligned_cifar10", tmp_path)
     # the rounded Scratch-B models that equal the exact ones (VGG-16-A's widths are multiples of 16) are reused
     assert "rethink: 30 cells: 24 done, 6 reused" in proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| synthetic | resnet56 | B")]

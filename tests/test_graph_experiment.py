@@ -4,26 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-
-ENV = {**os.environ, "WANDB_MODE": "offline"}
-
-
-def _run(*overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "rethink.main", *overrides]
-    proc = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+from conftest import run_main, run_sweep
 
 
 def test_modern_cifar10_dry_run_lists_every_cell_with_params_flops_and_convention() -> None:
-    document = json.loads(_run("experiment=modern_cifar10", "dry_run=json").stdout)
+    document = json.loads(run_main("experiment=modern_cifar10", "dry_run=json").stdout)
     cells = document["cells"]
     assert len(cells) == 3 * 2 * 3 * 3
     archs = set()
@@ -38,7 +26,7 @@ def test_modern_cifar10_dry_run_lists_every_cell_with_params_flops_and_conventio
             pruned = plan["models"]["pruned"]
             assert pruned["params"] < large["params"] and pruned["flops"]["convention"] == "torch_flop_counter"
     assert archs == {"resnet18", "mobilenet_v2", "efficientnet_b0"}
-    text = _run("experiment=modern_cifar10", "dry_run=true").stdout
+    text = run_main("experiment=modern_cifar10", "dry_run=true").stdout
     assert "cifar10/torchvision.efficientnet_b0/slimming 40%/scratch_b seed=3" in text
     assert "FLOPs by" in text and "(torch_flop_counter convention)" in text
 
@@ -46,7 +34,7 @@ def test_modern_cifar10_dry_run_lists_every_cell_with_params_flops_and_conventio
 def test_demo_modern_runs_and_prints_the_table(tmp_path: Path) -> None:
     tiny = ("pretrain.epochs=2", "trainer.limit_train_batches=2")
     out = tmp_path / "sweep"
-    proc = _run("experiment=demo_modern", *tiny, f"hydra.sweep.dir={out}", f"paths.artifact_dir={tmp_path / 'art'}")
+    proc = run_main("experiment=demo_modern", *tiny, f"hydra.sweep.dir={out}", f"paths.artifact_dir={tmp_path / 'art'}")
     assert "rethink: 3 cells: 3 done" in proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| digits | torchvision.mobilenet_v3_small |")]
     assert rows and rows[0].startswith("| digits | torchvision.mobilenet_v3_small | 50% |")
@@ -55,11 +43,7 @@ def test_demo_modern_runs_and_prints_the_table(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_quick_modern_cifar10_runs_end_to_end_and_reports(tmp_path: Path) -> None:
-    out = tmp_path / "sweep"
-    proc = _run(
-        "experiment=quick/modern_cifar10", f"hydra.sweep.dir={out}", f"paths.artifact_dir={tmp_path / 'art'}",
-        timeout=3000,
-    )  # fmt: skip
+    proc, out = run_sweep("quick/modern_cifar10", tmp_path)
     assert "rethink: 18 cells: 18 done" in proc.stderr
     for arch in ("resnet18", "mobilenet_v2", "efficientnet_b0"):
         for pruned in ("50%", "40%"):
