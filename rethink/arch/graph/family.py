@@ -92,7 +92,7 @@ def build(spec: ArchSpec) -> nn.Module:
     widths = spec.config["widths"]
     drop = {g.name: list(range(widths[g.name], g.width)) for g in _groups(spec) if widths[g.name] < g.width}
     if drop:
-        prune_channels(model, classifier(model), drop)
+        prune_channels(model, drop)
     if drop or spec.config["cifar_stem"]:
         initialise(model, spec.config["source"], spec.config["kwargs"] or {})
     return model
@@ -128,13 +128,13 @@ class GraphSurgery:
     def shrink(self, model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) -> tuple[ArchSpec, nn.Module]:
         drop = self._drop(spec, keep)
         small = copy.deepcopy(model)
-        prune_channels(small, classifier(small), drop)
+        prune_channels(small, drop)
         widths = {**spec.config["widths"], **{name: len(keep[name]) for name in drop}}
         return spec.replace_config(widths=widths), small
 
     def mask(self, model: nn.Module, spec: ArchSpec, keep: Mapping[str, Sequence[int]]) -> nn.Module:
         masked = copy.deepcopy(model)
-        zero_channels(masked, classifier(masked), self._drop(spec, keep))
+        zero_channels(masked, self._drop(spec, keep))
         return masked
 
     def with_widths(self, spec: ArchSpec, widths: Mapping[str, int]) -> ArchSpec:

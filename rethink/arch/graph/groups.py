@@ -35,7 +35,7 @@ class GraphGroup:
     stream: bool
 
 
-def dependency_graph(model: nn.Module, head: nn.Module) -> "tp.DependencyGraph":
+def dependency_graph(model: nn.Module) -> "tp.DependencyGraph":
     """The traced dependency graph of ``model`` (eval mode during the trace); ValueError naming the module whose
     forward pass the tracer could not follow."""
     import torch_pruning as tp
@@ -93,7 +93,7 @@ def _handler(dep: Any) -> str:
 
 def graph_groups(model: nn.Module, head: nn.Module) -> list[GraphGroup]:
     """Every coupled channel group of ``model`` in module order (a group's channels in its root's order)."""
-    graph = dependency_graph(model, head)
+    graph = dependency_graph(model)
     names = {module: name for name, module in model.named_modules()}
     order = {name: i for i, name in enumerate(names.values())}
     groups = []
@@ -116,19 +116,19 @@ def graph_groups(model: nn.Module, head: nn.Module) -> list[GraphGroup]:
     return sorted(groups, key=lambda g: order[g.name])
 
 
-def prune_channels(model: nn.Module, head: nn.Module, drop: Mapping[str, Sequence[int]]) -> None:
+def prune_channels(model: nn.Module, drop: Mapping[str, Sequence[int]]) -> None:
     """Remove the channels ``drop[group]`` (indices into the group's current channels) from ``model``, in place."""
-    graph, modules = dependency_graph(model, head), dict(model.named_modules())
+    graph, modules = dependency_graph(model), dict(model.named_modules())
     for name, idxs in drop.items():
         if len(idxs):
             root = modules[name]
             graph.get_pruning_group(root, _out_handler(root), idxs=list(idxs)).prune()
 
 
-def zero_channels(model: nn.Module, head: nn.Module, drop: Mapping[str, Sequence[int]]) -> None:
+def zero_channels(model: nn.Module, drop: Mapping[str, Sequence[int]]) -> None:
     """Zero, in place, what removing ``drop`` would remove: producer rows and biases, norm scales and shifts,
     readers' input columns (a depthwise conv's filters), coupled parameters' entries."""
-    graph, modules = dependency_graph(model, head), dict(model.named_modules())
+    graph, modules = dependency_graph(model), dict(model.named_modules())
     with torch.no_grad():
         for name, idxs in drop.items():
             if not len(idxs):
