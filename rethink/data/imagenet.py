@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from rethink.data.calibration import calibration_indices
 from rethink.distributed import rank_batch_size
 from rethink.errors import UserError
 
@@ -80,16 +81,19 @@ class ImageFolderDataModule(pl.LightningDataModule):
             generator=generator,
         )
 
-    def calibration_batches(self, batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Up to ``batches`` training batches for a data-driven pruner: training images in an order seeded by the
-        cell's seed, with the test-time transform (no augmentation), on the CPU; the same on every rank."""
+    def calibration_batches(
+        self, batches: int, images_per_class: int | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Training images for a data-driven pruner (:func:`~rethink.data.calibration.calibration_indices`: ``batches``
+        batches of an order seeded by the cell's seed, or ``images_per_class`` of every class), with the test-time
+        transform (no augmentation), on the CPU; the same on every rank."""
         from torchvision.datasets import ImageFolder
 
         dataset = ImageFolder(str(self.root / "train"), transform=self._transform(train=False))
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))
-        subset = Subset(dataset, order[: batches * self.batch_size].tolist())
-        loader = DataLoader(subset, batch_size=self.batch_size, num_workers=self.num_workers)
-        return list(loader)
+        labels = torch.as_tensor(dataset.targets)
+        chosen = calibration_indices(labels, self.seed, batches, self.batch_size, images_per_class)
+        subset = Subset(dataset, torch.cat(chosen).tolist())
+        return list(DataLoader(subset, batch_size=self.batch_size, num_workers=self.num_workers))
 
     def train_dataloader(self) -> DataLoader:
         """This rank's batches: ``batch_size`` is the global batch, split over the DDP processes."""

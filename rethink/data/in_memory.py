@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from rethink.data.augment import normalize, random_crop_flip
+from rethink.data.calibration import calibration_indices
 from rethink.distributed import rank_batch_size
 
 
@@ -134,11 +135,13 @@ class InMemoryImageDataModule(pl.LightningDataModule):
             self._epoch_seeded = epoch
         return self._generator
 
-    def calibration_batches(self, batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Up to ``batches`` training batches for a data-driven pruner: the first images of an order seeded by the
-        cell's seed, normalised, never augmented, on the CPU; the same on every rank."""
-        order = torch.randperm(self.num_train, generator=torch.Generator().manual_seed(self.seed))
-        chosen = order[: batches * self.batch_size].split(self.batch_size)
+    def calibration_batches(
+        self, batches: int, images_per_class: int | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Training images for a data-driven pruner (:func:`~rethink.data.calibration.calibration_indices`: ``batches``
+        batches of an order seeded by the cell's seed, or ``images_per_class`` of every class), normalised, never
+        augmented, on the CPU; the same on every rank."""
+        chosen = calibration_indices(self.arrays.y_train, self.seed, batches, self.batch_size, images_per_class)
         x, y = self.arrays.x_train, self.arrays.y_train
         return [(normalize(x[index], self.mean, self.std), y[index]) for index in chosen]
 

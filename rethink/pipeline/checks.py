@@ -4,6 +4,8 @@ fit. Each raises :class:`UserError` naming the bad value and the fix."""
 
 from __future__ import annotations
 
+import math
+
 from rethink.arch import MODELS, ArchSpec, UnknownModelError, default_spec, family_of, model_info, spec_cost
 from rethink.arch.family import DECLARATIONS
 from rethink.distributed import planned_world_size, rank_batch_size
@@ -73,8 +75,10 @@ def check_calibration(settings: Settings, pruner: Pruner, large: ArchSpec, targe
     """A data-driven pruner's calibration data checked against its needs, before any training."""
     if not pruner.requirements().calibration:
         return
-    dataset = settings.dataset
-    shape = CalibrationShape(settings.calibration.batches, dataset.batch_size, dataset.image_size)
+    dataset, calibration = settings.dataset, settings.calibration
+    images = calibration.images(dataset.batch_size, dataset.num_classes)
+    batches = calibration.batches if calibration.images_per_class is None else math.ceil(images / dataset.batch_size)
+    shape = CalibrationShape(batches, dataset.batch_size, dataset.image_size, images)
     try:
         pruner.check_data(large, target, shape)
     except ValueError as exc:

@@ -77,7 +77,7 @@ def prune_key(plan: "CellPlan", source_key: str, round_index: int) -> str:
     if round_index > 1:
         payload["round"] = round_index
     if plan.pruner.requirements().calibration:
-        payload["calibration"] = dataclasses.asdict(plan.settings.calibration)
+        payload["calibration"] = plan.settings.calibration.key_values()
     return content_key(payload)
 
 
@@ -118,7 +118,7 @@ def cell_settings(plan: "CellPlan", weights_sha256: str | None = None) -> dict[s
     if plan.pruner.prunes:
         groups["pruner"] = plan.settings.pruner.key_values()
         if plan.pruner.requirements().calibration:
-            groups["calibration"] = dataclasses.asdict(plan.settings.calibration)
+            groups["calibration"] = plan.settings.calibration.key_values()
     rounds = [dataclasses.asdict(stage.recipe) for stage in plan.stages if stage.name == "imp"]
     if rounds:
         groups["imp"] = {"rounds": len(rounds), **rounds[0]}

@@ -198,12 +198,12 @@ class CellRunner:
         """Decide on the weights of ``source`` in the prune stage's Lightning run; the artifact also keeps the
         original initialisation (``original``, when there is one) cut the same way."""
         plan, large = self.plan, self.plan.large
-        pruner, seed, batches = plan.pruner, plan.cell["seed"], plan.settings.calibration.batches
+        pruner, seed, calibration = plan.pruner, plan.cell["seed"], plan.settings.calibration
 
         def context_of(network: torch.nn.Module, trainer: pl.Trainer) -> PruneContext:
             return PruneContext(
                 network, large, plan.model_name, seed, plan.pruned, round_index, pruner.rounds(), previous, trainer,
-                batches,
+                calibration.batches, calibration_images_per_class=calibration.images_per_class,
             )  # fmt: skip
 
         def compute(path: Path) -> Produced:

@@ -4,7 +4,7 @@ data (calibration batches of ``trainer.datamodule``), the strategy and the devic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CalibrationShape:
-    """What the plan knows of the calibration data before any is read: ``batches`` batches of ``batch_size``
-    images of ``image_size`` pixels square."""
+    """What the plan knows of the calibration data before any is read: ``images`` images of ``image_size`` pixels
+    square in ``batches`` batches of (at most) ``batch_size``."""
 
     batches: int
     batch_size: int
     image_size: int
+    images: int
 
 
 @dataclass
@@ -37,6 +38,7 @@ class PruneContext:
     round / rounds / previous: iterative pruning, round ``round`` of ``rounds``, and the previous round's decision;
     trainer: the Lightning run the decision is made in (None outside one, e.g. in unit tests);
     calibration_batches: how many training batches :meth:`calibration` gives (``calibration.batches``);
+    calibration_images_per_class: instead, that many images of every class (``calibration.images_per_class``);
     batches: calibration batches given directly (outside a Lightning run), used instead of the data module's.
     """
 
@@ -51,6 +53,7 @@ class PruneContext:
     trainer: "pl.Trainer | None" = None
     calibration_batches: int = 0
     batches: list[tuple[Tensor, Tensor]] | None = None
+    calibration_images_per_class: int | None = None
 
     @property
     def datamodule(self) -> "pl.LightningDataModule | None":
@@ -66,20 +69,25 @@ class PruneContext:
         return torch.device("cpu") if self.trainer is None else self.trainer.strategy.root_device
 
     def calibration(self) -> list[tuple[Tensor, Tensor]]:
-        """``calibration_batches`` training batches (images normalised, not augmented; labels) on :attr:`device`.
+        """The calibration images (normalised, not augmented; labels) in batches, on :attr:`device`.
 
-        The given ``batches``, else ``datamodule.calibration_batches(n)`` when the data module has it (every rethink
-        data module does), else the first ``n`` batches of its ``train_dataloader()``.
+        The given ``batches``, else ``datamodule.calibration_batches(n[, images_per_class])`` when the data module
+        has it (every rethink data module does), else the first ``n`` batches of its ``train_dataloader()``.
         """
-        datamodule, count = self.datamodule, self.calibration_batches
+        datamodule, count, per_class = self.datamodule, self.calibration_batches, self.calibration_images_per_class
         if self.batches is not None:
             return [(x.to(self.device), y.to(self.device)) for x, y in self.batches]
         if datamodule is None:
             raise ValueError("no calibration data: the decision is not made inside a Lightning run with a datamodule")
-        if count < 1:
+        if count < 1 and per_class is None:
             raise ValueError("no calibration data requested: set calibration.batches >= 1")
         if hasattr(datamodule, "calibration_batches"):
-            batches = datamodule.calibration_batches(count)
+            batches = datamodule.calibration_batches(count, *([] if per_class is None else [per_class]))
+        elif per_class is not None:
+            raise ValueError(
+                f"calibration.images_per_class={per_class}: the data module {type(datamodule).__name__} has no "
+                "calibration_batches(batches, images_per_class) to draw class-stratified images"
+            )
         else:
             batches = []
             for batch in datamodule.train_dataloader():
@@ -87,3 +95,14 @@ class PruneContext:
                 if len(batches) == count:
                     break
         return [(x.to(self.device), y.to(self.device)) for x, y in batches]
+
+    def training_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """One pass over the run's training loader, as a training step sees its batches (on :attr:`device`, through
+        the data module's ``on_after_batch_transfer``: normalised); outside a run, the calibration batches."""
+        datamodule = self.datamodule
+        if datamodule is None:
+            yield from self.calibration()
+            return
+        for images, labels in datamodule.train_dataloader():
+            batch = (images.to(self.device), labels.to(self.device))
+            yield datamodule.on_after_batch_transfer(batch, 0)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from rethink.arch.registry import build
 from rethink.arch.spec import ArchSpec
@@ -24,8 +24,9 @@ from rethink.pruning.context import CalibrationShape, PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.l1 import L1, FilterTargetSettings, ratio_target
 from rethink.pruning.published_targets import Target
-from rethink.pruning.reconstruction import Samples, check_positions, prune_layer_by_layer
+from rethink.pruning.reconstruction import AfterLayer, Rebuilt, Sampling, prune_layer_by_layer
 from rethink.pruning.registry import Needs
+from rethink.pruning.sampling import Branch, Samples, check_positions
 from rethink.pruning.targets import PREDEFINED
 from rethink.settings.typed import PositiveInt
 
@@ -33,10 +34,12 @@ from rethink.settings.typed import PositiveInt
 @dataclass(frozen=True)
 class LayerwiseSettings(FilterTargetSettings):
     """A target (``variant``, L1 ratios, or ``ratio``) and how many output positions of each reader layer are
-    sampled on the calibration batches."""
+    sampled on the calibration images: ``samples`` in all, ``positions_per_image`` distinct ones from every image in
+    turn (ThiNet and He et al.: 10), or, unset, spread evenly over the calibration batches."""
 
     samples: PositiveInt = 2000
-    added_later: ClassVar[tuple[str, ...]] = ("round_to",)  # its ratio was there from the start
+    positions_per_image: PositiveInt | None = None
+    added_later: ClassVar[tuple[str, ...]] = ("round_to", "positions_per_image")  # its ratio was there from the start
 
     def validate(self, prefix: str) -> None:
         given = [self.variant is not None, self.stage_ratios is not None or self.layer_ratios is not None]
@@ -68,7 +71,9 @@ class LayerwisePruner(L1):
         return Needs(trained_model=True, calibration=True, predefined_target=True, family=family)
 
     def requested(self) -> dict[str, Any]:
-        return {**super().requested(), "ratio": self.settings.ratio, "samples": self.settings.samples}
+        s = self.settings
+        sampling = {"samples": s.samples, "positions_per_image": s.positions_per_image}
+        return {**super().requested(), "ratio": s.ratio, **sampling}
 
     def target(self, large: ArchSpec) -> ArchSpec:
         s = self.settings
@@ -91,12 +96,17 @@ class LayerwisePruner(L1):
         published = self._published()
         return [] if published is None else list(published.notes)
 
-    def select(self, samples: Samples, keep: int, generator: torch.Generator) -> tuple[list[int], Tensor, dict]:
-        """The ``keep`` channels to keep of a sampled reader and its new (out, C, taps) weight, with notes."""
+    def select(self, samples: Samples, keep: int, generator: torch.Generator) -> Rebuilt:
+        """The ``keep`` channels to keep of a sampled reader and its rebuilt weight (and bias), with notes."""
         raise NotImplementedError
 
-    def after_layer(self, network: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> None:
-        """Runs on the network after each pruned group (ThiNet's optional fine-tune on the calibration batches)."""
+    def after_layer(self, context: PruneContext) -> AfterLayer | None:
+        """What runs on the network after each pruned group (ThiNet's fine-tune), or None."""
+        return None
+
+    def branches(self, spec: ArchSpec) -> dict[str, Branch]:
+        """The readers sampled with the multi-branch target (reader name -> its residual block); none here."""
+        return {}
 
     def _prepared(self, model: nn.Module, spec: ArchSpec) -> tuple[nn.Module, ArchSpec]:
         """The network as the published target prunes it (ResNet-50-2x: with a selection before every conv1)."""
@@ -113,7 +123,7 @@ class LayerwisePruner(L1):
         published = self._published()
         if target is not None:
             prepared = large if published is None or published.prepare is None else published.prepare(large)
-            check_positions(prepared, target, self.settings.samples, calibration)
+            check_positions(prepared, target, self.settings.samples, calibration, self.settings.positions_per_image)
 
     def _finished(self, model: nn.Module, spec: ArchSpec, seed: int) -> tuple[nn.Module, ArchSpec, list[str]]:
         """The thinned network in the published target's form (VGG-GAP / VGG-Tiny: the GAP head), with the names of
@@ -133,9 +143,8 @@ class LayerwisePruner(L1):
     def decide(self, context: PruneContext) -> Decision:
         context.model, context.spec = self._prepared(context.model, context.spec)
         s = self.settings
-        decision = prune_layer_by_layer(
-            context, context.target, s.samples, self.select, self.to_original, self.after_layer
-        )
+        sampling = Sampling(s.samples, s.positions_per_image, self.to_original, self.branches(context.spec))
+        decision = prune_layer_by_layer(context, context.target, sampling, self.select, self.after_layer(context))
         published = self._published()
         if published is not None and published.finish is not None:
             thinned = build(decision.spec)

@@ -11,6 +11,7 @@ target count of non-zero coefficients is found without a search over lambda.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,14 @@ import torch
 from sklearn.linear_model import lars_path
 from torch import Tensor
 
+from rethink.arch.spec import ArchSpec
+from rethink.arch.surgery import residual_declaration
 from rethink.errors import UserError
 from rethink.pruning.layerwise import LayerwisePruner, LayerwiseSettings
 from rethink.pruning.published_targets import REGRESSION
-from rethink.pruning.reconstruction import Samples, relative_error
-from rethink.pruning.registry import register
+from rethink.pruning.reconstruction import Rebuilt, relative_error
+from rethink.pruning.registry import Needs, register
+from rethink.pruning.sampling import Branch, Samples
 from rethink.settings.typed import PositiveInt
 
 
@@ -60,11 +64,23 @@ def lasso_keep(
 
 @dataclass(frozen=True)
 class RegressionSettings(LayerwiseSettings):
-    """Regression pruning: a target, the positions sampled per layer, and how many (position, output channel) rows
-    the LASSO sees per layer."""
+    """Regression pruning: a target, how each layer is sampled, how many (position, output channel) rows the LASSO
+    sees per layer, and ``multi_branch``: on ResNets, the target of a block's last conv also carries the shortcut's
+    error (He et al.'s multi-branch enhancement; on in the ResNet-50-2x row)."""
 
     name: str = "regression"
     lasso_rows: PositiveInt = 20000
+    multi_branch: bool = False
+
+
+def least_squares(inputs: Tensor, targets: Tensor, intercept: bool) -> tuple[Tensor, Tensor | None]:
+    """The least-squares weights (columns, outputs) of ``inputs @ w (+ b) = targets``, and the intercept ``b``
+    (outputs,) when fitted."""
+    if not intercept:
+        return torch.linalg.lstsq(inputs, targets).solution, None
+    ones = torch.ones(len(inputs), 1, dtype=inputs.dtype)
+    solution = torch.linalg.lstsq(torch.cat([inputs, ones], 1), targets).solution
+    return solution[:-1], solution[-1]
 
 
 @register
@@ -78,10 +94,29 @@ class Regression(LayerwisePruner):
     published = REGRESSION
     to_original = True
 
-    def requested(self) -> dict[str, Any]:
-        return {**super().requested(), "lasso_rows": self.settings.lasso_rows}
+    def requirements(self) -> Needs:
+        needs = super().requirements()
+        if not self.settings.multi_branch:
+            return needs
+        return dataclasses.replace(needs, family=(*needs.family, "residual_blocks"))
 
-    def select(self, samples: Samples, keep: int, generator: torch.Generator) -> tuple[list[int], Tensor, dict]:
+    def requested(self) -> dict[str, Any]:
+        s = self.settings
+        return {**super().requested(), "lasso_rows": s.lasso_rows, "multi_branch": s.multi_branch}
+
+    def branches(self, spec: ArchSpec) -> dict[str, Branch]:
+        """With ``multi_branch``: every block's last conv (``conv<N>`` before ``bn<N>``, its last BN)."""
+        if not self.settings.multi_branch:
+            return {}
+        blocks = residual_declaration(spec, "pruner.multi_branch").blocks(spec)
+        return {
+            f"{block.path}.conv{block.last_bn.removeprefix('bn')}": Branch(block.path, block.last_bn)
+            for stage in blocks
+            for block in stage
+            if block.has_branch
+        }
+
+    def select(self, samples: Samples, keep: int, generator: torch.Generator) -> Rebuilt:
         patches, weight, targets = samples.patches, samples.weight, samples.targets
         count, _, taps = patches.shape
         outputs = weight.shape[0]
@@ -98,15 +133,20 @@ class Regression(LayerwisePruner):
         except ValueError as exc:
             raise UserError(f"pruner=regression: {exc}; raise calibration.batches or pruner.samples.") from None
         inputs = patches[:, kept].reshape(count, keep * taps)
-        rebuilt = torch.linalg.lstsq(inputs, targets).solution  # (kept x taps, outputs)
+        bias = samples.bias
+        full = targets if bias is None else targets + bias  # the original output, its bias included
+        rebuilt, intercept = least_squares(inputs, full, intercept=bias is not None)
         new = weight.clone()
         new[:, kept] = rebuilt.T.reshape(outputs, keep, taps)
+        estimate = inputs @ rebuilt + (0.0 if intercept is None else intercept)
         notes = {
             "lambda": lam,
             "filled": filled,
+            "samples": count,
+            "bias_refit": intercept is not None,
             "error_kept": round(
                 relative_error(targets, torch.einsum("sct,oct->so", patches[:, kept], weight[:, kept])), 6
             ),
-            "error_rebuilt": round(relative_error(targets, inputs @ rebuilt), 6),
+            "error_rebuilt": round(relative_error(full, estimate), 6),
         }
-        return kept, new, notes
+        return Rebuilt(kept, new, intercept, notes)

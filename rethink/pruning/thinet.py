@@ -7,17 +7,19 @@ an L1-norm variant's widths, L1 ratios, or ``ratio``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rethink.pruning.context import PruneContext
 from rethink.pruning.layerwise import LayerwisePruner, LayerwiseSettings
 from rethink.pruning.published_targets import THINET
-from rethink.pruning.reconstruction import Samples, relative_error
+from rethink.pruning.reconstruction import AfterLayer, Rebuilt, relative_error
 from rethink.pruning.registry import register
-from rethink.settings.typed import NonNegativeInt, PositiveFloat
+from rethink.pruning.sampling import Samples
+from rethink.settings.typed import NonNegativeInt, PositiveFloat, PositiveInt
 
 
 def greedy_removal(contributions: Tensor, count: int) -> list[int]:
@@ -37,12 +39,23 @@ def greedy_removal(contributions: Tensor, count: int) -> list[int]:
 
 @dataclass(frozen=True)
 class ThiNetSettings(LayerwiseSettings):
-    """ThiNet: a target, the positions sampled per layer, and an optional fine-tune after each layer (passes over the
-    calibration batches; 0 = none, as the published targets were made)."""
+    """ThiNet: a target, how each layer is sampled, and ThiNet's fine-tune between layers: after each pruned layer
+    (``finetune_after=layer``) or after the last pruned layer of each block (``block``: the module holding the
+    layer, e.g. a bottleneck), SGD at ``finetune_lr`` on the training loader for ``finetune_epochs`` passes, at
+    most ``finetune_steps`` steps (0 epochs: none, the default; the published ThiNet fine-tuned, see
+    docs/protocol.md#thinet)."""
 
     name: str = "thinet"
     finetune_epochs: NonNegativeInt = 0
     finetune_lr: PositiveFloat = 0.001
+    finetune_steps: PositiveInt | None = None
+    finetune_after: Literal["layer", "block"] = "layer"
+    added_later: ClassVar[tuple[str, ...]] = ("round_to", "positions_per_image", "finetune_steps", "finetune_after")
+
+
+def _block_of(group: str) -> str:
+    """The module holding a group's layer (``layer1.0.conv1`` -> ``layer1.0``)."""
+    return group.rpartition(".")[0]
 
 
 @register
@@ -56,9 +69,11 @@ class ThiNet(LayerwisePruner):
     published = THINET
 
     def requested(self) -> dict[str, Any]:
-        return {**super().requested(), "finetune_epochs": self.settings.finetune_epochs}
+        s = self.settings
+        finetune = {k: getattr(s, k) for k in ("finetune_epochs", "finetune_steps", "finetune_after")}
+        return {**super().requested(), **finetune}
 
-    def select(self, samples: Samples, keep: int, generator: torch.Generator) -> tuple[list[int], Tensor, dict]:
+    def select(self, samples: Samples, keep: int, generator: torch.Generator) -> Rebuilt:
         count, channels, _ = samples.patches.shape
         outputs = torch.randint(samples.weight.shape[0], (count,), generator=generator)  # one output per sample
         contributions = (samples.patches * samples.weight[outputs]).sum(-1)
@@ -69,18 +84,30 @@ class ThiNet(LayerwisePruner):
         weight = samples.weight.clone()
         weight[:, kept] *= scale[None, :, None]
         notes = {
+            "samples": count,
             "error_kept": round(relative_error(total, contributions[:, kept].sum(1)), 6),
             "error_rescaled": round(relative_error(total, contributions[:, kept] @ scale), 6),
         }
-        return kept, weight, notes
+        return Rebuilt(kept, weight, None, notes)
 
-    def after_layer(self, network: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> None:
-        if not self.settings.finetune_epochs:
-            return
-        optimizer = torch.optim.SGD(network.parameters(), lr=self.settings.finetune_lr, momentum=0.9)
-        network.train()
-        for _ in range(self.settings.finetune_epochs):
-            for images, labels in batches:
-                optimizer.zero_grad()
-                F.cross_entropy(network(images), labels).backward()
-                optimizer.step()
+    def after_layer(self, context: PruneContext) -> AfterLayer | None:
+        s = self.settings
+        if not s.finetune_epochs:
+            return None
+
+        def finetune(network: nn.Module, group: str, following: str | None) -> None:
+            if s.finetune_after == "block" and following is not None and _block_of(following) == _block_of(group):
+                return  # the block has more layers to prune
+            optimizer = torch.optim.SGD(network.parameters(), lr=s.finetune_lr, momentum=0.9)
+            network.train()
+            steps = 0
+            for _ in range(s.finetune_epochs):
+                for images, labels in context.training_batches():
+                    optimizer.zero_grad()
+                    F.cross_entropy(network(images), labels).backward()
+                    optimizer.step()
+                    steps += 1
+                    if steps == s.finetune_steps:
+                        return
+
+        return finetune

@@ -40,12 +40,32 @@ class OptimSettings:
                 raise UserError(f"{prefix}.{name}={getattr(self, name)!r}: expected a number <= 1.")
 
 
+class Keyed:
+    """Settings hashed into stage keys. ``added_later``: settings added after results were stored, left out of the
+    stage keys while at their default so those results stay valid."""
+
+    added_later: ClassVar[tuple[str, ...]] = ()
+
+    def key_values(self) -> dict[str, Any]:
+        """The settings a stage key hashes: all but those ``added_later`` still at their default."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        values = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {k: v for k, v in values.items() if not (k in self.added_later and v == defaults[k])}
+
+
 @dataclass(frozen=True)
-class CalibrationSettings:
-    """Training images a data-driven pruner reads (``calibration.*``): the first ``batches`` batches of a seeded
-    order of the training set, without augmentation."""
+class CalibrationSettings(Keyed):
+    """Training images a data-driven pruner reads (``calibration.*``), without augmentation: the first ``batches``
+    batches of a seeded order of the training set or, with ``images_per_class``, that many images of every class
+    (the first of each class in that order; ``batches`` is then unused)."""
 
     batches: PositiveInt = 8
+    images_per_class: PositiveInt | None = None
+    added_later: ClassVar[tuple[str, ...]] = ("images_per_class",)
+
+    def images(self, batch_size: int, num_classes: int) -> int:
+        """How many calibration images are read."""
+        return self.batches * batch_size if self.images_per_class is None else self.images_per_class * num_classes
 
 
 @dataclass(frozen=True)
@@ -171,19 +191,11 @@ class DatasetSettings:
 
 
 @dataclass(frozen=True)
-class PrunerSettings:
+class PrunerSettings(Keyed):
     """Base of every pruner's settings schema: ``name`` selects the pruner; subclasses add their settings (each with
-    a default, and ranges in the annotations, see :mod:`rethink.settings.typed`). ``added_later``: settings added
-    after results were stored, left out of the stage keys while at their default so those results stay valid."""
+    a default, and ranges in the annotations, see :mod:`rethink.settings.typed`; ``added_later``: :class:`Keyed`)."""
 
     name: str
-    added_later: ClassVar[tuple[str, ...]] = ()
-
-    def key_values(self) -> dict[str, Any]:
-        """The settings a stage key hashes: all but those ``added_later`` still at their default."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        values = dataclasses.asdict(self)
-        return {k: v for k, v in values.items() if not (k in self.added_later and v == defaults[k])}
 
 
 # where a retraining's weights start (``schedule.init``): the pruned model's inherited weights, a fresh
