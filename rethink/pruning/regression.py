@@ -11,7 +11,6 @@ target count of non-zero coefficients is found without a search over lambda.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from rethink.errors import UserError
 from rethink.pruning.layerwise import LayerwisePruner, LayerwiseSettings
 from rethink.pruning.published_targets import REGRESSION
 from rethink.pruning.reconstruction import Rebuilt, relative_error
-from rethink.pruning.registry import Needs, register
+from rethink.pruning.registry import register
 from rethink.pruning.sampling import Branch, Samples
 from rethink.settings.typed import PositiveInt
 
@@ -94,11 +93,9 @@ class Regression(LayerwisePruner):
     published = REGRESSION
     to_original = True
 
-    def requirements(self) -> Needs:
-        needs = super().requirements()
-        if not self.settings.multi_branch:
-            return needs
-        return dataclasses.replace(needs, family=(*needs.family, "residual_blocks"))
+    def check(self, large: ArchSpec) -> None:
+        super().check(large)
+        self.branches(large)  # multi_branch: a clear error for a model without residual blocks
 
     def requested(self) -> dict[str, Any]:
         s = self.settings
@@ -108,7 +105,7 @@ class Regression(LayerwisePruner):
         """With ``multi_branch``: every block's last conv (``conv<N>`` before ``bn<N>``, its last BN)."""
         if not self.settings.multi_branch:
             return {}
-        blocks = residual_declaration(spec, "pruner.multi_branch").blocks(spec)
+        blocks = residual_declaration(spec, "pruner.multi_branch=true").blocks(spec)
         return {
             f"{block.path}.conv{block.last_bn.removeprefix('bn')}": Branch(block.path, block.last_bn)
             for stage in blocks
