@@ -18,8 +18,10 @@ from rethink.arch import build, default_spec
 from rethink.arch.surgery import with_group_widths
 from rethink.data.calibration import calibration_indices
 from rethink.errors import UserError
+from rethink.pipeline.dry_run import PlannedCell, procedures
 from rethink.pipeline.plan import build_plan
 from rethink.pipeline.result import run_cell
+from rethink.pipeline.tasks import cell_plan
 from rethink.pruning import PruneContext, create
 from rethink.pruning.l1 import ratio_target
 from rethink.pruning.regression import RegressionSettings
@@ -169,3 +171,26 @@ def test_multi_branch_needs_residual_blocks() -> None:
                 "pruner.multi_branch=true", "schedule=finetune",
             )
         )  # fmt: skip
+
+
+def test_the_paper_configs_sample_as_the_originals_and_the_dry_run_says_so() -> None:
+    cells = [
+        ("thinet_imagenet", "thinet_vgg_conv", ()),
+        ("thinet_imagenet", "thinet_resnet50_30", ("+experiment/paper/variant=thinet_original",)),
+        ("regression_imagenet", "regression_resnet50_2x", ()),
+    ]
+    planned = []
+    for table, row, extra in cells:
+        settings = compose_settings(f"experiment=paper/{table}", f"+experiment/paper/row={row}", *extra,
+                                    "schedule=finetune", "seed=1", "dry_run=true")  # fmt: skip
+        planned.append(PlannedCell(len(planned), [], cell_plan(settings)))
+    assert procedures(planned) == [
+        "thinet: 100,000 samples per layer, 10 positions per image; no fine-tune between layers; calibration: 10 "
+        "images of every class (10,000)",
+        "thinet: 100,000 samples per layer, 10 positions per image; fine-tuned after each block at 0.0001, 2 passes "
+        "(at most 5,005 steps); calibration: 10 images of every class (10,000)",
+        "regression: 50,000 samples per layer, 10 positions per image; LASSO on 20,000 rows; multi-branch target on; "
+        "calibration: 5 images of every class (5,000)",
+    ]
+    requested = planned[2].plan.to_dict()["pruning"]["requested"]
+    assert (requested["samples"], requested["positions_per_image"], requested["multi_branch"]) == (50000, 10, True)

@@ -123,6 +123,27 @@ def summary(total: Totals, conventions: tuple[str, ...] = ("paper",)) -> list[st
     return lines
 
 
+def procedures(cells: list[PlannedCell]) -> list[str]:
+    """One line per distinct way a pruner of the sweep runs: its procedure and, reading data, its calibration
+    images (``thinet: 100,000 samples per layer, 10 positions per image; ...; calibration: 10 images of every class
+    (10,000)``)."""
+    lines: dict[str, None] = {}
+    for cell in cells:
+        if cell.plan is None or (procedure := cell.plan.pruner.procedure()) is None:
+            continue
+        line = f"{cell.plan.pruner.name}: {procedure}"
+        if cell.plan.pruner.requirements().calibration:
+            calibration, dataset = cell.plan.settings.calibration, cell.plan.settings.dataset
+            images = calibration.images(dataset.batch_size, dataset.num_classes)
+            line += "; calibration: " + (
+                f"{calibration.batches} batches ({images:,} images)"
+                if calibration.images_per_class is None
+                else f"{calibration.images_per_class} images of every class ({images:,})"
+            )
+        lines[line] = None
+    return list(lines)
+
+
 def render(cells: list[PlannedCell], sweep_dir: str) -> str:
     """The dry run for people: the table of cells, the errors of cells that cannot be planned, the totals."""
     common = set(cells[0].overrides).intersection(*(c.overrides for c in cells[1:])) if cells else set()
@@ -134,7 +155,8 @@ def render(cells: list[PlannedCell], sweep_dir: str) -> str:
     missing = {i["file"]: i["error"] for c in cells if c.plan and (i := c.plan.imported()) and not i["found"]}
     listed += [f"missing: {error}" for error in missing.values()]  # the file a pretrain stage imports, and the fix
     conventions = tuple(sorted({c.plan.cost("large")["flops"]["convention"] for c in cells if c.plan})) or ("paper",)
-    lines = [_table([_row(c, common) for c in cells]), *listed, *summary(totals(c.stages for c in cells), conventions)]
+    lines = [_table([_row(c, common) for c in cells]), *procedures(cells), *listed]
+    lines += summary(totals(c.stages for c in cells), conventions)
     lines.append(f"sweep folder: {sweep_dir} (a run writes there; this dry run wrote nothing)")
     return "\n".join(lines)
 

@@ -92,6 +92,15 @@ class LayerwisePruner(L1):
             )
         return self._published().make(large)
 
+    def procedure(self) -> str | None:
+        s = self.settings
+        where = (
+            "spread over the calibration batches"
+            if s.positions_per_image is None
+            else (f"{s.positions_per_image} positions per image")
+        )
+        return f"{s.samples:,} samples per layer, {where}"
+
     def notes(self) -> list[str]:
         published = self._published()
         return [] if published is None else list(published.notes)

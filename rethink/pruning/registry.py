@@ -20,7 +20,7 @@ from rethink.settings.schema import PrunerSettings
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
-    from torch import nn
+    from torch import Tensor, nn
 
     from rethink.arch.spec import ArchSpec
     from rethink.pruning.context import CalibrationShape, PruneContext
@@ -61,11 +61,13 @@ class SourceCell:
 
 @dataclass(frozen=True)
 class SourceModels:
-    """The source cell's large model, its decided pruned model (None before it is decided) and its input size."""
+    """The source cell's large model, its decided pruned model (None before it is decided), its input size and, for
+    a weight-level decision, its keep-masks."""
 
     large: "ArchSpec"
     pruned: "ArchSpec | None"
     input_size: int
+    masks: "Mapping[str, Tensor] | None" = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ class Pruner:
         return None
 
     def source(self) -> SourceCell | None:
-        """The cell whose decision this pruner's target derives from, or None (the usual case)."""
+        """The cell whose decision this pruner's target (or, with a trained model, its decision) derives from, or
+        None (the usual case)."""
         return None
 
     def check_source(self, large: "ArchSpec", input_size: int, source: SourceModels) -> None:
@@ -148,6 +151,10 @@ class Pruner:
         from rethink.pruning.alignment import aligned_target
 
         return aligned_target(large, target, self.round_to())
+
+    def procedure(self) -> str | None:
+        """How this pruner runs, in a phrase for the dry run (e.g. its sampling or optimizer), or None."""
+        return None
 
     def notes(self) -> list[str]:
         """Facts about this pruner's target a result should carry (``pruning.notes``), e.g. a published discrepancy."""

@@ -101,6 +101,11 @@ class Regression(LayerwisePruner):
         s = self.settings
         return {**super().requested(), "lasso_rows": s.lasso_rows, "multi_branch": s.multi_branch}
 
+    def procedure(self) -> str | None:
+        s = self.settings
+        branch = "on" if s.multi_branch else "off"
+        return f"{super().procedure()}; LASSO on {s.lasso_rows:,} rows; multi-branch target {branch}"
+
     def branches(self, spec: ArchSpec) -> dict[str, Branch]:
         """With ``multi_branch``: every block's last conv (``conv<N>`` before ``bn<N>``, its last BN)."""
         if not self.settings.multi_branch:

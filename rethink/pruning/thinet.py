@@ -73,6 +73,15 @@ class ThiNet(LayerwisePruner):
         finetune = {k: getattr(s, k) for k in ("finetune_epochs", "finetune_steps", "finetune_after")}
         return {**super().requested(), **finetune}
 
+    def procedure(self) -> str | None:
+        s = self.settings
+        if not s.finetune_epochs:
+            return f"{super().procedure()}; no fine-tune between layers"
+        steps = "" if s.finetune_steps is None else f" (at most {s.finetune_steps:,} steps)"
+        return f"{super().procedure()}; fine-tuned after each {s.finetune_after} at {s.finetune_lr:g}, " + (
+            f"{s.finetune_epochs} passes{steps}"
+        )
+
     def select(self, samples: Samples, keep: int, generator: torch.Generator) -> Rebuilt:
         count, channels, _ = samples.patches.shape
         outputs = torch.randint(samples.weight.shape[0], (count,), generator=generator)  # one output per sample
