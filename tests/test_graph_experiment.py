@@ -25,6 +25,7 @@ def test_modern_cifar10_dry_run_lists_every_cell_with_params_flops_and_conventio
     assert "(torch_flop_counter convention)" in "\n".join(lines)
 
 
+@pytest.mark.slow  # ~17 s: make demo-modern runs it too; the default suite keeps the graph cells' in-process tests
 def test_demo_modern_runs_and_prints_the_table(tmp_path: Path) -> None:
     tiny = ("pretrain.epochs=2", "trainer.limit_train_batches=2")
     out = tmp_path / "sweep"
