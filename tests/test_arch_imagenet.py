@@ -12,13 +12,17 @@ from torch import nn
 from rethink.arch import ArchSpec, build, default_spec, spec_cost
 from rethink.arch.cost import count_params
 
-IMAGENET_MODELS = ["resnet34", "resnet50", "vgg11_bn", "vgg16_imagenet", "vgg16_bn"]
+IMAGENET_MODELS = ["resnet34", "resnet50", "resnet50_preact", "vgg11_bn", "vgg16_imagenet", "vgg16_bn"]
 
 # (model, options, params, GFLOPs per 224x224 image) from paper-spec §9 / §5.5.
 REFERENCE_COSTS = [
     ("resnet34", {}, 21_797_672, 7.340),
     ("resnet50", {}, 25_557_032, 8.212),
     ("resnet50", {"downsample_bias": True}, 25_560_872, 8.214),
+    # SSS's pre-activation ResNet-50 (symbol/resnet.py): torchvision's 25,557,032 without the 4 projection BNs
+    # (-7,680), with each stage's first block normalising its input instead of its output (-3,968) and a final BN
+    # (+4,096)
+    ("resnet50_preact", {}, 25_549_480, 8.2096),
     ("vgg11_bn", {}, 132_885_224, 15.25),
     ("vgg11_bn", {"classifier": "torchvision"}, 132_868_840, None),  # torchvision's vgg11_bn
     ("vgg16_imagenet", {}, 138_357_544, 30.97),
@@ -44,6 +48,28 @@ SSS_RESNETS = {
     "resnet41": ([(0, False), (4, True), (6, True), (3, True)], 25_358_120, 6.969),
     "resnet32": ([(1, False), (4, True), (4, True), (1, True)], 14_268_968, 5.660),
     "resnet26": ([(0, False), (2, False), (5, False), (1, True)], 14_919_464, 4.574),
+}
+
+
+# The SSS paper's published sizes (Fig. 4 / Table 2; TuSimple's README docs/params.png, flops.png): params in M and
+# GMACs, at the paper's precision. Ours, on resnet50_preact with the reference README's (a, b) specs: exact params
+# and MACs, and whether they round to the published ones.
+SSS_PUBLISHED = {
+    "resnet50": ((25.5, 4.09), None, 25_549_480, 4_089_184_256, (True, True)),
+    "resnet41": ((25.3, 3.47), [(0, False), (4, True), (6, True), (3, True)], 25_351_080, 3_472_621_568, (True, True)),
+    "resnet32": ((18.6, 2.82), [(1, False), (4, True), (4, True), (1, True)], 14_261_928, 2_817_523_712, (False, True)),
+    "resnet26": (
+        (15.6, 2.33),
+        [(0, False), (2, False), (5, False), (1, True)],
+        14_915_496,
+        2_278_031_360,
+        (False, False),
+    ),
+}
+# the specs that do have the published ResNet-32 / ResNet-26 sizes (found by search over every (a, b) per stage)
+SSS_PUBLISHED_SPECS = {
+    "resnet32": ([(0, False), (4, True), (4, True), (2, True)], 18_654_120, 2_817_523_712),
+    "resnet26": ([(0, False), (1, False), (6, True), (1, True)], 15_619_496, 2_329_411_584),
 }
 
 
@@ -112,14 +138,57 @@ def test_resnet34_l1_pruned_variants(variant: str) -> None:
 @pytest.mark.parametrize("variant", sorted(SSS_RESNETS))
 def test_sss_resnet50_variants(variant: str) -> None:
     stages, params, gflops = SSS_RESNETS[variant]
-    base = default_spec("resnet50", 1000)
+    cost = spec_cost(_cut(default_spec("resnet50", 1000), stages), 224)
+    assert cost.params == params
+    assert cost.flops / 1e9 == pytest.approx(gflops, rel=1e-3)
+
+
+def _cut(base: ArchSpec, stages: list[tuple[int, bool]]) -> ArchSpec:
+    """``base`` with per stage (a, b): a blocks kept, b whether the first block keeps its branch."""
     inner = []
     for (kept, first_kept), blocks in zip(stages, base.config["inner_widths"]):
         inner.append(blocks[:kept] if first_kept else [[]] + blocks[1 : kept + 1])
-    spec = base.replace_config(inner_widths=inner, blocks_per_stage=[len(blocks) for blocks in inner])
-    cost = spec_cost(spec, 224)
-    assert cost.params == params
-    assert cost.flops / 1e9 == pytest.approx(gflops, rel=1e-3)
+    return base.replace_config(inner_widths=inner, blocks_per_stage=[len(blocks) for blocks in inner])
+
+
+def _published(value: float, digits: int) -> float:
+    return math.floor(value * 10**digits) / 10**digits  # the paper truncates (25,549,480 -> 25.5M)
+
+
+@pytest.mark.parametrize("name", sorted(SSS_PUBLISHED))
+def test_sss_preact_sizes_against_the_sss_paper(name: str) -> None:
+    (params_m, gmacs), stages, params, macs, matches = SSS_PUBLISHED[name]
+    base = default_spec("resnet50_preact", 1000)
+    cost = spec_cost(base if stages is None else _cut(base, stages), 224)
+    assert (cost.params, cost.macs) == (params, macs)
+    agree = (_published(params / 1e6, 1) == params_m, round(macs / 1e9, 2) == gmacs)
+    assert agree == matches
+    if name in SSS_PUBLISHED_SPECS:
+        spec, params, macs = SSS_PUBLISHED_SPECS[name]
+        cost = spec_cost(_cut(base, spec), 224)
+        assert (cost.params, cost.macs) == (params, macs)
+        assert (_published(params / 1e6, 1), round(macs / 1e9, 2)) == (params_m, gmacs)
+
+
+def test_preact_resnet50_is_the_sss_symbol() -> None:
+    """No input BN; BN-ReLU-conv blocks; the projection (1x1, no bias, no BN) reads relu(bn1(x)); final BN-ReLU;
+    MXNet's Xavier(gaussian, in, 2) init."""
+    torch.manual_seed(0)
+    model = build(default_spec("resnet50_preact", 1000, width_multiplier=0.5)).eval()
+    assert next(model.named_children())[0] == "conv1" and isinstance(model.bn, nn.BatchNorm2d)
+    block = model.layer2[0]
+    assert isinstance(block.downsample, nn.Conv2d) and block.downsample.bias is None
+    x = torch.randn(2, 128, 28, 28)
+    with torch.no_grad():
+        act = torch.relu(block.bn1(x))
+        branch = block.conv3(torch.relu(block.bn3(block.conv2(torch.relu(block.bn2(block.conv1(act)))))))
+        torch.testing.assert_close(block(x.clone()), branch + block.downsample(act))
+        identity = model.layer2[1]
+        assert identity.downsample is None
+    conv = model.layer3[1].conv2
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (conv.in_channels * 9)), rel=0.05)
+    assert model.fc.weight.std().item() == pytest.approx(math.sqrt(2 / model.fc.in_features), rel=0.05)
+    assert torch.all(model.fc.bias == 0) and torch.all(model.layer1[0].bn1.weight == 1)
 
 
 @pytest.mark.parametrize("name", IMAGENET_MODELS)

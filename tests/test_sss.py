@@ -8,6 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from conftest import compose_settings
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -15,15 +16,9 @@ from rethink.arch import ArchSpec, build, default_spec, spec_cost
 from rethink.arch.cost import count_params
 from rethink.arch.surgery import prunable_groups
 from rethink.pipeline.budget import stretch_stages
-from rethink.pruning.sss import (
-    SSSPenalty,
-    blocks_to_keep,
-    branch_scales,
-    remove_blocks,
-    soft_threshold_,
-    sss_target_spec,
-    with_branch_scale,
-)
+from rethink.pipeline.plan import build_plan
+from rethink.pruning.sss import blocks_to_keep, remove_blocks, sss_target_spec, with_branch_scale
+from rethink.pruning.sss_training import SSSPenalty, branch_scales, soft_threshold_
 from rethink.pruning.targets import prunable_convs
 
 # paper-spec §5.5: params, FLOPs ratio to ResNet-50, Scratch-B epochs and LR drops from stretch_stages([30, 60, 90]).
@@ -31,6 +26,12 @@ SSS_TARGETS = {
     "resnet41": (25_358_120, 1.178, 117, [35, 70, 105]),
     "resnet32": (14_268_968, 1.451, 145, [43, 86, 129]),
     "resnet26": (14_919_464, 1.796, 179, [53, 106, 159]),
+}
+# the same cut from SSS's pre-activation ResNet-50 (the SSS table's model): the same epochs and drops
+SSS_PREACT_TARGETS = {
+    "resnet41": (25_351_080, 1.1782, 117, [35, 70, 105]),
+    "resnet32": (14_261_928, 1.4508, 145, [43, 86, 129]),
+    "resnet26": (14_915_496, 1.7949, 179, [53, 106, 159]),
 }
 
 
@@ -158,6 +159,23 @@ def test_resnet50_planted_zero_factors_remove_exactly_those_blocks() -> None:
     assert torch.equal(state["layer1.0.downsample.0.weight"], old["layer1.0.downsample.0.weight"])
 
 
+def test_resnet50_preact_folds_into_conv3_and_keeps_the_preactivated_projection() -> None:
+    spec = default_spec("resnet50_preact", 1000, width_multiplier=0.125, branch_scale=True)
+    zeros = {"layer1.0", "layer1.2", "layer3.1", "layer4.0"}
+    model, keep, pruned_spec, pruned, x = _prune_planted(spec, zeros, [0.5, 2.0, 1.0, 0.25], 224)
+    assert pruned_spec.config["blocks_per_stage"] == [2, 4, 5, 3]
+    assert [stage[0] for stage in pruned_spec.config["inner_widths"]] == [[], [16, 16], [32, 32], []]
+    assert torch.equal(_outputs(pruned, x), _outputs(model, x))  # power-of-two factors fold exactly
+    _check_reload(pruned_spec, pruned)
+    state, old = pruned.state_dict(), model.state_dict()
+    assert {k for k in state if k.startswith("layer1.0.")} == {
+        f"layer1.0.{k}" for k in ("bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var")
+    } | {"layer1.0.bn1.num_batches_tracked", "layer1.0.downsample.weight"}
+    factor = float(branch_scales(model)["layer2.0"].detach())  # folded into conv3's weight, the BNs untouched
+    assert torch.equal(state["layer2.0.conv3.weight"], old["layer2.0.conv3.weight"] * factor)
+    assert torch.equal(state["layer2.0.bn3.weight"], old["layer2.0.bn3.weight"])
+
+
 def test_resnet34_basic_blocks_fold_and_drop() -> None:
     spec = default_spec("resnet34", 10, width_multiplier=0.125, branch_scale=True)
     zeros = {"layer1.0", "layer2.0", "layer2.3", "layer4.2"}  # layer1.0 has an identity shortcut in ResNet-34
@@ -237,16 +255,18 @@ def test_soft_threshold_and_penalty_errors() -> None:
 # ------------------------------------------------------------------------------------------------ targets, errors
 
 
-@pytest.mark.parametrize("variant", sorted(SSS_TARGETS))
-def test_sss_resnet50_targets(variant: str) -> None:
-    params, ratio, epochs, milestones = SSS_TARGETS[variant]
-    base = default_spec("resnet50", 1000)
+@pytest.mark.parametrize(
+    "model, variant", [(m, v) for m in ("resnet50", "resnet50_preact") for v in sorted(SSS_TARGETS)]
+)
+def test_sss_resnet50_targets(model: str, variant: str) -> None:
+    params, ratio, epochs, milestones = (SSS_TARGETS if model == "resnet50" else SSS_PREACT_TARGETS)[variant]
+    base = default_spec(model, 1000)
     target = sss_target_spec(with_branch_scale(base), variant)
     assert "branch_scale" not in target.config
     cost = spec_cost(target, 224)
     assert cost.params == params
     flops_ratio = spec_cost(base, 224).flops / cost.flops
-    assert flops_ratio == pytest.approx(ratio, abs=1e-3)
+    assert flops_ratio == pytest.approx(ratio, abs=1e-3 if model == "resnet50" else 1e-4)
     budget = stretch_stages([30, 60, 90], 100, flops_ratio)
     assert (budget.epochs, budget.milestones) == (epochs, milestones)
 
@@ -282,7 +302,7 @@ def test_sss_errors() -> None:
 @pytest.mark.parametrize(
     ("name", "domain", "params", "blocks"),
     [("resnet56", 32, 853_018, 27), ("resnet110", 32, 1_727_962, 54), ("resnet34", 224, 21_797_672, 16)]
-    + [("resnet50", 224, 25_557_032, 16)],
+    + [("resnet50", 224, 25_557_032, 16), ("resnet50_preact", 224, 25_549_480, 16)],
 )
 def test_branch_scale_off_leaves_models_unchanged(name: str, domain: int, params: int, blocks: int) -> None:
     classes = 10 if domain == 32 else 1000
@@ -294,3 +314,18 @@ def test_branch_scale_off_leaves_models_unchanged(name: str, domain: int, params
     assert spec_cost(scaled, domain).params == params + blocks
     assert spec_cost(scaled, domain).flops == spec_cost(plain, domain).flops
     assert with_branch_scale(scaled, on=False) == plain
+
+
+@pytest.mark.parametrize("variant", sorted(SSS_PREACT_TARGETS))
+def test_the_sss_table_cuts_the_preact_resnet50(variant: str) -> None:
+    """The dry run of experiment=paper/sss_imagenet: resnet50_preact, its exact sizes, the Scratch-B stretch, the
+    optimizer among the requested settings and the note on a published size the reference spec does not have."""
+    params, _, epochs, milestones = SSS_PREACT_TARGETS[variant]
+    overrides = ("experiment=paper/sss_imagenet", "dry_run=true", f"pruner.variant={variant}", "schedule=scratch_b")
+    plan = build_plan(compose_settings(*overrides)).to_dict()
+    assert plan["cell"]["model"] == "resnet50_preact"
+    assert plan["models"]["large"]["params"] == 25_549_480 and plan["models"]["pruned"]["params"] == params
+    assert (plan["budget"]["epochs"], plan["budget"]["milestones"]) == (epochs, milestones)
+    pruning = plan["pruning"]
+    assert pruning["requested"]["optimizer"] == "apg"
+    assert ("SSS paper" in " ".join(pruning.get("notes", []))) == (variant != "resnet41")

@@ -43,6 +43,7 @@ from rethink.arch import (  # noqa: E402, F401  (each family module registers it
     cifar_resnet,
     cifar_vgg,
     graph,
+    imagenet_preresnet,
     imagenet_resnet,
     imagenet_vgg,
 )

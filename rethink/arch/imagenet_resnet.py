@@ -168,29 +168,29 @@ def _positive_ints(values: list[Any]) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
 
 
-def check_resnet_config(config: dict[str, Any]) -> None:
-    """Raise ValueError if ``config`` is not a consistent ``resnet_imagenet`` config."""
+def check_resnet_config(config: dict[str, Any], family: str = "resnet_imagenet") -> None:
+    """Raise ValueError if ``config`` is not a consistent ``resnet_imagenet`` config (``family`` names it in errors)."""
     missing = [key for key in RESNET_KEYS if key not in config]
     if missing:
-        raise ValueError(f"resnet_imagenet: config lacks {missing}")
+        raise ValueError(f"{family}: config lacks {missing}")
     if config["block"] not in BLOCK_KINDS:
-        raise ValueError(f"resnet_imagenet: block must be one of {sorted(BLOCK_KINDS)}, got {config['block']!r}")
+        raise ValueError(f"{family}: block must be one of {sorted(BLOCK_KINDS)}, got {config['block']!r}")
     stages = config["inner_widths"]
     if any(len(config[key]) != len(stages) for key in ("stage_out_widths", "strides", "blocks_per_stage")):
-        raise ValueError("resnet_imagenet: stage_out_widths, strides, blocks_per_stage, inner_widths differ in length")
+        raise ValueError(f"{family}: stage_out_widths, strides, blocks_per_stage, inner_widths differ in length")
     if not _positive_ints([config["stem_width"], *config["stage_out_widths"], *config["strides"]]):
-        raise ValueError("resnet_imagenet: stem_width, stage_out_widths and strides must be positive ints")
+        raise ValueError(f"{family}: stem_width, stage_out_widths and strides must be positive ints")
     if not isinstance(config.get("branch_scale", False), bool):
-        raise ValueError(f"resnet_imagenet: branch_scale must be a bool, got {config['branch_scale']!r}")
+        raise ValueError(f"{family}: branch_scale must be a bool, got {config['branch_scale']!r}")
     inner_len = len(BLOCK_KINDS[config["block"]][0]) - 1
     selected = config.get("selected")
     if selected is not None and [len(stage) for stage in selected] != [len(stage) for stage in stages]:
-        raise ValueError("resnet_imagenet: selected needs one index list per block, like inner_widths")
+        raise ValueError(f"{family}: selected needs one index list per block, like inner_widths")
     for s, blocks in enumerate(stages):
         if len(blocks) != config["blocks_per_stage"][s]:
-            raise ValueError(f"resnet_imagenet: stage {s} has {len(blocks)} blocks, not blocks_per_stage[{s}]")
+            raise ValueError(f"{family}: stage {s} has {len(blocks)} blocks, not blocks_per_stage[{s}]")
         for b, inner in enumerate(blocks):
-            where = f"resnet_imagenet: stage {s} block {b}"
+            where = f"{family}: stage {s} block {b}"
             if len(inner) not in (0, inner_len) or not _positive_ints(inner):
                 raise ValueError(f"{where}: inner widths must be {inner_len} positive ints or [], got {inner}")
             if selected is not None and inner and not selected[s][b]:

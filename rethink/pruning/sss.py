@@ -3,20 +3,23 @@ penalty, then removal of the branches whose factor is zero (``pruner=sss``), for
 removable residual blocks (``Family.residual_blocks``) with branch factors (``ResidualBlocks.branch_factors``).
 
 *Factors*: a residual spec with ``branch_scale: true`` in its config (model option ``branch_scale=True`` of
-resnet56/resnet110/resnet34/resnet50, or :func:`with_branch_scale`) builds every block that has a branch with a
-learnable scalar ``layer{s}.{b}.scale`` (init 1) multiplying the branch output after its last BN. The factor is a
-plain parameter of the block (no hooks, no wrapper), so the state_dict holds exactly one extra entry per block and
-nothing when the flag is off: existing specs, parameter counts and checkpoints are unchanged.
+resnet56/resnet110/resnet34/resnet50/resnet50_preact, or :func:`with_branch_scale`) builds every block that has a
+branch with a learnable scalar ``layer{s}.{b}.scale`` (init 1) multiplying the branch output (after its last BN; in
+the pre-activation ResNet-50, after its last conv). The factor is a plain parameter of the block (no hooks, no
+wrapper), so the state_dict holds exactly one extra entry per block and nothing when the flag is off: existing specs,
+parameter counts and checkpoints are unchanged.
 
-*Sparsity training*: :class:`SSSPenalty` applies the proximal step of ``gamma * sum |lambda_i|`` after every optimizer
-step, ``lambda <- sign(lambda) * max(|lambda| - lr * gamma, 0)`` with the current lr of the parameter group holding
-the factor (proximal SGD; the paper uses accelerated proximal gradient, APG). Factors reach exactly zero.
+*Sparsity training* (:mod:`rethink.pruning.sss_training`, ``pruner.optimizer``): the SSS paper's accelerated
+proximal gradient (``apg``, :class:`SSSAPG`: factors clamped at 0, no weight decay) or proximal SGD (``proximal_sgd``,
+:class:`SSSPenalty`). Factors reach exactly zero.
 
 *Pruning*: :func:`blocks_to_keep` reads the factors (kept iff ``|lambda| > threshold``), :func:`remove_blocks` builds
 the pruned spec and a model carrying the kept weights, with each kept factor folded into its branch's last BN
-(weight and bias times lambda), so the pruned model computes what the scaled one did. A removed block whose shortcut
-is the identity is dropped from its stage (its ``relu(x)`` is ``x``: every block input is post-ReLU); a removed block
-whose shortcut downsamples keeps the shortcut only (``inner`` 0 in ``cifar_resnet``, ``[]`` in ``resnet_imagenet``).
+(weight and bias times lambda) or the layer its family names (``Block.factor_layer``: the pre-activation conv3), so
+the pruned model computes what the scaled one did. A removed block whose shortcut is the identity is dropped from its
+stage (its output is its input: post-ReLU in a post-activation ResNet, no ReLU after the addition in a
+pre-activation one); a removed block whose shortcut downsamples keeps the shortcut only (``inner`` 0 in
+``cifar_resnet``, ``[]`` in ``resnet_imagenet`` and ``preresnet_imagenet``).
 
 *Predefined targets*: :func:`sss_target_spec` gives the paper's ResNet-41/32/26 (pruned ResNet-50s).
 """
@@ -24,7 +27,7 @@ whose shortcut downsamples keeps the shortcut only (``inner`` 0 in ``cifar_resne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -36,6 +39,7 @@ from rethink.arch.surgery import check_matches, remove_branches, residual_declar
 from rethink.pruning.context import PruneContext
 from rethink.pruning.decision import Decision
 from rethink.pruning.registry import Needs, Pruner, PrunerSettings, register
+from rethink.pruning.sss_training import SSSAPG, SSSPenalty, branch_scales
 from rethink.settings.typed import NonNegativeFloat
 
 # Per stage (a, b): a = residual branches kept in the stage, b = whether the first block's branch is one of them
@@ -44,6 +48,19 @@ SSS_VARIANTS: dict[str, tuple[tuple[int, bool], ...]] = {
     "resnet41": ((0, False), (4, True), (6, True), (3, True)),
     "resnet32": ((1, False), (4, True), (4, True), (1, True)),
     "resnet26": ((0, False), (2, False), (5, False), (1, True)),
+}
+
+
+# The reference README's ResNet-32 / ResNet-26 are not the nets of the SSS paper's table (docs/protocol.md#sss).
+PUBLISHED_MISMATCH = {
+    "resnet32": (
+        "the reference README's ResNet-32 (1,F)(4,T)(4,T)(1,T) has 14.3M params, the SSS paper's ResNet-32 18.6M "
+        "(the same 2.82 GMACs); (0,F)(4,T)(4,T)(2,T) has both (18.65M on resnet50_preact)"
+    ),
+    "resnet26": (
+        "the reference README's ResNet-26 (0,F)(2,F)(5,F)(1,T) has 14.9M params and 2.28 GMACs, the SSS paper's "
+        "ResNet-26 15.6M and 2.33 GMACs; (0,F)(1,F)(6,T)(1,T) has both (15.62M, 2.33 GMACs on resnet50_preact)"
+    ),
 }
 
 
@@ -67,79 +84,6 @@ def with_branch_scale(spec: ArchSpec, on: bool = True) -> ArchSpec:
     if on:
         config["branch_scale"] = True
     return ArchSpec(spec.family, spec.num_classes, config)
-
-
-def branch_scales(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Block path (e.g. ``layer2.0``) -> its branch factor: every module of ``model`` with a scalar parameter
-    ``scale`` (how the residual families build a factor when ``branch_scale`` is on)."""
-    return {
-        name: module.scale
-        for name, module in model.named_modules()
-        if isinstance(getattr(module, "scale", None), nn.Parameter) and module.scale.numel() == 1
-    }
-
-
-def soft_threshold_(param: torch.Tensor, amount: float) -> None:
-    """In place: ``param <- sign(param) * max(|param| - amount, 0)`` (the proximal step of ``amount * |param|``)."""
-    with torch.no_grad():
-        param.copy_(torch.sign(param) * torch.clamp(param.abs() - amount, min=0))
-
-
-# ------------------------------------------------------------------------------------------------ sparsity training
-
-
-class SSSPenalty(pl.Callback):
-    """Proximal-SGD sparsity on the residual-branch factors: after every optimizer step, each factor is
-    soft-thresholded by ``lr * gamma``, ``lr`` being the lr the step used for the parameter group holding it.
-
-    The lrs are read in ``on_before_optimizer_step`` (after backward, inside the step: the lr the update uses, before
-    any scheduler moves it) and the threshold is applied in ``on_train_batch_end``, after the update; so with
-    gradient accumulation it runs once per optimizer step. A factor that is in no optimizer, or frozen, is left
-    alone. The network is ``pl_module.<network_attr>`` (or the LightningModule itself when ``network_attr`` is
-    None); it must have been built with ``branch_scale: true``. Weight decay, if the optimizer applies it to the
-    factors, adds on top.
-    """
-
-    def __init__(self, gamma: float, network_attr: str | None = "model") -> None:
-        super().__init__()
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma >= 0:
-            raise ValueError(f"sss gamma must be a number >= 0, got {gamma!r}")
-        self.gamma = float(gamma)
-        self.network_attr = network_attr
-        self._step_lrs: dict[int, float] = {}  # id(param) -> lr of the optimizer step in progress
-
-    def _scales(self, pl_module: pl.LightningModule) -> dict[str, nn.Parameter]:
-        network: Any = pl_module if self.network_attr is None else getattr(pl_module, self.network_attr, None)
-        if not isinstance(network, nn.Module):
-            raise ValueError(f"SSSPenalty: the LightningModule has no network attribute '{self.network_attr}'")
-        scales = branch_scales(network)
-        if not scales:
-            raise ValueError(
-                "SSSPenalty: the network has no residual-branch factors; build it with branch_scale: true "
-                "(e.g. model option branch_scale=true, or rethink.pruning.sss.with_branch_scale)"
-            )
-        return scales
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._scales(pl_module)  # fail early
-        self._step_lrs = {}
-
-    def on_before_optimizer_step(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
-    ) -> None:
-        for group in optimizer.param_groups:
-            for param in group["params"]:
-                self._step_lrs[id(param)] = float(group["lr"])
-
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        lrs, self._step_lrs = self._step_lrs, {}
-        if not lrs:
-            return  # no optimizer step this batch (gradient accumulation)
-        for scale in self._scales(pl_module).values():
-            if scale.requires_grad and id(scale) in lrs:
-                soft_threshold_(scale, lrs[id(scale)] * self.gamma)
 
 
 # ----------------------------------------------------------------------------------------------------------- pruning
@@ -179,9 +123,10 @@ def remove_blocks(model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool
         for new_path, block in old_of_new.items():
             if block.path in scales and keep[block.stage][block.index]:  # kept branch with a factor: fold it
                 factor = scales[block.path].detach()
-                bn = pruned.get_submodule(f"{new_path}.{block.last_bn}")
-                bn.weight.mul_(factor.to(bn.weight))
-                bn.bias.mul_(factor.to(bn.bias))
+                layer = pruned.get_submodule(f"{new_path}.{block.factor_layer or block.last_bn}")
+                layer.weight.mul_(factor.to(layer.weight))
+                if layer.bias is not None:
+                    layer.bias.mul_(factor.to(layer.bias))
     return pruned_spec, pruned
 
 
@@ -191,7 +136,8 @@ def remove_blocks(model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool
 def sss_target_spec(spec: ArchSpec, variant: str) -> ArchSpec:
     """The paper's pruned ResNet-50 ``variant`` ("resnet41", "resnet32", "resnet26"; docs/protocol.md#sss) of ``spec``.
 
-    ``spec`` must be a (possibly width-scaled) bottleneck ResNet-50 with every branch. Per stage (a, b): with b the
+    ``spec`` must be a (possibly width-scaled) bottleneck ResNet-50 (``resnet50`` or ``resnet50_preact``) with every
+    branch. Per stage (a, b): with b the
     stage keeps its first block and a - 1 further blocks; without, the first block keeps only its projection
     shortcut and a further blocks follow. The result has no ``branch_scale`` (targets are trained from scratch).
     """
@@ -200,9 +146,11 @@ def sss_target_spec(spec: ArchSpec, variant: str) -> ArchSpec:
     blocks = residual_blocks(spec)
     config = spec.config
     if config.get("block") != "bottleneck" or [len(stage) for stage in blocks] != [3, 4, 6, 3]:
-        raise ValueError("the SSS ResNet-41/32/26 targets are pruned ResNet-50s: they need the resnet50 spec")
+        raise ValueError(
+            "the SSS ResNet-41/32/26 targets are pruned ResNet-50s: they need the resnet50 (or resnet50_preact) spec"
+        )
     if not all(block.has_branch for stage in blocks for block in stage):
-        raise ValueError("sss_target_spec needs the unpruned resnet50 spec (every block with its branch)")
+        raise ValueError("sss_target_spec needs an unpruned ResNet-50 spec (every block with its branch)")
     keep = [
         [index < kept if first_kept else 1 <= index <= kept for index in range(len(stage))]
         for (kept, first_kept), stage in zip(SSS_VARIANTS[variant], blocks)
@@ -217,12 +165,14 @@ def sss_target_spec(spec: ArchSpec, variant: str) -> ArchSpec:
 @dataclass(frozen=True)
 class SSSSettings(PrunerSettings):
     """``pruner=sss``: a predefined ``variant`` (ResNet-41/32/26), or branch factors trained with the sparse penalty
-    ``gamma`` and the branches whose factor ends at or below ``threshold`` removed."""
+    ``gamma`` by ``optimizer`` (``apg``: the SSS paper's; ``proximal_sgd``: SGD then a soft-threshold, this package's
+    earlier behaviour) and the branches whose factor ends at or below ``threshold`` removed."""
 
     name: str = "sss"
     variant: str | None = None
     gamma: NonNegativeFloat = 0.01
     threshold: NonNegativeFloat = 0.0
+    optimizer: Literal["apg", "proximal_sgd"] = "apg"
 
 
 @register
@@ -247,10 +197,15 @@ class SSS(Pruner):
         return None if self.settings.variant is None else sss_target_spec(large, str(self.settings.variant))
 
     def regularizer(self, large: ArchSpec) -> dict[str, Any]:
-        return {"sss_gamma": self.settings.gamma}
+        return {"sss_gamma": self.settings.gamma, "sss_optimizer": self.settings.optimizer}
 
     def pretrain_callbacks(self, large: ArchSpec) -> list[pl.Callback]:
-        return [SSSPenalty(self.settings.gamma)]
+        penalty = SSSAPG if self.settings.optimizer == "apg" else SSSPenalty
+        return [penalty(self.settings.gamma)]
+
+    def notes(self) -> list[str]:
+        variant = self.settings.variant
+        return [PUBLISHED_MISMATCH[variant]] if variant in PUBLISHED_MISMATCH else []
 
     def decide(self, context: PruneContext) -> Decision:
         blocks = blocks_to_keep(context.model, context.spec, self.settings.threshold)

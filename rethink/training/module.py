@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pytorch_lightning as pl
 import torch
@@ -17,8 +17,17 @@ from rethink.training.recipes import Recipe
 from rethink.training.speed import as_input, to_memory_format, uses_channels_last
 
 
+@runtime_checkable
+class SelfOptimising(Protocol):
+    """A callback that updates some parameters itself (e.g. :class:`rethink.pruning.sss_training.SSSAPG`): the
+    optimizer puts them in a group of their own, at the same lr and without weight decay."""
+
+    def self_optimised_parameters(self, pl_module: pl.LightningModule) -> list[str]: ...
+
+
 class ClassificationModule(pl.LightningModule):
-    """Cross-entropy classification with SGD (momentum, weight decay on all parameters) and a multi-step LR.
+    """Cross-entropy classification with SGD (momentum, weight decay on all parameters but those a callback updates
+    itself, :class:`SelfOptimising`) and a multi-step LR.
 
     Each epoch ends with a pass over the test set (as the reference code does); ``test/top1`` is logged per epoch and
     ``test/top1_best`` tracks the best epoch, in percent like ``train/top1`` and result.json. ``top5`` adds top-5
@@ -108,7 +117,7 @@ class ClassificationModule(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         recipe = self.recipe
         optimizer = torch.optim.SGD(
-            self.parameters(),
+            self._param_groups(),
             lr=recipe.lr,
             momentum=recipe.momentum,
             weight_decay=recipe.weight_decay,
@@ -118,6 +127,20 @@ class ClassificationModule(pl.LightningModule):
             optimizer, milestones=list(recipe.milestones), gamma=recipe.lr_gamma
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """Every parameter in one group, but those a callback of the run updates itself (:class:`SelfOptimising`): a
+        second group with weight decay 0 (the scheduler moves its lr with the first)."""
+        callbacks = [c for c in self.trainer.callbacks if isinstance(c, SelfOptimising)]
+        own = {name for callback in callbacks for name in callback.self_optimised_parameters(self)}
+        named = dict(self.named_parameters())
+        unknown = sorted(own - set(named))
+        if unknown:
+            raise ValueError(f"a callback updates parameters the module does not have: {unknown[:5]}")
+        groups = [{"params": [p for n, p in named.items() if n not in own]}]
+        if own:
+            groups.append({"params": [p for n, p in named.items() if n in own], "weight_decay": 0.0})
+        return groups
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rethink_accuracy"] = {"best": dict(self.best), "last": dict(self.last)}
