@@ -25,6 +25,11 @@ SWEEPS = {
         {"automatic", "uniform", "guided"},
         {"automatic": "automatic", "guided": "guided"},
     ),
+    "figure3_weight_level_transferred": (
+        "weights",
+        {"uniform", "transferred guided"},
+        {"transferred guided": "transferred guided from vgg16"},
+    ),
 }
 
 
@@ -36,6 +41,7 @@ SWEEPS = {
         pytest.param("figure3_guided", (), marks=pytest.mark.slow),
         pytest.param("figure3_slimming", (), marks=pytest.mark.slow),
         pytest.param("figure3_weight_level", (), marks=pytest.mark.slow),
+        pytest.param("figure3_weight_level_transferred", (), marks=pytest.mark.slow),
     ],
 )
 def test_quick_figure3_sweep_draws_its_curves(name: str, overrides: tuple[str, ...], tmp_path: Path) -> None:
@@ -60,6 +66,10 @@ def test_quick_figure3_sweep_draws_its_curves(name: str, overrides: tuple[str, .
             s for r in found if r["cell"]["pruner"] in ("guided", "uniform") for s in r["stages"] if "source" in s
         ]
         assert {s["source"]["model"] for s in sourced} == {"vgg19", "vgg16"}
+    if name == "figure3_weight_level_transferred":  # both methods follow the VGG-16 cells' global magnitude decisions
+        sourced = [(r["cell"]["pruner"], s["source"]["model"]) for r in found for s in r["stages"] if "source" in s]
+        assert {pruner for pruner, _ in sourced} == {"guided_sparsity", "uniform_sparsity"}
+        assert {model for _, model in sourced} == {"vgg16"}
 
     report = run("rethink.report", str(sweep_dir), "--out", str(report_dir))
     assert report.returncode == 0, report.stderr[-3000:]

@@ -194,3 +194,13 @@ def test_the_paper_configs_sample_as_the_originals_and_the_dry_run_says_so() -> 
     ]
     requested = planned[2].plan.to_dict()["pruning"]["requested"]
     assert (requested["samples"], requested["positions_per_image"], requested["multi_branch"]) == (50000, 10, True)
+
+
+def test_pruners_that_now_decide_differently_carry_a_revision_in_their_keys() -> None:
+    from rethink.pruning.guided_sparsity import GuidedSparsitySettings
+    from rethink.pruning.uniform_sparsity import UniformSparsitySettings
+
+    for settings in (RegressionSettings(ratio=0.5), GuidedSparsitySettings(), UniformSparsitySettings()):
+        assert settings.key_values()["revision"] == 1  # stored decisions made the old way are not reused
+        assert "revision" not in create(settings, "vgg16").requested()
+    assert "revision" not in ThiNetSettings(ratio=0.5).key_values()  # its decisions at the defaults are unchanged

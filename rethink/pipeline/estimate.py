@@ -80,8 +80,10 @@ def stage_estimates(plan: CellPlan) -> list[StageEstimate]:
     def add(stage: str, key: str | None, epochs: int | None, flops: int, upper_bound: bool = False) -> None:
         estimates.append(StageEstimate(stage, key, epochs, flops, images, stored(root, stage, key), upper_bound))
 
+    guide = None
     if plan.source is not None:  # a guided pruner: the source cell's pretrain and prune (its retraining is not run)
         estimates += stage_estimates(plan.source)[:-1]
+        guide = estimates[-1].key  # the source's decision, which a decision on this cell's trained model follows
     prune = None
     if plan.needs_pretrain:
         if plan.pretrained_weights:  # imported: evaluated, not trained; keyed by the file's content
@@ -97,7 +99,8 @@ def stage_estimates(plan: CellPlan) -> list[StageEstimate]:
                 add("prune", prune, 0, large)
                 source = None if prune is None else keys.round_key(plan, prune, stage)
                 add(stage.name, source, stage.recipe.epochs, large)
-            prune = None if source is None else keys.prune_key(plan, source, plan.pruner.rounds())
+            unknown = source is None or (plan.source is not None and guide is None)
+            prune = None if unknown else keys.prune_key(plan, source, plan.pruner.rounds(), guide)
             add("prune", prune, 0, large)
     if plan.pruner.prunes:
         stage = plan.retrain

@@ -66,14 +66,17 @@ def pretrain_key(plan: "CellPlan", weights_sha256: str | None = None) -> str:
     return content_key({"stage": "pretrain", "spec": plan.large.to_dict(), **origin, **shared(plan)})
 
 
-def prune_key(plan: "CellPlan", source_key: str, round_index: int) -> str:
+def prune_key(plan: "CellPlan", source_key: str, round_index: int, guide: str | None = None) -> str:
     """A decision on the weights of stage ``source_key``: the pruner's settings (and calibration when it reads
-    data); round ``round_index`` of iterative pruning."""
+    data); round ``round_index`` of iterative pruning; ``guide``: the source cell's prune key, when its decision
+    guides this one (transferred guided sparsification)."""
     payload: dict[str, Any] = {
         "stage": "prune",
         "source": source_key,
         "pruner": plan.settings.pruner.key_values(),
     }
+    if guide is not None:
+        payload["guide"] = guide
     if round_index > 1:
         payload["round"] = round_index
     if plan.pruner.requirements().calibration:

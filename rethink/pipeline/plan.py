@@ -73,7 +73,7 @@ class CellPlan:
     budget: Budget | None = None
     sparse: SparseCost | None = None
     decided: dict[str, Any] | None = None  # the decision's notes (decision.json), once training has decided
-    source: "CellPlan | None" = None  # the cell whose decision guides this one's target (Pruner.source)
+    source: "CellPlan | None" = None  # the cell whose decision guides this one's target or decision (Pruner.source)
     detection: Any = None  # task=detection: the detection stages after this cell's (rethink.detection.plan)
 
     @property
@@ -327,8 +327,9 @@ def build_plan(settings: Settings) -> CellPlan:
             f"scratch (schedule=scratch_e or scratch_b), not schedule={schedule.name}."
         )
     guide = pruner.source()
-    if guide is not None:
-        return dataclasses.replace(plan, stages=(retrain,), budget=budget, source=_source_plan(settings, guide, plan))
+    source = None if guide is None else _source_plan(settings, guide, plan)
+    if source is not None and not needs.trained_model:  # the target derives from the source's decision alone
+        return dataclasses.replace(plan, stages=(retrain,), budget=budget, source=source)
     iterative = pruner.rounds() > 1
     if (retrain.init == ORIGINAL or iterative) and settings.pretrain.weights:
         what = f"iterative pruning (pruner.rounds={pruner.rounds()})" if iterative else f"schedule={schedule.name}"
@@ -342,7 +343,7 @@ def build_plan(settings: Settings) -> CellPlan:
         rounds = tuple(StagePlan("imp", "large", ORIGINAL, pretrain) for _ in range(pruner.rounds() - 1))
         stages = (*plan.stages, *rounds)
         check_calibration(settings, pruner, large, target)
-    return _importing(dataclasses.replace(plan, stages=(*stages, retrain), budget=budget))
+    return _importing(dataclasses.replace(plan, stages=(*stages, retrain), budget=budget, source=source))
 
 
 def _source_plan(settings: Settings, guide: SourceCell, plan: CellPlan) -> CellPlan:

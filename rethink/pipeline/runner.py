@@ -56,6 +56,20 @@ def _cost(start: float, device: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Guide:
+    """The source cell's decision a guided cell follows: its decided models, its prune stage's key and its resolved
+    plan."""
+
+    models: SourceModels
+    key: str
+    plan: CellPlan
+
+    def notes(self) -> dict[str, Any]:
+        """What the guided cell's decision records of it: the source cell and its pruning summary."""
+        return {"source": self.plan.cell, "source_pruning": self.plan.pruning_summary()}
+
+
+@dataclass(frozen=True)
 class RetrainStart:
     """Where the retraining's weights can start (:class:`rethink.pipeline.schedules.Start`; the schedule picks)."""
 
@@ -194,9 +208,12 @@ class CellRunner:
 
     # ---------------------------------------------------------------------------------------------- pruning
 
-    def _prune(self, source: Outcome, original: Path, round_index: int, previous: Decision | None) -> Outcome:
-        """Decide on the weights of ``source`` in the prune stage's Lightning run; the artifact also keeps the
-        original initialisation (``original``, when there is one) cut the same way."""
+    def _prune(
+        self, source: Outcome, original: Path, round_index: int, previous: Decision | None, guide: Guide | None = None
+    ) -> Outcome:
+        """Decide on the weights of ``source`` in the prune stage's Lightning run (``guide``: the source cell's
+        decision it follows); the artifact also keeps the original initialisation (``original``, when there is one)
+        cut the same way."""
         plan, large = self.plan, self.plan.large
         pruner, seed, calibration = plan.pruner, plan.cell["seed"], plan.settings.calibration
 
@@ -204,6 +221,7 @@ class CellRunner:
             return PruneContext(
                 network, large, plan.model_name, seed, plan.pruned, round_index, pruner.rounds(), previous, trainer,
                 calibration.batches, calibration_images_per_class=calibration.images_per_class,
+                source=None if guide is None else guide.models,
             )  # fmt: skip
 
         def compute(path: Path) -> Produced:
@@ -222,12 +240,14 @@ class CellRunner:
             meta |= _cost(start, device_label(module.trainer))
             return Produced(files, callback.decision, meta=meta)
 
-        outcome = self._stage("prune", keys.prune_key(plan, source.key, round_index), compute, Decision.load)
+        key = keys.prune_key(plan, source.key, round_index, None if guide is None else guide.key)
+        outcome = self._stage("prune", key, compute, Decision.load)
         self._record(outcome, **outcome.meta)
         return outcome
 
-    def _resolve(self, decision: Decision) -> None:
-        """The plan with the decided architecture; with masks, its cost counts only the nonzero conv weights."""
+    def _resolve(self, decision: Decision, guide: Guide | None = None) -> None:
+        """The plan with the decided architecture; with masks, its cost counts only the nonzero conv weights. A
+        decision that followed a source cell's (``guide``) names it."""
         plan, sparse = self.plan, None
         if decision.masks is not None:
             model = build(decision.spec)
@@ -238,7 +258,7 @@ class CellRunner:
             report = sparsity_report(decision.masks)["total"]
             stages = stage_kept_weights(decision.masks, feature_map_sizes(decision.spec, plan.input_size))
             sparse = SparseCost(params, cost.flops_record(), report, stages)
-        self.plan = plan.resolve(decision.spec, sparse, decision.notes)
+        self.plan = plan.resolve(decision.spec, sparse, decision.notes | ({} if guide is None else guide.notes()))
 
     # ------------------------------------------------------------------------------------------------- cell
 
@@ -246,6 +266,7 @@ class CellRunner:
         """Pretrain (or import) the large model and prune it (with iterative pruning's rounds); the plan becomes the
         resolved one. Returns the final prune stage and its decision."""
         plan = self.plan
+        guide = None if plan.source is None else self._source_decision()
         pretrain = source = self._pretrain()
         decision = None
         for round_index, stage in enumerate(plan.stages[1:-1], start=1):  # iterative: retrain init x decision
@@ -254,13 +275,13 @@ class CellRunner:
             initial = load_state(prune.path / "init.pt")
             key = keys.round_key(plan, prune.key, stage)
             source = self._fit(stage, key, plan.large, initial, decision.keepers())
-        prune = self._prune(source, pretrain.path, plan.pruner.rounds(), decision)
-        self._resolve(prune.payload)
+        prune = self._prune(source, pretrain.path, plan.pruner.rounds(), decision, guide)
+        self._resolve(prune.payload, guide)
         return prune, prune.payload
 
-    def _guided(self) -> None:
-        """Run (or reuse) the source cell's pretrain and prune stages, then resolve this plan's target from its
-        decision; the source's stage records join this cell's, marked with the source cell."""
+    def _source_decision(self) -> Guide:
+        """Run (or reuse) the source cell's pretrain and prune stages; their records join this cell's, marked with
+        the source cell."""
         plan, source = self.plan, self.plan.source
         assert source is not None
         context = self.run_context
@@ -269,13 +290,16 @@ class CellRunner:
             context.datamodule if same_data else build_datamodule(source.settings.dataset, source.settings.seed)
         )
         runner = CellRunner(source, datamodule, context.run_dir)
-        _, decision = runner.decide()
+        prune, decision = runner.decide()
         self.records += [{**record, "source": source.cell} for record in runner.records]
-        decided = SourceModels(source.large, decision.spec, source.input_size)
-        target = plan.pruner.align(plan.large, plan.pruner.target_from(plan.large, plan.input_size, decided))
-        self.plan = plan.resolve(
-            target, decided={"source": source.cell, "source_pruning": runner.plan.pruning_summary()}
-        )
+        models = SourceModels(source.large, decision.spec, source.input_size, decision.masks)
+        return Guide(models, prune.key, runner.plan)
+
+    def _guided(self) -> None:
+        """Resolve this plan's target from the source cell's decision (:meth:`_source_decision`)."""
+        plan, guide = self.plan, self._source_decision()
+        target = plan.pruner.align(plan.large, plan.pruner.target_from(plan.large, plan.input_size, guide.models))
+        self.plan = plan.resolve(target, decided=guide.notes())
 
     def run(self) -> dict[str, Any]:
         """All stages in order; returns the final stage's metrics."""

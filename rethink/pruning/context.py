@@ -4,7 +4,7 @@ data (calibration batches of ``trainer.datamodule``), the strategy and the devic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,17 @@ class CalibrationShape:
     images: int
 
 
+@dataclass(frozen=True)
+class SourceModels:
+    """The source cell's large model, its decided pruned model (None before it is decided), its input size and, for
+    a weight-level decision, its keep-masks (what a guided pruner reads of the cell guiding it)."""
+
+    large: ArchSpec
+    pruned: ArchSpec | None
+    input_size: int
+    masks: Mapping[str, Tensor] | None = None
+
+
 @dataclass
 class PruneContext:
     """The inputs of one pruning decision.
@@ -39,7 +50,9 @@ class PruneContext:
     trainer: the Lightning run the decision is made in (None outside one, e.g. in unit tests);
     calibration_batches: how many training batches :meth:`calibration` gives (``calibration.batches``);
     calibration_images_per_class: instead, that many images of every class (``calibration.images_per_class``);
-    batches: calibration batches given directly (outside a Lightning run), used instead of the data module's.
+    batches: calibration batches given directly (outside a Lightning run), used instead of the data module's;
+    source: the source cell's decided models, for a pruner with a :meth:`~rethink.pruning.Pruner.source` that also
+        reads this cell's trained model (transferred guided sparsification).
     """
 
     model: nn.Module
@@ -54,6 +67,7 @@ class PruneContext:
     calibration_batches: int = 0
     batches: list[tuple[Tensor, Tensor]] | None = None
     calibration_images_per_class: int | None = None
+    source: SourceModels | None = None
 
     @property
     def datamodule(self) -> "pl.LightningDataModule | None":

@@ -157,12 +157,15 @@ def is_3x3(mask: Tensor) -> bool:
 
 
 def stage_kept_weights(masks: Mapping[str, Tensor], sizes: Mapping[str, int]) -> dict[int, float]:
-    """Per stage (feature-map size, largest first): the mean over its 3x3 convs of their kept fraction of weights."""
-    kept: dict[int, list[float]] = {}
+    """Per stage (feature-map size, largest first): the kept fraction of all its 3x3 conv weights pooled (kept 3x3
+    weights of the stage / its 3x3 weights), so a large layer weighs more than a small one."""
+    counts: dict[int, list[int]] = {}
     for name, mask in masks.items():
         if is_3x3(mask) and name in sizes:
-            kept.setdefault(sizes[name], []).append(float(mask.float().mean()))
-    return {size: sum(kept[size]) / len(kept[size]) for size in sorted(kept, reverse=True)}
+            kept_total = counts.setdefault(sizes[name], [0, 0])
+            kept_total[0] += int(mask.sum())
+            kept_total[1] += mask.numel()
+    return {size: counts[size][0] / counts[size][1] for size in sorted(counts, reverse=True)}
 
 
 def _prune_index(flat: Tensor, ratio: float, iterative: bool, where: str) -> int:

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 from rethink.errors import UserError
 from rethink.kinds import Kinds
 from rethink.options import offer_defaults
+from rethink.pruning.context import SourceModels
 from rethink.settings.schema import PrunerSettings
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
-    from torch import Tensor, nn
+    from torch import nn
 
     from rethink.arch.spec import ArchSpec
     from rethink.pruning.context import CalibrationShape, PruneContext
@@ -57,17 +58,6 @@ class SourceCell:
     model: str | None = None
     dataset: str | None = None
     seed: int | None = None
-
-
-@dataclass(frozen=True)
-class SourceModels:
-    """The source cell's large model, its decided pruned model (None before it is decided), its input size and, for
-    a weight-level decision, its keep-masks."""
-
-    large: "ArchSpec"
-    pruned: "ArchSpec | None"
-    input_size: int
-    masks: "Mapping[str, Tensor] | None" = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +161,7 @@ class Pruner:
 
     def requested(self) -> dict[str, Any]:
         """The settings a run asked for (``pruning.requested`` of result.json)."""
-        return {k: v for k, v in self.settings.key_values().items() if k != "name"}
+        return {k: v for k, v in self.settings.key_values().items() if k not in ("name", "revision")}
 
     def decide(self, context: "PruneContext") -> "Decision":
         """What to keep of ``context.model``."""

@@ -12,7 +12,7 @@ target count of non-zero coefficients is found without a search over lambda.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from sklearn.linear_model import lars_path
@@ -70,6 +70,7 @@ class RegressionSettings(LayerwiseSettings):
     name: str = "regression"
     lasso_rows: PositiveInt = 20000
     multi_branch: bool = False
+    revision: ClassVar[int] = 1  # 1: the rebuild refits the bias (an intercept), as He et al.'s code
 
 
 def least_squares(inputs: Tensor, targets: Tensor, intercept: bool) -> tuple[Tensor, Tensor | None]:

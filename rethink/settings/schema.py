@@ -46,11 +46,21 @@ class Keyed:
 
     added_later: ClassVar[tuple[str, ...]] = ()
 
+    revision: ClassVar[int] = 0  # bumped when the same settings decide differently, so stored results are not reused
+
     def key_values(self) -> dict[str, Any]:
-        """The settings a stage key hashes: all but those ``added_later`` still at their default."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        """The settings a stage key hashes: all but those ``added_later`` still at their default, and a non-zero
+        ``revision``."""
+        defaults = {f.name: _default(f) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
         values = dataclasses.asdict(self)  # type: ignore[call-overload]
-        return {k: v for k, v in values.items() if not (k in self.added_later and v == defaults[k])}
+        kept = {k: v for k, v in values.items() if not (k in self.added_later and v == defaults[k])}
+        return kept | ({"revision": self.revision} if self.revision else {})
+
+
+def _default(field: dataclasses.Field) -> Any:
+    """A field's default as :func:`dataclasses.asdict` gives its value (a ``default_factory``'s dataclass as a dict)."""
+    value = field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 @dataclass(frozen=True)
