@@ -110,6 +110,7 @@ def test_round_to_is_validated_and_unset_keeps_the_keys() -> None:
     assert "round_to" not in plain.key_values() and "ratio" not in plain.key_values()
 
 
+@pytest.mark.slow  # ~20 s: plans all 90 cells
 def test_aligned_cifar10_dry_run_lists_every_cell() -> None:
     cells = json.loads(run_main("experiment=aligned_cifar10", "dry_run=json").stdout)["cells"]
     assert len(cells) == 5 * 3 * 2 * 3 and all(cell["plan"] for cell in cells)

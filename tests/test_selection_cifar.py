@@ -23,6 +23,9 @@ from rethink.pruning.random import RandomSettings
 from rethink.pruning.regression import RegressionSettings
 from rethink.pruning.thinet import ThiNetSettings
 
+# ~70 s (a VGG-16 trained on real CIFAR-10 images): the slow suite (make test-slow)
+pytestmark = pytest.mark.slow
+
 CRITERIA = {
     "l1": FilterTargetSettings(variant="A"),
     "random": RandomSettings(variant="A"),
