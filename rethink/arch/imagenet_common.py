@@ -46,3 +46,11 @@ def init_weights(model: nn.Module, init: dict[str, Any]) -> None:
         elif isinstance(module, nn.Linear) and init["linear"] == "normal_0.01":
             nn.init.normal_(module.weight, 0.0, 0.01)
             nn.init.zeros_(module.bias)
+
+
+def add_stem(model: nn.Module, width: int) -> None:
+    """The ImageNet ResNet stem as ``model``'s ``conv1`` (7x7/2, no bias), ``bn1``, ``relu`` and ``maxpool`` (3x3/2)."""
+    model.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    model.bn1 = nn.BatchNorm2d(width)
+    model.relu = nn.ReLU(inplace=True)
+    model.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)

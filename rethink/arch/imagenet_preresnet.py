@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from rethink.arch.family import Block, Family, ResidualBlocks, drop_branches
+from rethink.arch.imagenet_common import add_stem
 from rethink.arch.imagenet_resnet import check_resnet_config, resnet_config
 from rethink.arch.layers import resolve_options
 from rethink.arch.registry import register_family, register_model
@@ -72,10 +73,7 @@ class ImageNetPreResNet(nn.Module):
     def __init__(self, config: dict[str, Any], num_classes: int) -> None:
         super().__init__()
         stem = config["stem_width"]
-        self.conv1 = nn.Conv2d(3, stem, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        add_stem(self, stem)
         in_width, scale = stem, bool(config.get("branch_scale", False))
         for index, (out_width, stride, blocks) in enumerate(
             zip(config["stage_out_widths"], config["strides"], config["inner_widths"]), start=1

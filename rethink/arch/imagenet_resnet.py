@@ -22,7 +22,7 @@ from rethink.arch.family import (
     inner_group,
     selection_group,
 )
-from rethink.arch.imagenet_common import init_config, init_weights
+from rethink.arch.imagenet_common import add_stem, init_config, init_weights
 from rethink.arch.layers import SELECTION_COSTS, resolve_options, scaled, selection_layer
 from rethink.arch.registry import register_family, register_model
 from rethink.arch.spec import ArchSpec
@@ -96,10 +96,7 @@ class ImageNetResNet(nn.Module):
     def __init__(self, config: dict[str, Any], num_classes: int) -> None:
         super().__init__()
         stem = config["stem_width"]
-        self.conv1 = nn.Conv2d(3, stem, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        add_stem(self, stem)
         in_width = stem
         stages = zip(config["stage_out_widths"], config["strides"], config["inner_widths"])
         selected = config.get("selected")
