@@ -18,15 +18,16 @@ block, the projection of its pre-activated input (``bn1``, ReLU, 1x1 conv are ke
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from rethink.arch.family import Block, Family, ResidualBlocks, drop_branches
+from rethink.arch.family import Block, Family, ResidualBlocks
 from rethink.arch.imagenet_common import add_stem
-from rethink.arch.imagenet_resnet import check_resnet_config, resnet_config
+from rethink.arch.imagenet_resnet import check_resnet_config, residual_blocks_of, resnet_config, without_branches
 from rethink.arch.layers import resolve_options
 from rethink.arch.registry import register_family, register_model
 from rethink.arch.spec import ArchSpec
@@ -126,28 +127,8 @@ def build_preresnet(spec: ArchSpec) -> nn.Module:
 
 
 def _blocks(spec: ArchSpec) -> list[list[Block]]:
-    config = spec.config
-    _check(config)
-    in_width, stages = config["stem_width"], []
-    for s, (blocks, out_width, stride) in enumerate(
-        zip(config["inner_widths"], config["stage_out_widths"], config["strides"])
-    ):
-        stage = []
-        for b, inner in enumerate(blocks):
-            downsamples = (stride if b == 0 else 1) != 1 or in_width != out_width
-            stage.append(Block(s, b, bool(inner), downsamples, "bn3", factor_layer="conv3"))
-            in_width = out_width
-        stages.append(stage)
-    return stages
-
-
-def _without(
-    spec: ArchSpec, keep: Sequence[Sequence[bool]], drop_identity: bool = True
-) -> tuple[dict[str, Any], dict[str, Block]]:
-    stages, old_of_new = drop_branches(_blocks(spec), spec.config["inner_widths"], keep, [], drop_identity)
-    config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
-    config.update(inner_widths=stages, blocks_per_stage=[len(stage) for stage in stages])
-    return config, old_of_new
+    _check(spec.config)
+    return residual_blocks_of(spec.config, "bn3", factor_layer="conv3")
 
 
 def resnet50_preact_spec(num_classes: int, **options: Any) -> ArchSpec:
@@ -159,7 +140,11 @@ def resnet50_preact_spec(num_classes: int, **options: Any) -> ArchSpec:
     return ArchSpec(FAMILY, num_classes, {**config, "branch_scale": True} if opts["branch_scale"] else config)
 
 
-register_family(Family(FAMILY, build_preresnet, residual_blocks=ResidualBlocks(_blocks, _without)))
+register_family(
+    Family(
+        FAMILY, build_preresnet, residual_blocks=ResidualBlocks(_blocks, functools.partial(without_branches, _blocks))
+    )
+)
 register_model(
     "resnet50_preact",
     "imagenet",

@@ -7,7 +7,8 @@ be removed (Sparse Structure Selection, network slimming's ``on_empty=remove_blo
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -245,10 +246,9 @@ def filter_numbering(config: dict[str, Any]) -> list[NumberedConv]:
     return convs
 
 
-def _blocks(spec: ArchSpec) -> list[list[Block]]:
-    config = spec.config
-    check_resnet_config(config)
-    last_bn = f"bn{len(BLOCK_KINDS[config['block']][0])}"
+def residual_blocks_of(config: dict[str, Any], last_bn: str, factor_layer: str | None = None) -> list[list[Block]]:
+    """The residual blocks of an ImageNet ResNet config per stage (``last_bn`` / ``factor_layer``: see
+    :class:`~rethink.arch.family.Block`)."""
     in_width, stages = config["stem_width"], []
     for s, (blocks, out_width, stride) in enumerate(
         zip(config["inner_widths"], config["stage_out_widths"], config["strides"])
@@ -256,22 +256,32 @@ def _blocks(spec: ArchSpec) -> list[list[Block]]:
         stage = []
         for b, inner in enumerate(blocks):
             downsamples = (stride if b == 0 else 1) != 1 or in_width != out_width
-            stage.append(Block(s, b, bool(inner), downsamples, last_bn))
+            stage.append(Block(s, b, bool(inner), downsamples, last_bn, factor_layer=factor_layer))
             in_width = out_width
         stages.append(stage)
     return stages
 
 
-def _without(
-    spec: ArchSpec, keep: Sequence[Sequence[bool]], drop_identity: bool = True
+def without_branches(
+    blocks: Callable[[ArchSpec], list[list[Block]]],
+    spec: ArchSpec,
+    keep: Sequence[Sequence[bool]],
+    drop_identity: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Block]]:
-    blocks = _blocks(spec)
-    stages, old_of_new = drop_branches(blocks, spec.config["inner_widths"], keep, [], drop_identity)
+    """The config of an ImageNet ResNet ``spec`` without the branches ``keep`` marks False (``blocks``: its
+    family's residual blocks), and each new block's old block (:class:`~rethink.arch.family.ResidualBlocks`)."""
+    declared = blocks(spec)
+    stages, old_of_new = drop_branches(declared, spec.config["inner_widths"], keep, [], drop_identity)
     config = {k: v for k, v in spec.config.items() if k != "branch_scale"}
     config.update(inner_widths=stages, blocks_per_stage=[len(stage) for stage in stages])
     if "selected" in config:
-        config["selected"] = drop_branches(blocks, spec.config["selected"], keep, [], drop_identity)[0]
+        config["selected"] = drop_branches(declared, spec.config["selected"], keep, [], drop_identity)[0]
     return config, old_of_new
+
+
+def _blocks(spec: ArchSpec) -> list[list[Block]]:
+    check_resnet_config(spec.config)
+    return residual_blocks_of(spec.config, f"bn{len(BLOCK_KINDS[spec.config['block']][0])}")
 
 
 def _with_branch_scale(config: dict[str, Any], on: Any) -> dict[str, Any]:
@@ -321,7 +331,7 @@ register_family(
         build_resnet,
         channel_groups=channel_groups,
         filter_numbering=filter_numbering,
-        residual_blocks=ResidualBlocks(_blocks, _without),
+        residual_blocks=ResidualBlocks(_blocks, functools.partial(without_branches, _blocks)),
         layer_costs=SELECTION_COSTS,
     )
 )
