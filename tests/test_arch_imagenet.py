@@ -11,6 +11,7 @@ from torch import nn
 
 from rethink.arch import ArchSpec, build, default_spec, spec_cost
 from rethink.arch.cost import count_params
+from rethink.pruning.sss import sss_target_spec
 
 IMAGENET_MODELS = ["resnet34", "resnet50", "resnet50_preact", "vgg11_bn", "vgg16_imagenet", "vgg16_bn"]
 
@@ -66,7 +67,8 @@ SSS_PUBLISHED = {
         (False, False),
     ),
 }
-# the specs that do have the published ResNet-32 / ResNet-26 sizes (found by search over every (a, b) per stage)
+# the specs that do have the published ResNet-32 / ResNet-26 sizes (found by search over every (a, b) per stage):
+# pruner.variant=resnet32_sss_paper / resnet26_sss_paper
 SSS_PUBLISHED_SPECS = {
     "resnet32": ([(0, False), (4, True), (4, True), (2, True)], 18_654_120, 2_817_523_712),
     "resnet26": ([(0, False), (1, False), (6, True), (1, True)], 15_619_496, 2_329_411_584),
@@ -163,8 +165,9 @@ def test_sss_preact_sizes_against_the_sss_paper(name: str) -> None:
     assert (cost.params, cost.macs) == (params, macs)
     agree = (_published(params / 1e6, 1) == params_m, round(macs / 1e9, 2) == gmacs)
     assert agree == matches
-    if name in SSS_PUBLISHED_SPECS:
+    if name in SSS_PUBLISHED_SPECS:  # pruner.variant=<name>_sss_paper is that spec
         spec, params, macs = SSS_PUBLISHED_SPECS[name]
+        assert sss_target_spec(base, f"{name}_sss_paper") == _cut(base, spec)
         cost = spec_cost(_cut(base, spec), 224)
         assert (cost.params, cost.macs) == (params, macs)
         assert (_published(params / 1e6, 1), round(macs / 1e9, 2)) == (params_m, gmacs)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from conftest import compose_settings
+from conftest import CONF_DIR, compose_settings
+from hydra import compose, initialize_config_dir
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -16,6 +18,7 @@ from rethink.arch import ArchSpec, build, default_spec, spec_cost
 from rethink.arch.cost import count_params
 from rethink.arch.surgery import prunable_groups
 from rethink.pipeline.budget import stretch_stages
+from rethink.pipeline.jobs import sweep_jobs
 from rethink.pipeline.plan import build_plan
 from rethink.pruning.sss import blocks_to_keep, remove_blocks, sss_target_spec, with_branch_scale
 from rethink.pruning.sss_training import SSSPenalty, branch_scales, soft_threshold_
@@ -32,6 +35,9 @@ SSS_PREACT_TARGETS = {
     "resnet41": (25_351_080, 1.1782, 117, [35, 70, 105]),
     "resnet32": (14_261_928, 1.4508, 145, [43, 86, 129]),
     "resnet26": (14_915_496, 1.7949, 179, [53, 106, 159]),
+    # the SSS paper's own ResNet-32 / ResNet-26, with its published sizes (tests/test_arch_imagenet.py)
+    "resnet32_sss_paper": (18_654_120, 1.4516, 145, [43, 86, 129]),
+    "resnet26_sss_paper": (15_619_496, 1.7558, 175, [52, 104, 156]),
 }
 
 
@@ -256,7 +262,8 @@ def test_soft_threshold_and_penalty_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    "model, variant", [(m, v) for m in ("resnet50", "resnet50_preact") for v in sorted(SSS_TARGETS)]
+    "model, variant",
+    [("resnet50", v) for v in sorted(SSS_TARGETS)] + [("resnet50_preact", v) for v in sorted(SSS_PREACT_TARGETS)],
 )
 def test_sss_resnet50_targets(model: str, variant: str) -> None:
     params, ratio, epochs, milestones = (SSS_TARGETS if model == "resnet50" else SSS_PREACT_TARGETS)[variant]
@@ -282,7 +289,7 @@ def test_sss_errors() -> None:
     ):
         with pytest.raises(ValueError, match="sss needs residual blocks"):
             call()
-    with pytest.raises(ValueError, match="resnet26, resnet32, resnet41"):
+    with pytest.raises(ValueError, match="resnet26, resnet26_sss_paper, resnet32, resnet32_sss_paper, resnet41"):
         sss_target_spec(default_spec("resnet50", 1000), "resnet18")
     with pytest.raises(ValueError, match="resnet50"):
         sss_target_spec(default_spec("resnet34", 1000), "resnet41")
@@ -329,3 +336,24 @@ def test_the_sss_table_cuts_the_preact_resnet50(variant: str) -> None:
     pruning = plan["pruning"]
     assert pruning["requested"]["optimizer"] == "apg"
     assert ("SSS paper" in " ".join(pruning.get("notes", []))) == (variant != "resnet41")
+
+
+def test_the_sss_paper_nets_variant_sweeps_the_nets_with_the_published_sizes() -> None:
+    """+experiment/paper/variant=sss_paper_nets: ResNet-41 and the SSS paper's ResNet-32 / ResNet-26, whose params
+    (truncated to 0.1M, as the paper prints them) and GMACs are 25.3M / 3.47, 18.6M / 2.82, 15.6M / 2.33."""
+    overrides = ("experiment=paper/sss_imagenet", "+experiment/paper/variant=sss_paper_nets")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        jobs = sweep_jobs(compose(config_name="config", overrides=list(overrides), return_hydra_config=True))
+    variants = [job for job in jobs if "schedule=scratch_e" in job]
+    sizes = {}
+    for job in variants:
+        plan = build_plan(compose_settings(*job, "dry_run=true")).to_dict()
+        pruned = plan["models"]["pruned"]
+        sizes[plan["pruning"]["requested"]["variant"]] = (
+            math.floor(pruned["params"] / 1e5) / 10,
+            pruned["flops"]["macs"],
+        )
+    assert len(jobs) == 6
+    assert {v: (p, round(macs / 1e9, 2)) for v, (p, macs) in sizes.items()} == {
+        "resnet41": (25.3, 3.47), "resnet32_sss_paper": (18.6, 2.82), "resnet26_sss_paper": (15.6, 2.33)
+    }  # fmt: skip

@@ -21,7 +21,8 @@ stage (its output is its input: post-ReLU in a post-activation ResNet, no ReLU a
 pre-activation one); a removed block whose shortcut downsamples keeps the shortcut only (``inner`` 0 in
 ``cifar_resnet``, ``[]`` in ``resnet_imagenet`` and ``preresnet_imagenet``).
 
-*Predefined targets*: :func:`sss_target_spec` gives the paper's ResNet-41/32/26 (pruned ResNet-50s).
+*Predefined targets*: :func:`sss_target_spec` gives the paper's ResNet-41/32/26 (pruned ResNet-50s), as the reference
+README specifies them and (ResNet-32/26) as the SSS paper's published sizes do.
 """
 
 from __future__ import annotations
@@ -43,23 +44,34 @@ from rethink.pruning.sss_training import SSSAPG, SSSPenalty, branch_scales
 from rethink.settings.typed import NonNegativeFloat
 
 # Per stage (a, b): a = residual branches kept in the stage, b = whether the first block's branch is one of them
-# (if not, that block keeps only its projection shortcut). docs/protocol.md#sss.
+# (if not, that block keeps only its projection shortcut). docs/protocol.md#sss. resnet41/32/26 are the reference
+# README's (the nets the rethinking authors trained: the table's Scratch-E/B); its ResNet-32 and ResNet-26 are not the
+# SSS paper's (whose Fine-tuned numbers the table shows): the *_sss_paper specs have the SSS paper's published sizes.
 SSS_VARIANTS: dict[str, tuple[tuple[int, bool], ...]] = {
     "resnet41": ((0, False), (4, True), (6, True), (3, True)),
     "resnet32": ((1, False), (4, True), (4, True), (1, True)),
     "resnet26": ((0, False), (2, False), (5, False), (1, True)),
+    "resnet32_sss_paper": ((0, False), (4, True), (4, True), (2, True)),
+    "resnet26_sss_paper": ((0, False), (1, False), (6, True), (1, True)),
 }
 
-
-# The reference README's ResNet-32 / ResNet-26 are not the nets of the SSS paper's table (docs/protocol.md#sss).
-PUBLISHED_MISMATCH = {
+# Where a variant's sizes and the SSS paper's part (docs/protocol.md#sss): the note every result of it carries.
+VARIANT_NOTES = {
     "resnet32": (
         "the reference README's ResNet-32 (1,F)(4,T)(4,T)(1,T) has 14.3M params, the SSS paper's ResNet-32 18.6M "
-        "(the same 2.82 GMACs); (0,F)(4,T)(4,T)(2,T) has both (18.65M on resnet50_preact)"
+        "(the same 2.82 GMACs); pruner.variant=resnet32_sss_paper (0,F)(4,T)(4,T)(2,T) has both"
     ),
     "resnet26": (
         "the reference README's ResNet-26 (0,F)(2,F)(5,F)(1,T) has 14.9M params and 2.28 GMACs, the SSS paper's "
-        "ResNet-26 15.6M and 2.33 GMACs; (0,F)(1,F)(6,T)(1,T) has both (15.62M, 2.33 GMACs on resnet50_preact)"
+        "ResNet-26 15.6M and 2.33 GMACs; pruner.variant=resnet26_sss_paper (0,F)(1,F)(6,T)(1,T) has both"
+    ),
+    "resnet32_sss_paper": (
+        "the SSS paper's ResNet-32 by its published sizes (18.6M params, 2.82 GMACs): (0,F)(4,T)(4,T)(2,T); the "
+        "rethinking authors trained the reference README's pruner.variant=resnet32 (14.3M)"
+    ),
+    "resnet26_sss_paper": (
+        "the SSS paper's ResNet-26 by its published sizes (15.6M params, 2.33 GMACs): (0,F)(1,F)(6,T)(1,T); the "
+        "rethinking authors trained the reference README's pruner.variant=resnet26 (14.9M)"
     ),
 }
 
@@ -134,7 +146,7 @@ def remove_blocks(model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool
 
 
 def sss_target_spec(spec: ArchSpec, variant: str) -> ArchSpec:
-    """The paper's pruned ResNet-50 ``variant`` ("resnet41", "resnet32", "resnet26"; docs/protocol.md#sss) of ``spec``.
+    """The pruned ResNet-50 ``variant`` (a key of :data:`SSS_VARIANTS`; docs/protocol.md#sss) of ``spec``.
 
     ``spec`` must be a (possibly width-scaled) bottleneck ResNet-50 (``resnet50`` or ``resnet50_preact``) with every
     branch. Per stage (a, b): with b the
@@ -205,7 +217,7 @@ class SSS(Pruner):
 
     def notes(self) -> list[str]:
         variant = self.settings.variant
-        return [PUBLISHED_MISMATCH[variant]] if variant in PUBLISHED_MISMATCH else []
+        return [VARIANT_NOTES[variant]] if variant in VARIANT_NOTES else []
 
     def decide(self, context: PruneContext) -> Decision:
         blocks = blocks_to_keep(context.model, context.spec, self.settings.threshold)
