@@ -102,9 +102,8 @@ def test_the_totals_are_the_compute_the_table_header_states(name: str) -> None:
         # slimming's VGG-19 / CIFAR-100 and VGG-16 / CIFAR-10, 5 seeds (the quick sweep plans its cells by default)
         pytest.param("figure3_guided", 2 * 5, marks=pytest.mark.slow),
         pytest.param("figure3_slimming", 2 * 3 * 5, marks=pytest.mark.slow),  # 360 cells: about a minute
-        pytest.param("figure3_weight_level", 2 * 3 * 5, marks=pytest.mark.slow),  # 600 cells
-        # VGG-19-BN / CIFAR-100 and its guiding VGG-16 / CIFAR-10, 5 seeds (50 cells)
-        pytest.param("figure3_weight_level_transferred", 2 * 5, marks=pytest.mark.slow),
+        # 650 cells; the union's transfer adds VGG-16 / CIFAR-10's large models (its source), 5 seeds
+        pytest.param("figure3_weight_level", (2 * 3 + 1) * 5, marks=pytest.mark.slow),
     ],
 )
 def test_figure3_sweeps_plan_every_cell_and_count_each_large_model_once(name: str, models_seeds: int) -> None:

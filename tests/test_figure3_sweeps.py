@@ -22,13 +22,8 @@ SWEEPS = {
     "figure3_slimming": ("channels", {"automatic", "uniform"}, {"automatic": "automatic"}),
     "figure3_weight_level": (
         "weights",
-        {"automatic", "uniform", "guided"},
-        {"automatic": "automatic", "guided": "guided"},
-    ),
-    "figure3_weight_level_transferred": (
-        "weights",
-        {"uniform", "transferred guided"},
-        {"transferred guided": "transferred guided from vgg16"},
+        {"automatic", "uniform", "guided", "transferred guided"},
+        {"automatic": "automatic", "guided": "guided", "transferred guided": "transferred guided from vgg16"},
     ),
 }
 
@@ -41,7 +36,6 @@ SWEEPS = {
         pytest.param("figure3_guided", (), marks=pytest.mark.slow),
         pytest.param("figure3_slimming", (), marks=pytest.mark.slow),
         pytest.param("figure3_weight_level", (), marks=pytest.mark.slow),
-        pytest.param("figure3_weight_level_transferred", (), marks=pytest.mark.slow),
     ],
 )
 def test_quick_figure3_sweep_draws_its_curves(name: str, overrides: tuple[str, ...], tmp_path: Path) -> None:
@@ -66,7 +60,7 @@ def test_quick_figure3_sweep_draws_its_curves(name: str, overrides: tuple[str, .
             s for r in found if r["cell"]["pruner"] in ("guided", "uniform") for s in r["stages"] if "source" in s
         ]
         assert {s["source"]["model"] for s in sourced} == {"vgg19", "vgg16"}
-    if name == "figure3_weight_level_transferred":  # both methods follow the VGG-16 cells' global magnitude decisions
+    if name == "figure3_weight_level":  # the union's transfer: both methods follow VGG-16's global magnitude decisions
         sourced = [(r["cell"]["pruner"], s["source"]["model"]) for r in found for s in r["stages"] if "source" in s]
         assert {pruner for pruner, _ in sourced} == {"guided_sparsity", "uniform_sparsity"}
         assert {model for _, model in sourced} == {"vgg16"}

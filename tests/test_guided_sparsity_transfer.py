@@ -106,12 +106,15 @@ def test_a_source_with_other_stages_is_refused_before_training(pruner: str) -> N
         build_plan(compose_settings(*overrides, "pruner.source.model=vgg16", "pruner.source.dataset=cifar10"))
 
 
-def test_the_transferred_sweep_lists_its_cells_guided_by_vgg16_on_cifar10() -> None:
-    name = "experiment=paper/figure3_weight_level_transferred"
+def test_the_weight_level_sweep_lists_the_cells_guided_by_vgg16_on_cifar10() -> None:
+    """experiment=paper/figure3_weight_level: after its 600 cells, its union's 50 transferred guided sparsification
+    cells and their uniform controls (VGG-19-BN on CIFAR-100, 5 ratios, 5 seeds)."""
+    name = "experiment=paper/figure3_weight_level"
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         jobs = sweep_jobs(compose(config_name="config", overrides=[name], return_hydra_config=True))
-    assert len(jobs) == 2 * 5 * 5
-    plans = [build_plan(compose_settings(name, *job)) for job in jobs if "seed=1" in job]
+    assert len(jobs) == 600 + 2 * 5 * 5
+    assert not any("transferred" in override for job in jobs[:600] for override in job)
+    plans = [build_plan(compose_settings(name, *job)) for job in jobs[600:] if "seed=1" in job]
     cells = {(p.pruner.name, p.pruner.settings.ratio): p for p in plans}
     ratios = (0.3, 0.5, 0.7, 0.8, 0.9)
     assert sorted(cells) == sorted((pruner, r) for pruner in ("guided_sparsity", "uniform_sparsity") for r in ratios)

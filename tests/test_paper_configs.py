@@ -54,13 +54,12 @@ EXPECTED_CELLS = {
     "regression_imagenet": 2 * 3,
     "figure3_slimming": 2 * 3 * 2 * 6 * 5,
     "figure3_guided": 6 * 6 * 5,
-    "figure3_weight_level": 2 * 3 * 4 * 5 * 5,
-    "figure3_weight_level_transferred": 2 * 5 * 5,
+    "figure3_weight_level": 2 * 3 * 4 * 5 * 5 + 2 * 5 * 5,  # and the union's transferred guided sparsification
     "detection_voc": 2 * 5,
 }
 # Figure 3's miniatures keep every method but fewer models and ratios, on the synthetic data set; transferred guided
 # pruning and sparsification (from VGG-16 on CIFAR-10) are guided from VGG-16 on the same synthetic data there
-FIGURE3 = {"figure3_slimming", "figure3_guided", "figure3_weight_level", "figure3_weight_level_transferred"}
+FIGURE3 = {"figure3_slimming", "figure3_guided", "figure3_weight_level"}
 STANDS_IN = {
     "guided_from_vgg16": "transferred_guided",
     "uniform_guided_from_vgg16": "uniform_transferred_guided",
@@ -124,7 +123,9 @@ def test_table_config_composes_and_expands(name: str) -> None:
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     assert cfg.hydra.sweep.dir == f"multirun_outputs/paper/{name}/default"  # stable: run again, it continues
     axes = sweep_axes(cfg)
-    assert len(list(itertools.product(*axes.values()))) == EXPECTED_CELLS[name]
+    assert len(sweep_jobs(cfg)) == EXPECTED_CELLS[name]  # the product of the axes, and a union's further products
+    if OmegaConf.select(cfg, "hydra.sweeper.union") is None:
+        assert len(list(itertools.product(*axes.values()))) == EXPECTED_CELLS[name]
     imagenet = cfg.dataset.name == "imagenet"
     assert axes["seed"] == (["seed=1"] if imagenet else [f"seed={s}" for s in range(1, 6)])
     header = (PAPER / f"{name}.yaml").read_text()
@@ -163,6 +164,10 @@ def test_quick_variant_has_the_same_cells_in_miniature(name: str) -> None:
         for key, values in quick_axes.items():
             assert {QUICK_STANDS_IN.get(v, v) for v in values} <= set(full_axes[key]), key
         assert [QUICK_STANDS_IN.get(v, v) for v in quick_axes[METHOD_KEY]] == full_axes[METHOD_KEY]
+        full_union, quick_union = (OmegaConf.select(c, "hydra.sweeper.union") or [] for c in (full, quick))
+        assert [STANDS_IN.get(m, m) for e in quick_union for m in e[METHOD_KEY].split(",")] == [
+            m for e in full_union for m in e[METHOD_KEY].split(",")
+        ]  # the same further products (the quick one on the synthetic data of its own axes)
     else:
         assert quick_axes == full_axes
     assert quick.dataset.name == "synthetic" and quick.trainer.accelerator == "cpu"
