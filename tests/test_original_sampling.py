@@ -162,13 +162,20 @@ def test_the_multi_branch_target_lowers_the_block_output_error() -> None:
     assert all(on < 0.985 * off for on, off in zip(errors[True], errors[False])), errors
 
 
-def test_multi_branch_needs_residual_blocks() -> None:
-    message = "pruner.multi_branch=true needs residual blocks: family 'cifar_vgg' declares no"
+@pytest.mark.parametrize(
+    "data, model, message",
+    [
+        ("synthetic", "vgg16", "pruner.multi_branch=true needs residual blocks: family 'cifar_vgg' declares no"),
+        # pre-activation blocks end in a conv, not in the BN the shortcut's error is mapped through: refused at plan
+        ("synthetic", "preresnet164", "block 'layer1.0' of family 'cifar_preresnet' ends its branch in 'conv3'"),
+    ],
+)
+def test_multi_branch_needs_post_activation_residual_blocks(data: str, model: str, message: str) -> None:
     with pytest.raises(UserError, match=re.escape(message)):
         build_plan(
             compose_settings(
-                "dataset=synthetic", "model=vgg16", "pruner=regression", "pruner.ratio=0.5",
-                "pruner.multi_branch=true", "schedule=finetune",
+                f"dataset={data}", f"model={model}", "pruner=regression", "pruner.ratio=0.5",
+                "pruner.multi_branch=true", "schedule=finetune", "dry_run=true",
             )
         )  # fmt: skip
 

@@ -20,6 +20,7 @@ from rethink.arch.surgery import prunable_groups
 from rethink.pipeline.budget import stretch_stages
 from rethink.pipeline.jobs import sweep_jobs
 from rethink.pipeline.plan import build_plan
+from rethink.pruning.naming import pruned_setting, setting_label
 from rethink.pruning.sss import blocks_to_keep, remove_blocks, sss_target_spec, with_branch_scale
 from rethink.pruning.sss_training import SSSPenalty, branch_scales, soft_threshold_
 from rethink.pruning.targets import prunable_convs
@@ -357,3 +358,16 @@ def test_the_sss_paper_nets_variant_sweeps_the_nets_with_the_published_sizes() -
     assert {v: (p, round(macs / 1e9, 2)) for v, (p, macs) in sizes.items()} == {
         "resnet41": (25.3, 3.47), "resnet32_sss_paper": (18.6, 2.82), "resnet26_sss_paper": (15.6, 2.33)
     }  # fmt: skip
+
+
+def test_the_factors_optimizer_names_the_row_unless_it_is_the_papers() -> None:
+    """APG and proximal SGD results of one variant are two report rows; APG rows (and results older than the option)
+    keep the published numbers' key."""
+    apg, older = {"variant": "resnet41", "optimizer": "apg"}, {"variant": "resnet41"}
+    sgd = {"variant": "resnet41", "optimizer": "proximal_sgd"}
+    assert pruned_setting({"cell": {"pruner": "sss"}, "pruning": {"requested": apg}}) == {"variant": "resnet41"}
+    assert pruned_setting({"cell": {"pruner": "sss"}, "pruning": {"requested": older}}) == {"variant": "resnet41"}
+    setting = pruned_setting({"cell": {"pruner": "sss"}, "pruning": {"requested": sgd}})
+    assert setting == sgd and setting_label(setting) == "resnet41 (optimizer=proximal_sgd)"
+    automatic = {"gamma": 0.01, "threshold": 0.0, "optimizer": "proximal_sgd"}
+    assert pruned_setting({"cell": {"pruner": "sss"}, "pruning": {"requested": automatic}}) == automatic

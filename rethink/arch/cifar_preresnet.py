@@ -186,7 +186,7 @@ def _blocks(spec: ArchSpec) -> list[list[Block]]:
         out, stage = planes * config["expansion"], []
         for b in range(count):
             downsamples = (s > 0 and b == 0) or inplanes != out
-            stage.append(Block(s, b, bool(next(widths)), downsamples, "bn3"))
+            stage.append(Block(s, b, bool(next(widths)), downsamples, "bn3", last_layer="conv3"))
             inplanes = out
         stages.append(stage)
     return stages

@@ -151,7 +151,7 @@ class Block:
     has_branch: bool
     downsamples: bool  # shortcut is not the identity (option-A pad/pool or a projection)
     last_bn: str  # the branch's last BN, relative to the block ("bn2" basic, "bn3" bottleneck)
-    factor_layer: str | None = None  # the layer an SSS branch factor folds into (weight, bias if any); None: last_bn
+    last_layer: str | None = None  # the branch's last layer (an SSS factor folds into it), None: last_bn
 
     @property
     def path(self) -> str:

@@ -128,7 +128,7 @@ def build_preresnet(spec: ArchSpec) -> nn.Module:
 
 def _blocks(spec: ArchSpec) -> list[list[Block]]:
     _check(spec.config)
-    return residual_blocks_of(spec.config, "bn3", factor_layer="conv3")
+    return residual_blocks_of(spec.config, "bn3", last_layer="conv3")
 
 
 def resnet50_preact_spec(num_classes: int, **options: Any) -> ArchSpec:

@@ -246,8 +246,8 @@ def filter_numbering(config: dict[str, Any]) -> list[NumberedConv]:
     return convs
 
 
-def residual_blocks_of(config: dict[str, Any], last_bn: str, factor_layer: str | None = None) -> list[list[Block]]:
-    """The residual blocks of an ImageNet ResNet config per stage (``last_bn`` / ``factor_layer``: see
+def residual_blocks_of(config: dict[str, Any], last_bn: str, last_layer: str | None = None) -> list[list[Block]]:
+    """The residual blocks of an ImageNet ResNet config per stage (``last_bn`` / ``last_layer``: see
     :class:`~rethink.arch.family.Block`)."""
     in_width, stages = config["stem_width"], []
     for s, (blocks, out_width, stride) in enumerate(
@@ -256,7 +256,7 @@ def residual_blocks_of(config: dict[str, Any], last_bn: str, factor_layer: str |
         stage = []
         for b, inner in enumerate(blocks):
             downsamples = (stride if b == 0 else 1) != 1 or in_width != out_width
-            stage.append(Block(s, b, bool(inner), downsamples, last_bn, factor_layer=factor_layer))
+            stage.append(Block(s, b, bool(inner), downsamples, last_bn, last_layer=last_layer))
             in_width = out_width
         stages.append(stage)
     return stages

@@ -112,6 +112,14 @@ class Regression(LayerwisePruner):
         if not self.settings.multi_branch:
             return {}
         blocks = residual_declaration(spec, "pruner.multi_branch=true").blocks(spec)
+        ending = next((b for stage in blocks for b in stage if b.has_branch and b.last_layer is not None), None)
+        if ending is not None:
+            raise ValueError(
+                f"pruner.multi_branch=true maps the shortcut's error back through each block's last BN, but block "
+                f"'{ending.path}' of family '{spec.family}' ends its branch in '{ending.last_layer}' after "
+                f"'{ending.last_bn}' (a pre-activation block); use a post-activation ResNet (e.g. model=resnet50) "
+                "or pruner.multi_branch=false"
+            )
         return {
             f"{block.path}.conv{block.last_bn.removeprefix('bn')}": Branch(block.path, block.last_bn)
             for stage in blocks

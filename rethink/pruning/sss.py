@@ -15,7 +15,7 @@ proximal gradient (``apg``, :class:`SSSAPG`: factors clamped at 0, no weight dec
 
 *Pruning*: :func:`blocks_to_keep` reads the factors (kept iff ``|lambda| > threshold``), :func:`remove_blocks` builds
 the pruned spec and a model carrying the kept weights, with each kept factor folded into its branch's last BN
-(weight and bias times lambda) or the layer its family names (``Block.factor_layer``: the pre-activation conv3), so
+(weight and bias times lambda) or the layer its family names (``Block.last_layer``: the pre-activation conv3), so
 the pruned model computes what the scaled one did. A removed block whose shortcut is the identity is dropped from its
 stage (its output is its input: post-ReLU in a post-activation ResNet, no ReLU after the addition in a
 pre-activation one); a removed block whose shortcut downsamples keeps the shortcut only (``inner`` 0 in
@@ -135,7 +135,7 @@ def remove_blocks(model: nn.Module, spec: ArchSpec, keep: Sequence[Sequence[bool
         for new_path, block in old_of_new.items():
             if block.path in scales and keep[block.stage][block.index]:  # kept branch with a factor: fold it
                 factor = scales[block.path].detach()
-                layer = pruned.get_submodule(f"{new_path}.{block.factor_layer or block.last_bn}")
+                layer = pruned.get_submodule(f"{new_path}.{block.last_layer or block.last_bn}")
                 layer.weight.mul_(factor.to(layer.weight))
                 if layer.bias is not None:
                     layer.bias.mul_(factor.to(layer.bias))
@@ -231,6 +231,8 @@ class SSS(Pruner):
 
     @classmethod
     def row_setting(cls, requested: dict[str, Any]) -> dict[str, Any]:
+        # the factors' optimizer names the row unless it is the paper's APG (results older than it record none)
+        optimizer = {"optimizer": requested["optimizer"]} if requested.get("optimizer", "apg") != "apg" else {}
         if requested.get("variant"):
-            return {"variant": str(requested["variant"])}
-        return {k: requested[k] for k in ("gamma", "threshold") if requested.get(k) is not None}
+            return {"variant": str(requested["variant"]), **optimizer}
+        return {k: requested[k] for k in ("gamma", "threshold") if requested.get(k) is not None} | optimizer
