@@ -53,9 +53,10 @@ def union_jobs(
     given = _axes(task)
     parts = [{**_axes(params), **given}]
     for entry in union:
-        axes = {**_axes(params), **_axes(entry)}
+        replaced = _axes(entry)
+        axes = {**_axes(params), **replaced}
         for key, (spelling, values) in given.items():
-            if key in axes and key in _axes(entry):
+            if key in replaced:
                 axes[key] = (axes[key][0], [v for v in axes[key][1] if v in values])
             else:
                 axes[key] = (spelling, values)
