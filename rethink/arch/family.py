@@ -217,6 +217,17 @@ class Family:
         return [name for name in needed if not offered[name]]
 
 
+def check_widths(widths: Mapping[str, int], full: Mapping[str, int], owner: str) -> None:
+    """ValueError unless every group ``widths`` names is one of ``owner``'s (``full``: name -> width) and its width is
+    an integer in [1, that width]."""
+    unknown = sorted(set(widths) - set(full))
+    if unknown:
+        raise ValueError(f"unknown channel group(s) {unknown} of {owner}")
+    for name, k in widths.items():
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= full[name]:
+            raise ValueError(f"group '{name}': width must be an integer in [1, {full[name]}], got {k!r}")
+
+
 def config_get(config: Config, path: ConfigPath) -> Any:
     """The entry of a (nested) spec config at ``path``."""
     for key in path:

@@ -19,7 +19,15 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from rethink.arch.family import Block, ChannelGroup, GroupSlot, ResidualBlocks, config_get, config_put
+from rethink.arch.family import (
+    Block,
+    ChannelGroup,
+    GroupSlot,
+    ResidualBlocks,
+    check_widths,
+    config_get,
+    config_put,
+)
 from rethink.arch.registry import build, family_of
 from rethink.arch.spec import ArchSpec
 
@@ -149,14 +157,10 @@ def with_group_widths(spec: ArchSpec, widths: Mapping[str, int]) -> ArchSpec:
     if surgery is not None:
         return surgery.with_widths(spec, widths)
     slots = {slot.group.name: slot for slot in group_slots(spec)}
-    unknown = sorted(set(widths) - set(slots))
-    if unknown:
-        raise ValueError(f"unknown channel group(s) {unknown} for {spec.family}")
+    check_widths(widths, {name: slot.group.width for name, slot in slots.items()}, spec.family)
     config = copy.deepcopy(spec.config)
     for name, k in widths.items():
         slot = slots[name]
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= slot.group.width:
-            raise ValueError(f"group '{name}': width must be an integer in [1, {slot.group.width}], got {k!r}")
         if slot.width_path is not None:
             config_put(config, slot.width_path, k)
         if slot.selection_path is not None:

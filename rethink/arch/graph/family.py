@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from rethink.arch.family import ChannelGroup, Family
+from rethink.arch.family import ChannelGroup, Family, check_widths
 from rethink.arch.flop_counter import torch_cost
 from rethink.arch.graph.groups import GraphGroup, graph_groups, prune_channels, zero_channels
 from rethink.arch.graph.init import init_rule, initialise
@@ -138,14 +138,7 @@ class GraphSurgery:
         return masked
 
     def with_widths(self, spec: ArchSpec, widths: Mapping[str, int]) -> ArchSpec:
-        full = {g.name: g.width for g in _groups(spec)}
-        for name, k in widths.items():
-            if name not in full:
-                raise ValueError(f"unknown channel group {name!r} of {spec.config['arch']}")
-            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= spec.config["widths"][name]:
-                raise ValueError(
-                    f"group '{name}': width must be an integer in [1, {spec.config['widths'][name]}], got {k!r}"
-                )
+        check_widths(widths, {g.name: spec.config["widths"][g.name] for g in _groups(spec)}, spec.config["arch"])
         return spec.replace_config(widths={**spec.config["widths"], **widths})
 
 
