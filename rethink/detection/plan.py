@@ -116,7 +116,7 @@ def _classification_config(settings: Settings) -> dict[str, Any]:
 def _prune_in_detector(settings: Settings, large: ArchSpec) -> tuple[Pruner, ArchSpec]:
     """prune_d's pruner and its target (checked as any cell's: :func:`configured_pruner`), refused when it cannot
     decide on a detector's backbone."""
-    pruner, _, target = configured_pruner(settings, large)
+    pruner, _, target, _ = configured_pruner(settings, large)
     needs = pruner.requirements()
     problem = None
     if not pruner.prunes:

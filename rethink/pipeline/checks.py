@@ -5,6 +5,7 @@ fit. Each raises :class:`UserError` naming the bad value and the fix."""
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from rethink.arch import MODELS, ArchSpec, UnknownModelError, default_spec, family_of, model_info, spec_cost
 from rethink.arch.family import DECLARATIONS
@@ -50,7 +51,16 @@ def large_spec(settings: Settings) -> ArchSpec:
     return spec
 
 
-def configured_pruner(settings: Settings, large: ArchSpec) -> tuple[Pruner, ArchSpec, ArchSpec | None]:
+class ConfiguredPruner(NamedTuple):
+    """A cell's pruner, checked against its model: the large spec it trains and its predefined target."""
+
+    pruner: Pruner
+    large: ArchSpec
+    target: ArchSpec | None  # aligned by pruner.round_to; None when training decides
+    requested: ArchSpec | None  # the target before that alignment
+
+
+def configured_pruner(settings: Settings, large: ArchSpec) -> ConfiguredPruner:
     """The pruner for this model (checked against what its family declares), the large spec it trains, and its
     predefined target (None when training decides)."""
     pruner, model = create(settings.pruner, settings.model.name), settings.model.name
@@ -65,8 +75,9 @@ def configured_pruner(settings: Settings, large: ArchSpec) -> tuple[Pruner, Arch
         pruner.check(large)
         prepared = pruner.prepare(large)
         if not pruner.requirements().predefined_target:
-            return pruner, prepared, None
-        return pruner, prepared, pruner.align(prepared, pruner.target(prepared))
+            return ConfiguredPruner(pruner, prepared, None, None)
+        requested = pruner.target(prepared)
+        return ConfiguredPruner(pruner, prepared, pruner.align(prepared, requested), requested)
     except ValueError as exc:
         raise UserError(f"pruner={pruner.name} with model '{model}': {exc}. Fix the pruner.* overrides.") from None
 

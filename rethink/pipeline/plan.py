@@ -66,6 +66,7 @@ class CellPlan:
     pruner: Pruner
     large: ArchSpec
     pruned: ArchSpec | None
+    requested_target: ArchSpec | None  # the predefined target before pruner.round_to aligned it (None: decided)
     input_size: int
     stages: tuple[StagePlan, ...]
     base_epochs: int  # the large model's epochs (Scratch-B: schedule.base_epochs)
@@ -162,8 +163,8 @@ class CellPlan:
             return {}
         if self.decided and "requested_widths" in self.decided:  # decided by training (slimming)
             return {"requested": self.decided["requested_widths"]}
-        if self.pruner.requirements().predefined_target:
-            return {"requested": group_widths(self.pruner.target(self.large))}
+        if self.requested_target is not None:
+            return {"requested": group_widths(self.requested_target)}
         return {}
 
     def imported(self) -> dict[str, Any] | None:
@@ -285,7 +286,7 @@ def build_plan(settings: Settings) -> CellPlan:
     """Plan the cell of ``settings``; raises :class:`UserError` on input that does not fit together."""
     schedule, model = settings.schedule, settings.model.name
     large = large_spec(settings)
-    pruner, large, target = configured_pruner(settings, large)
+    pruner, large, target, requested = configured_pruner(settings, large)
     baseline = schedule.init is None
     if (not pruner.prunes) != baseline:
         fix = (
@@ -312,6 +313,7 @@ def build_plan(settings: Settings) -> CellPlan:
         pruner=pruner,
         large=large,
         pruned=target,
+        requested_target=requested,
         input_size=settings.dataset.image_size,
         stages=(StagePlan("pretrain", "large", FRESH, pretrain),),
         base_epochs=getattr(schedule, "base_epochs", pretrain.epochs),
